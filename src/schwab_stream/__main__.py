@@ -1,0 +1,3 @@
+from schwab_stream.cli import main
+
+main()

@@ -1,0 +1,188 @@
+"""Settings from the environment and `.env` (read, never written).
+
+Every setting keeps the exact environment name users type, so the error for a bad value can name it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schwab_stream.errors import ConfigError
+
+#: Streamer services a user can subscribe to, in the order Schwab documents them.
+SUBSCRIBABLE_SERVICES: tuple[str, ...] = (
+    "LEVELONE_EQUITIES",
+    "LEVELONE_OPTIONS",
+    "LEVELONE_FUTURES",
+    "LEVELONE_FUTURES_OPTIONS",
+    "LEVELONE_FOREX",
+    "NYSE_BOOK",
+    "NASDAQ_BOOK",
+    "OPTIONS_BOOK",
+    "CHART_EQUITY",
+    "CHART_FUTURES",
+    "SCREENER_EQUITY",
+    "SCREENER_OPTION",
+)
+
+DEFAULT_TOKEN_PATH = Path("~/.config/schwab-stream/token.json")
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """All knobs of schwab-stream; see `.env.example` for the documented list."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # --- Schwab app and OAuth -------------------------------------------------------------
+    app_key: str = Field("", validation_alias=_env("SCHWAB_APP_KEY"))
+    app_secret: SecretStr = Field(SecretStr(""), validation_alias=_env("SCHWAB_APP_SECRET"))
+    callback_url: str = Field(
+        "https://127.0.0.1:8182", validation_alias=_env("SCHWAB_CALLBACK_URL")
+    )
+    token_path: Path = Field(DEFAULT_TOKEN_PATH, validation_alias=_env("SCHWAB_TOKEN_PATH"))
+    api_base_url: str = Field(
+        "https://api.schwabapi.com", validation_alias=_env("SCHWAB_API_BASE_URL")
+    )
+    token_refresh_margin: float = Field(
+        300.0, ge=0, le=1700, validation_alias=_env("SCHWAB_TOKEN_REFRESH_MARGIN")
+    )
+    expiry_hook: str = Field("", validation_alias=_env("SCHWAB_EXPIRY_HOOK"))
+
+    # --- Redis ----------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    redis_prefix: str = Field("schwab", min_length=1, validation_alias=_env("SCHWAB_REDIS_PREFIX"))
+    stream_maxlen: int = Field(100_000, ge=100, validation_alias=_env("SCHWAB_STREAM_MAXLEN"))
+    pubsub_mirror: bool = Field(False, validation_alias=_env("SCHWAB_PUBSUB_MIRROR"))
+    queue_size: int = Field(100_000, ge=100, validation_alias=_env("SCHWAB_QUEUE_SIZE"))
+
+    # --- Streaming ------------------------------------------------------------------------
+    watchdog_seconds: float = Field(45.0, gt=0, validation_alias=_env("SCHWAB_WATCHDOG_SECONDS"))
+    command_timeout: float = Field(10.0, gt=0, validation_alias=_env("SCHWAB_COMMAND_TIMEOUT"))
+    reconnect_max_delay: float = Field(
+        60.0, gt=0, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
+    )
+
+    # --- Operations -----------------------------------------------------------------------
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SCHWAB_METRICS_PORT"))
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", validation_alias=_env("SCHWAB_LOG_FORMAT")
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("SCHWAB_LOG_LEVEL")
+    )
+
+    # --- Subscriptions: comma-separated keys per service ----------------------------------
+    levelone_equities: str = Field("", validation_alias=_env("SCHWAB_LEVELONE_EQUITIES"))
+    levelone_options: str = Field("", validation_alias=_env("SCHWAB_LEVELONE_OPTIONS"))
+    levelone_futures: str = Field("", validation_alias=_env("SCHWAB_LEVELONE_FUTURES"))
+    levelone_futures_options: str = Field(
+        "", validation_alias=_env("SCHWAB_LEVELONE_FUTURES_OPTIONS")
+    )
+    levelone_forex: str = Field("", validation_alias=_env("SCHWAB_LEVELONE_FOREX"))
+    nyse_book: str = Field("", validation_alias=_env("SCHWAB_NYSE_BOOK"))
+    nasdaq_book: str = Field("", validation_alias=_env("SCHWAB_NASDAQ_BOOK"))
+    options_book: str = Field("", validation_alias=_env("SCHWAB_OPTIONS_BOOK"))
+    chart_equity: str = Field("", validation_alias=_env("SCHWAB_CHART_EQUITY"))
+    chart_futures: str = Field("", validation_alias=_env("SCHWAB_CHART_FUTURES"))
+    screener_equity: str = Field("", validation_alias=_env("SCHWAB_SCREENER_EQUITY"))
+    screener_option: str = Field("", validation_alias=_env("SCHWAB_SCREENER_OPTION"))
+    acct_activity: bool = Field(False, validation_alias=_env("SCHWAB_ACCT_ACTIVITY"))
+
+    @field_validator("api_base_url", "callback_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value.count("/") > 2 else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @property
+    def resolved_token_path(self) -> Path:
+        return self.token_path.expanduser()
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """Desired subscriptions from settings: service -> keys (upper case, no blanks)."""
+        subs: dict[str, list[str]] = {}
+        for service in SUBSCRIBABLE_SERVICES:
+            raw: str = getattr(self, service.lower())
+            keys = parse_keys(raw)
+            if keys:
+                subs[service] = keys
+        return subs
+
+
+def parse_keys(raw: str) -> list[str]:
+    """Split a comma-separated key list; keeps inner spaces (option symbols have them)."""
+    seen: dict[str, None] = {}
+    for part in raw.split(","):
+        key = part.strip().upper()
+        if key:
+            seen[key] = None
+    return list(seen)
+
+
+def parse_subscribe_option(values: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """Parse repeated `--subscribe SERVICE=KEYS` options."""
+    subs: dict[str, list[str]] = {}
+    for value in values:
+        service, sep, keys = value.partition("=")
+        service = service.strip().upper()
+        if not sep or service not in (*SUBSCRIBABLE_SERVICES, "ACCT_ACTIVITY"):
+            raise ConfigError(
+                f"--subscribe {value!r}: expected SERVICE=KEY1,KEY2 with SERVICE one of "
+                + ", ".join((*SUBSCRIBABLE_SERVICES, "ACCT_ACTIVITY"))
+            )
+        subs.setdefault(service, [])
+        for key in parse_keys(keys):
+            if key not in subs[service]:
+                subs[service].append(key)
+    return subs
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value becomes one ConfigError line per problem, naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = err.get("loc") or ("?",)
+            field = str(loc[0])
+            env_name = _ENV_NAMES.get(field, field.upper())
+            lines.append(f"{env_name}: {err.get('msg', 'invalid value')}")
+        raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+
+
+def _env_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            first = alias.choices[0]
+            names[name] = str(first)
+            names[str(first).lower()] = str(first)
+            names[str(first)] = str(first)
+    return names
+
+
+_ENV_NAMES = _env_names()

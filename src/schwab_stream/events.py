@@ -1,0 +1,136 @@
+"""The events we publish (contract v1): typed msgspec Structs, encoded once, straight to JSON bytes.
+
+Every event carries `v`, `type`, `service`, `symbol`, `seq`, `schwab_ts` and `recv_ns`; see
+docs/events.md for each field. Changing a field here changes the external contract: bump
+SCHEMA_VERSION and document it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class _Event(msgspec.Struct, tag_field="type"):
+    v: int = SCHEMA_VERSION
+    service: str = ""
+    symbol: str = ""
+    seq: int = 0
+    schwab_ts: int | None = None
+    recv_ns: int = 0
+
+
+class TickEvent(_Event, tag="tick"):
+    """A level-one update: the full merged quote plus the names of the fields this update changed."""
+
+    bid: float | None = None
+    ask: float | None = None
+    last: float | None = None
+    bid_size: float | None = None
+    ask_size: float | None = None
+    last_size: float | None = None
+    volume: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    mark: float | None = None
+    net_change: float | None = None
+    quote_time: int | None = None
+    trade_time: int | None = None
+    delayed: bool | None = None
+    snapshot: bool = False
+    changed: list[str] = msgspec.field(default_factory=list)
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Maker(msgspec.Struct, kw_only=True):
+    id: str
+    size: int
+    time_ms: int | None = None
+
+
+class Level(msgspec.Struct, kw_only=True):
+    price: float
+    size: int
+    count: int
+    makers: list[Maker] = msgspec.field(default_factory=list)
+
+
+class Level2Event(_Event, tag="level2"):
+    """A whole book snapshot for one symbol; it replaces the previous one."""
+
+    venue: str = ""
+    book_time: int | None = None
+    bids: list[Level] = msgspec.field(default_factory=list)
+    asks: list[Level] = msgspec.field(default_factory=list)
+
+
+class BarEvent(_Event, tag="bar"):
+    """A one-minute candle from CHART_EQUITY or CHART_FUTURES."""
+
+    start: int | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    volume: float | None = None
+    sequence: int | None = None
+
+
+class ScreenerItem(msgspec.Struct, kw_only=True):
+    symbol: str
+    description: str | None = None
+    last_price: float | None = None
+    net_change: float | None = None
+    net_percent_change: float | None = None
+    market_share: float | None = None
+    total_volume: float | None = None
+    volume: float | None = None
+    trades: float | None = None
+
+
+class ScreenerEvent(_Event, tag="screener"):
+    """A whole screener ranking (SCREENER_EQUITY / SCREENER_OPTION); `symbol` is the screener key."""
+
+    screener_ts: int | None = None
+    sort_field: str | None = None
+    frequency: int | None = None
+    items: list[ScreenerItem] = msgspec.field(default_factory=list)
+
+
+class AccountEvent(_Event, tag="account"):
+    """One ACCT_ACTIVITY message; `data` is field 3 decoded from its JSON string when it is JSON."""
+
+    account: str | None = None
+    message_type: str | None = None
+    data: Any = None
+    item_seq: int | None = None
+
+
+class StatusEvent(_Event, tag="status"):
+    """A lifecycle event of the bridge itself (connected, logged_in, gap, token_expiring, ...)."""
+
+    state: str = ""
+    detail: str = ""
+    code: int | None = None
+    info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+Event = TickEvent | Level2Event | BarEvent | ScreenerEvent | AccountEvent | StatusEvent
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event to the UTF-8 JSON stored in the stream entry's `data` field."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Decode a stream entry's `data` back into a typed event (for consumers and tests)."""
+    return _decoder.decode(data)
