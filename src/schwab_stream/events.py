@@ -24,7 +24,7 @@ class _Event(msgspec.Struct, tag_field="type"):
 
 
 class TickEvent(_Event, tag="tick"):
-    """A level-one update: the full merged quote plus the names of the fields this update changed."""
+    """A level-one update: the full merged quote plus the names of the fields it changed."""
 
     bid: float | None = None
     ask: float | None = None
@@ -94,7 +94,7 @@ class ScreenerItem(msgspec.Struct, kw_only=True):
 
 
 class ScreenerEvent(_Event, tag="screener"):
-    """A whole screener ranking (SCREENER_EQUITY / SCREENER_OPTION); `symbol` is the screener key."""
+    """A whole screener ranking (SCREENER_EQUITY / OPTION); `symbol` is the screener key."""
 
     screener_ts: int | None = None
     sort_field: str | None = None

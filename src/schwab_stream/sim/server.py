@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from schwab_stream.sim.tokens import TokenAuthority
+
 DEFAULT_APP_KEY = "sim-app-key"
 DEFAULT_APP_SECRET = "sim-app-secret"  # noqa: S105 - a documented default for a local simulator
 
@@ -45,12 +47,21 @@ class SimConfig:
 
 @dataclass
 class SimState:
-    """What the sides share: config and counters; each side hangs its own objects on `extra`."""
+    """What the sides share: config, counters, the token authority; sides add objects on `extra`."""
 
     config: SimConfig
     stats: Counter[str] = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
     base_url: str = ""
+    tokens: TokenAuthority = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenAuthority(self.config.access_ttl, self.config.refresh_ttl)
+
+    @property
+    def streamer_url(self) -> str:
+        """The websocket URL userPreference hands out (ws:// on loopback)."""
+        return "ws" + self.base_url.removeprefix("http") + "/ws"
 
 
 STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
