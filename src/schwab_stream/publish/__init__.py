@@ -1,0 +1,1 @@
+"""Publishing normalized events to Redis."""

@@ -1,0 +1,367 @@
+"""TradingEventPublisher: the bounded hand-off from the websocket reader to Redis Streams.
+
+The reader calls `submit()` and never waits; one task drains what accumulated while the previous
+batch was in flight into one pipeline (so a lone event goes out at once and a burst goes out in
+one round trip). When Redis is away or slow, quotes, books and screeners are conflated to the
+latest per stream, while bars, account activity and status events are all kept; on recovery the
+backlog goes out and a `gap` status event says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from schwab_stream.events import (
+    AccountEvent,
+    BarEvent,
+    Event,
+    Level2Event,
+    ScreenerEvent,
+    StatusEvent,
+    TickEvent,
+    encode_event,
+)
+
+log = logging.getLogger(__name__)
+
+#: Event types whose latest value is all a late reader needs: conflated under pressure.
+CONFLATABLE: tuple[type, ...] = (TickEvent, Level2Event, ScreenerEvent)
+#: Event types with a `latest:` key beside their stream.
+LATEST_TYPES = ("tick", "level2")
+
+_TYPE_NAMES: dict[type, str] = {
+    TickEvent: "tick",
+    Level2Event: "level2",
+    BarEvent: "bar",
+    ScreenerEvent: "screener",
+    AccountEvent: "account",
+    StatusEvent: "status",
+}
+
+
+class StreamKeys:
+    """The contract's Redis key names for one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.status = f"{prefix}:status"
+        self.account = f"{prefix}:account"
+        self.heartbeat = f"{prefix}:heartbeat"
+
+    def stream(self, event: Event) -> str:
+        kind = _TYPE_NAMES[type(event)]
+        if kind == "status":
+            return self.status
+        if kind == "account":
+            return self.account
+        return f"{self.prefix}:{kind}:{event.symbol}"
+
+    def latest(self, kind: str, symbol: str) -> str:
+        return f"{self.prefix}:latest:{kind}:{symbol}"
+
+    def pubsub(self, event: Event) -> str:
+        return f"{self.prefix}:pub:{_TYPE_NAMES[type(event)]}:{event.symbol}"
+
+
+@dataclass
+class PublisherStats:
+    """Plain counters the telemetry layer reads; no locking needed on one event loop."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    conflated: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    redis_errors: int = 0
+    #: (oldest, newest) receive-to-ack latency in ns of recent batches
+    latencies_ns: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=4096))
+
+    def latency_quantiles_ms(self) -> tuple[float, float] | None:
+        """p50 and p99 of recent batches' oldest-event latency, in milliseconds."""
+        if not self.latencies_ns:
+            return None
+        values = sorted(oldest for oldest, _ in self.latencies_ns)
+        p50 = values[len(values) // 2]
+        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+        return p50 / 1e6, p99 / 1e6
+
+
+@dataclass
+class _Gap:
+    started_ns: int
+    reason: str
+    conflated_at_start: int
+    dropped_at_start: int
+
+
+class TradingEventPublisher:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str = "schwab",
+        maxlen: int = 100_000,
+        queue_size: int = 100_000,
+        pubsub_mirror: bool = False,
+        heartbeat_ttl: float = 15.0,
+        on_batch: Callable[[list[Event], int], None] | None = None,
+        on_redis_state: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self.keys = StreamKeys(prefix)
+        self.maxlen = maxlen
+        self.queue_size = queue_size
+        self.hard_cap = queue_size * 10
+        self.pubsub_mirror = pubsub_mirror
+        self.heartbeat_ttl = heartbeat_ttl
+        self.on_batch = on_batch
+        self.on_redis_state = on_redis_state
+        self.stats = PublisherStats()
+        self.redis = aioredis.Redis.from_url(
+            redis_url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=0
+        )
+        self._pending: list[Event] = []
+        self._conflated: dict[str, Event] = {}
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._gap: _Gap | None = None
+        self._status_seq = 0
+        self._last_heartbeat = 0.0
+
+    # --- the reader's side (never awaits) ---------------------------------------------------
+
+    def submit(self, events: list[Event]) -> None:
+        """Queue events for publishing; conflates or drops (counted) instead of blocking."""
+        if not events:
+            return
+        pending = self._pending
+        if (
+            self._gap is None
+            and not self._conflated
+            and len(pending) + len(events) <= self.queue_size
+        ):
+            pending.extend(events)
+        else:
+            for event in events:
+                self._submit_under_pressure(event)
+        self._idle.clear()
+        self._wakeup.set()
+
+    def _submit_under_pressure(self, event: Event) -> None:
+        kind = _TYPE_NAMES[type(event)]
+        if isinstance(event, CONFLATABLE):
+            key = self.keys.stream(event)
+            if (
+                self._gap is not None
+                or key in self._conflated
+                or len(self._pending) >= self.queue_size
+            ):
+                if key in self._conflated:
+                    self.stats.conflated[kind] += 1
+                self._conflated[key] = event
+                return
+            self._pending.append(event)
+            return
+        if len(self._pending) >= self.hard_cap:
+            self.stats.dropped[kind] += 1
+            return
+        self._pending.append(event)
+
+    def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
+        """Publish a lifecycle event on the status stream (and log it once, here)."""
+        self._status_seq += 1
+        event = StatusEvent(
+            service="ADMIN",
+            symbol="",
+            seq=self._status_seq,
+            recv_ns=time.time_ns(),
+            state=state,
+            detail=detail,
+            code=code,
+            info=dict(info),
+        )
+        self.submit([event])
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending) + len(self._conflated)
+
+    # --- the publishing task ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drain the queue into Redis until `close()`; survives Redis outages."""
+        backoff = 0.05
+        while True:
+            if not self._pending and not self._conflated:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.heartbeat_ttl / 3)
+                if not self._pending and not self._conflated:
+                    await self._maybe_heartbeat(force=True)
+                    continue
+            batch = self._take_batch()
+            try:
+                await self._write(batch)
+            except (RedisError, OSError) as exc:
+                self.stats.redis_errors += 1
+                self._enter_gap(exc)
+                self._requeue(batch)
+                if self._closing and self._close_deadline_passed():
+                    return
+                delay = backoff * (0.5 + random.random())
+                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(delay)
+                continue
+            backoff = 0.05
+            if self._gap is not None:
+                self._leave_gap()
+
+    def _take_batch(self) -> list[Event]:
+        batch = self._pending
+        self._pending = []
+        if self._conflated:
+            batch.extend(self._conflated.values())
+            self._conflated = {}
+        return batch
+
+    def _requeue(self, batch: list[Event]) -> None:
+        """Put a failed batch back in front, then re-apply the pressure rules to everything."""
+        newer = self._pending
+        conflated = self._conflated
+        self._pending = []
+        self._conflated = {}
+        for event in batch:
+            self._submit_under_pressure(event)
+        for event in newer:
+            self._submit_under_pressure(event)
+        for event in conflated.values():
+            self._submit_under_pressure(event)
+
+    async def _write(self, batch: list[Event]) -> None:
+        keys = self.keys
+        maxlen = self.maxlen
+        pipe = self.redis.pipeline(transaction=False)
+        execute = pipe.execute_command
+        latest: dict[str, bytes] = {}
+        counts: Counter[str] = Counter()
+        oldest = newest = batch[0].recv_ns
+        for event in batch:
+            payload = encode_event(event)
+            kind = _TYPE_NAMES[type(event)]
+            stream = keys.stream(event)
+            execute("XADD", stream, "MAXLEN", "~", maxlen, "*", "data", payload)
+            if kind in LATEST_TYPES:
+                latest[keys.latest(kind, event.symbol)] = payload
+            if self.pubsub_mirror:
+                execute("PUBLISH", keys.pubsub(event), payload)
+            counts[kind] += 1
+            recv = event.recv_ns
+            if recv < oldest:
+                oldest = recv
+            elif recv > newest:
+                newest = recv
+        if latest:
+            execute("MSET", *[item for pair in latest.items() for item in pair])
+        await self._maybe_heartbeat(pipe=pipe)
+        await pipe.execute()
+        now = time.time_ns()
+        stats = self.stats
+        stats.batches += 1
+        stats.published.update(counts)
+        stats.latencies_ns.append((now - oldest, now - newest))
+        if self.on_batch is not None:
+            self.on_batch(batch, now)
+
+    async def _maybe_heartbeat(self, pipe: Pipeline | None = None, force: bool = False) -> None:
+        """Keep `PREFIX:heartbeat` alive with a TTL so readers can tell a dead bridge."""
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.heartbeat_ttl / 3:
+            return
+        value = str(time.time_ns() // 1_000_000)
+        ttl_ms = int(self.heartbeat_ttl * 1000)
+        if pipe is not None:
+            pipe.execute_command("SET", self.keys.heartbeat, value, "PX", ttl_ms)
+            self._last_heartbeat = now
+        elif force:
+            try:
+                await self.redis.set(self.keys.heartbeat, value, px=ttl_ms)
+                self._last_heartbeat = now
+            except (RedisError, OSError) as exc:
+                self._enter_gap(exc)
+
+    def _enter_gap(self, exc: BaseException) -> None:
+        if self._gap is not None:
+            return
+        reason = f"{type(exc).__name__}: {exc}"
+        self._gap = _Gap(
+            started_ns=time.time_ns(),
+            reason=reason,
+            conflated_at_start=sum(self.stats.conflated.values()),
+            dropped_at_start=sum(self.stats.dropped.values()),
+        )
+        log.error("redis unavailable, holding events (conflating quotes and books): %s", reason)
+        if self.on_redis_state is not None:
+            self.on_redis_state(False, reason)
+
+    def _leave_gap(self) -> None:
+        gap, self._gap = self._gap, None
+        assert gap is not None
+        conflated = sum(self.stats.conflated.values()) - gap.conflated_at_start
+        dropped = sum(self.stats.dropped.values()) - gap.dropped_at_start
+        seconds = (time.time_ns() - gap.started_ns) / 1e9
+        log.warning(
+            "redis back after %.1f s: %d events conflated, %d dropped during the gap",
+            seconds,
+            conflated,
+            dropped,
+        )
+        if self.on_redis_state is not None:
+            self.on_redis_state(True, "")
+        self.status(
+            "gap",
+            f"redis was unavailable for {seconds:.1f} s",
+            start_ns=gap.started_ns,
+            end_ns=time.time_ns(),
+            conflated=conflated,
+            dropped=dropped,
+            reason=gap.reason,
+        )
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    _close_by: float = 0.0
+
+    def _close_deadline_passed(self) -> bool:
+        return time.monotonic() >= self._close_by
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far reached Redis; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what we hold (bounded by `timeout`), then stop the task and the connection."""
+        self._closing = True
+        self._close_by = time.monotonic() + timeout
+        self._wakeup.set()
+        flushed = await self.flush(timeout)
+        if not flushed:
+            lost = self.depth
+            log.error("closing with %d events not written to redis", lost)
+        await self.redis.aclose()

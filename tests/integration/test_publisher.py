@@ -1,0 +1,115 @@
+"""The publisher against a real redis-server: keys, batching, and a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from schwab_stream.embedded_redis import EmbeddedRedis
+from schwab_stream.events import (
+    AccountEvent,
+    BarEvent,
+    Level2Event,
+    StatusEvent,
+    TickEvent,
+    decode_event,
+)
+from schwab_stream.publish.redis import TradingEventPublisher
+
+
+def tick(symbol: str, seq: int, last: float) -> TickEvent:
+    return TickEvent(
+        service="LEVELONE_EQUITIES",
+        symbol=symbol,
+        seq=seq,
+        recv_ns=time.time_ns(),
+        last=last,
+        changed=["last"],
+    )
+
+
+def bar(symbol: str, seq: int) -> BarEvent:
+    return BarEvent(service="CHART_EQUITY", symbol=symbol, seq=seq, recv_ns=time.time_ns())
+
+
+async def read_stream(client: aioredis.Redis, key: str) -> list[object]:
+    entries = await client.xrange(key)
+    return [decode_event(fields[b"data"]) for _, fields in entries]
+
+
+async def test_events_reach_their_streams_and_latest_keys(redis_url: str) -> None:
+    pub = TradingEventPublisher(redis_url, prefix="t", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([tick("AAPL", 1, 1.0), tick("AAPL", 2, 2.0), tick("/ESZ24", 1, 5.0)])
+    pub.submit([Level2Event(service="NASDAQ_BOOK", symbol="MSFT", seq=1, venue="NASDAQ")])
+    pub.submit([AccountEvent(service="ACCT_ACTIVITY", symbol="k", seq=1, message_type="X")])
+    pub.status("connected", "hello")
+    assert await pub.flush(5)
+    await pub.close()
+    await task
+
+    client = aioredis.Redis.from_url(redis_url)
+    ticks = await read_stream(client, "t:tick:AAPL")
+    assert [e.seq for e in ticks] == [1, 2]  # type: ignore[attr-defined]
+    assert len(await read_stream(client, "t:tick:/ESZ24")) == 1
+    assert len(await read_stream(client, "t:level2:MSFT")) == 1
+    assert len(await read_stream(client, "t:account")) == 1
+    status = await read_stream(client, "t:status")
+    assert isinstance(status[0], StatusEvent) and status[0].state == "connected"
+    latest = decode_event(await client.get("t:latest:tick:AAPL"))
+    assert isinstance(latest, TickEvent) and latest.last == 2.0
+    assert await client.get("t:latest:level2:MSFT") is not None
+    assert await client.pttl("t:heartbeat") > 0
+    assert pub.stats.published["tick"] == 3
+    await client.aclose()
+
+
+async def test_streams_are_capped(redis_url: str) -> None:
+    pub = TradingEventPublisher(redis_url, prefix="cap", maxlen=100)
+    task = asyncio.create_task(pub.run())
+    for i in range(20):
+        pub.submit([tick("AAPL", i * 100 + j, float(j)) for j in range(100)])
+        await asyncio.sleep(0)
+    await pub.close()
+    await task
+    client = aioredis.Redis.from_url(redis_url)
+    length = await client.xlen("cap:tick:AAPL")
+    assert 100 <= length < 2000  # MAXLEN ~ trims whole macro nodes
+    await client.aclose()
+
+
+async def test_redis_outage_conflates_quotes_keeps_bars_and_marks_the_gap(
+    redis_server: EmbeddedRedis, redis_url: str
+) -> None:
+    pub = TradingEventPublisher(redis_url, prefix="g", maxlen=10_000, queue_size=100)
+    task = asyncio.create_task(pub.run())
+    pub.submit([tick("AAPL", 1, 1.0)])
+    assert await pub.flush(5)
+
+    redis_server.kill()
+    seq = 1
+    for round_ in range(30):
+        seq += 1
+        pub.submit([tick("AAPL", seq, float(seq)), tick("MSFT", seq, float(seq))])
+        pub.submit([bar("AAPL", round_ + 1)])
+        await asyncio.sleep(0.01)
+    assert not await pub.flush(0.2)  # nothing can be written now
+    redis_server.start()
+    assert await pub.flush(15)
+    await pub.close()
+    await task
+
+    client = aioredis.Redis.from_url(redis_url)
+    ticks = await read_stream(client, "g:tick:AAPL")
+    bars = await read_stream(client, "g:bar:AAPL")
+    assert [b.seq for b in bars] == list(range(1, 31))  # type: ignore[attr-defined]
+    # quotes: in order, ending with the latest value, the rest conflated and counted
+    seqs = [t.seq for t in ticks]  # type: ignore[attr-defined]
+    assert seqs == sorted(seqs) and seqs[-1] == seq
+    assert pub.stats.conflated["tick"] > 0
+    status = await read_stream(client, "g:status")
+    gaps = [s for s in status if isinstance(s, StatusEvent) and s.state == "gap"]
+    assert len(gaps) == 1 and gaps[0].info["conflated"] == pub.stats.conflated["tick"]
+    await client.aclose()
