@@ -1,0 +1,72 @@
+"""The `/metrics` and `/healthz` HTTP endpoints, served on the bridge's own event loop.
+
+Both handlers only read in-memory state, so they cannot stall the streamer; the access log is off
+because a scrape every few seconds for weeks would drown the log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from schwab_stream.telemetry.health import Health
+from schwab_stream.telemetry.metrics import Metrics
+
+__all__ = ["DEFAULT_HOST", "MetricsServer", "start_metrics_server"]
+
+#: Loopback: metrics and health are for this machine's Prometheus and supervisor, not the network.
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass
+class MetricsServer:
+    """A running metrics server; `port` is the bound port (useful when 0 was asked for)."""
+
+    host: str
+    port: int
+    _runner: web.AppRunner
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_metrics_server(
+    host: str, port: int, metrics: Metrics, health: Health, max_silence: float
+) -> MetricsServer:
+    """Serve `GET /metrics` (Prometheus text of `metrics.registry`) and `GET /healthz`."""
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(metrics.registry), headers={"Content-Type": content_type})
+
+    async def healthz_handler(request: web.Request) -> web.Response:
+        body = health.report(time.monotonic(), max_silence)
+        return web.Response(
+            text=json.dumps(body),
+            status=200 if body["status"] == "ok" else 503,
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz_handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if port == 0 else port
+    return MetricsServer(host=host, port=bound, _runner=runner)
