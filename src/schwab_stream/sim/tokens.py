@@ -35,11 +35,34 @@ class TokenAuthority:
         access_ttl: float,
         refresh_ttl: float,
         clock: Callable[[], float] = time.time,
+        code_ttl: float = 30.0,
     ) -> None:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        self.code_ttl = code_ttl
         self.clock = clock
         self.grants: list[Grant] = []
+        self.codes: dict[str, tuple[str, float]] = {}  # code -> (redirect_uri, expires_at)
+
+    def issue_code(self, redirect_uri: str) -> str:
+        """An authorization code (ends in `@` like Schwab's), single-use and short-lived."""
+        now = self.clock()
+        self.codes = {c: v for c, v in self.codes.items() if v[1] > now}
+        code = f"C0.{secrets.token_urlsafe(24)}@"
+        self.codes[code] = (redirect_uri, now + self.code_ttl)
+        return code
+
+    def redeem_code(self, code: str, redirect_uri: str) -> bool:
+        """Consume a code; False when unknown, used, expired, or issued for another redirect_uri."""
+        entry = self.codes.pop(code, None)
+        return entry is not None and entry[0] == redirect_uri and self.clock() < entry[1]
+
+    def refresh_failure(self, refresh_token: str) -> str:
+        """Why a refresh token is dead: "expired", "revoked" or "unknown" (for error bodies)."""
+        grant = self._grant_for_refresh(refresh_token)
+        if grant is None:
+            return "unknown"
+        return "revoked" if grant.revoked else "expired"
 
     def login(self) -> tuple[str, str]:
         """A browser login: revoke every older grant, return (access_token, refresh_token)."""

@@ -1,0 +1,47 @@
+"""`schwab-stream login`: the browser login, the one step a person must do every 7 days."""
+
+from __future__ import annotations
+
+import asyncio
+import webbrowser
+
+import click
+
+from schwab_stream.auth.client import format_when
+from schwab_stream.auth.login import login as run_login
+from schwab_stream.cli.token import friendly_errors, setup_logging
+from schwab_stream.config import load_settings
+
+
+@click.command()
+@click.option(
+    "--manual",
+    is_flag=True,
+    help="No local server: print the URL, then paste the address the browser ends on "
+    "(for servers reached over SSH).",
+)
+@click.option(
+    "--no-browser",
+    is_flag=True,
+    help="Do not open a browser; print the URL (the local callback server still waits).",
+)
+@friendly_errors
+def login(manual: bool, no_browser: bool) -> None:
+    """Log in to Schwab and save the tokens; starts the refresh token's 7-day clock.
+
+    A running `schwab-stream run` picks up the new tokens without a restart.
+    """
+    settings = load_settings()
+    setup_logging(settings)
+    record = asyncio.run(
+        run_login(
+            settings,
+            manual=manual,
+            open_browser=None if no_browser else webbrowser.open,
+            echo=click.echo,
+        )
+    )
+    click.echo(
+        f"Logged in; tokens saved to {settings.resolved_token_path}. The refresh token lasts "
+        f"until {format_when(record.refresh_expires_at)}: log in again before then."
+    )
