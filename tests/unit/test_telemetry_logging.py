@@ -252,3 +252,25 @@ def test_log_once_logs_each_key_once_until_rearmed() -> None:
         ("undecodable frame again", "WARNING"),
     ]
     assert lines[0]["reason"] == "json" and lines[1]["field"] == "99"
+
+
+def test_records_are_rewritten_for_handlers_that_run_after_ours() -> None:
+    secret = fresh_secret()
+    register_secret(secret)
+    capture("json")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    later = Keep()
+    logging.getLogger().addHandler(later)
+    try:
+        raise ValueError(secret)
+    except ValueError:
+        logging.getLogger("x").exception("a %s", secret, extra={"refresh_token": "zzzzzz"})
+    (record,) = seen
+    assert record.getMessage() == "a ***"
+    assert record.__dict__["refresh_token"] == MASK
+    assert secret not in logging.Formatter().format(record)
