@@ -15,7 +15,6 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -113,8 +112,6 @@ class TradingEventPublisher:
         queue_size: int = 100_000,
         pubsub_mirror: bool = False,
         heartbeat_ttl: float = 15.0,
-        on_batch: Callable[[list[Event], int], None] | None = None,
-        on_redis_state: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.keys = StreamKeys(prefix)
         self.maxlen = maxlen
@@ -122,8 +119,6 @@ class TradingEventPublisher:
         self.hard_cap = queue_size * 10
         self.pubsub_mirror = pubsub_mirror
         self.heartbeat_ttl = heartbeat_ttl
-        self.on_batch = on_batch
-        self.on_redis_state = on_redis_state
         self.stats = PublisherStats()
         self.redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=0
@@ -191,6 +186,11 @@ class TradingEventPublisher:
             info=dict(info),
         )
         self.submit([event])
+
+    @property
+    def redis_ok(self) -> bool:
+        """False from a failed write until the next successful one."""
+        return self._gap is None
 
     @property
     def depth(self) -> int:
@@ -282,8 +282,6 @@ class TradingEventPublisher:
         stats.batches += 1
         stats.published.update(counts)
         stats.latencies_ns.append((now - oldest, now - newest))
-        if self.on_batch is not None:
-            self.on_batch(batch, now)
 
     async def _maybe_heartbeat(self, pipe: Pipeline | None = None, force: bool = False) -> None:
         """Keep `PREFIX:heartbeat` alive with a TTL so readers can tell a dead bridge."""
@@ -313,8 +311,6 @@ class TradingEventPublisher:
             dropped_at_start=sum(self.stats.dropped.values()),
         )
         log.error("redis unavailable, holding events (conflating quotes and books): %s", reason)
-        if self.on_redis_state is not None:
-            self.on_redis_state(False, reason)
 
     def _leave_gap(self) -> None:
         gap, self._gap = self._gap, None
@@ -328,8 +324,6 @@ class TradingEventPublisher:
             conflated,
             dropped,
         )
-        if self.on_redis_state is not None:
-            self.on_redis_state(True, "")
         self.status(
             "gap",
             f"redis was unavailable for {seconds:.1f} s",

@@ -1,0 +1,61 @@
+"""`schwab-stream run`: stream to Redis until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import click
+
+from schwab_stream.config import Settings, load_settings, parse_subscribe_option
+from schwab_stream.errors import SchwabStreamError
+
+log = logging.getLogger("schwab_stream.run")
+
+
+@click.command()
+@click.option(
+    "--subscribe",
+    "subscribe",
+    multiple=True,
+    metavar="SERVICE=KEYS",
+    help="Subscribe SERVICE to comma-separated KEYS (repeatable); replaces the settings for "
+    "that service. Example: --subscribe LEVELONE_EQUITIES=AAPL,MSFT",
+)
+def run(subscribe: tuple[str, ...]) -> None:
+    """Stream market data from Schwab into Redis Streams until stopped (SIGINT/SIGTERM)."""
+    from schwab_stream.telemetry import setup_logging
+
+    try:
+        settings = load_settings()
+        subscriptions = settings.subscriptions()
+        if settings.acct_activity:
+            subscriptions["ACCT_ACTIVITY"] = ["ACCOUNT"]
+        subscriptions.update(parse_subscribe_option(subscribe))
+    except SchwabStreamError as exc:
+        click.echo(f"schwab-stream run: {exc}", err=True)
+        sys.exit(2)
+    setup_logging(settings.log_format, settings.log_level)
+    sys.exit(asyncio.run(_run(settings, subscriptions)))
+
+
+async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
+    from schwab_stream.pipeline import Pipeline
+
+    try:
+        pipeline = Pipeline(settings, subscriptions)
+    except SchwabStreamError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, pipeline.stop)
+    log.info(
+        "starting: %s",
+        ", ".join(f"{s}={len(k)}" for s, k in subscriptions.items()) or "no subscriptions",
+    )
+    code = await pipeline.run()
+    log.info("stopped (exit %d)", code)
+    return code

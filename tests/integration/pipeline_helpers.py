@@ -1,0 +1,86 @@
+"""Helpers for end-to-end tests: tokens from the simulator, settings, and reading Redis back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from schwab_stream.auth.token_store import TokenRecord, TokenStore
+from schwab_stream.config import Settings
+from schwab_stream.events import Event, StatusEvent, decode_event
+from schwab_stream.sim.server import SimThread
+
+
+def write_tokens(sim: SimThread, path: Path) -> TokenRecord:
+    """A browser login against the simulator's authority, saved where the streamer looks."""
+    access, refresh = sim.state.tokens.login()
+    now = time.time()
+    record = TokenRecord(
+        access_token=access,
+        refresh_token=refresh,
+        access_expires_at=now + sim.config.access_ttl,
+        login_at=now,
+        refresh_expires_at=now + sim.config.refresh_ttl,
+    )
+    TokenStore(path).save(record)
+    return record
+
+
+def make_settings(sim: SimThread, redis_url: str, token_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_key": sim.config.app_key,
+        "app_secret": sim.config.app_secret,
+        "callback_url": sim.config.callback_url,
+        "api_base_url": sim.base_url,
+        "token_path": token_path,
+        "redis_url": redis_url,
+        "watchdog_seconds": 3.0,
+        "command_timeout": 3.0,
+        "reconnect_max_delay": 1.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def stream(client: aioredis.Redis, key: str) -> list[Event]:
+    entries = await client.xrange(key)
+    return [decode_event(fields[b"data"]) for _, fields in entries]
+
+
+async def statuses(client: aioredis.Redis, prefix: str = "schwab") -> list[StatusEvent]:
+    return [e for e in await stream(client, f"{prefix}:status") if isinstance(e, StatusEvent)]
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll an async or sync predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def sim_post(sim: SimThread, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=sim.base_url) as http:
+        response = await http.post(path)
+        response.raise_for_status()
+        return response
+
+
+async def sim_stats(sim: SimThread) -> dict[str, int]:
+    async with httpx.AsyncClient(base_url=sim.base_url) as http:
+        stats: dict[str, int] = (await http.get("/sim/stats")).json()
+        return stats
