@@ -1,0 +1,585 @@
+"""Turn decoded data messages into contract events: the level-one merge state and the seq counters.
+
+Pure and synchronous, so the reader task calls it inline. It never raises on what Schwab sends:
+unknown services, unknown fields, items without a key and values of the wrong type are counted in
+`Normalizer.stats`, and `new_problems()` names each kind once so the client logs it once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any, Final, TypeGuard
+
+import msgspec
+
+from schwab_stream.events import (
+    AccountEvent,
+    BarEvent,
+    Event,
+    Level,
+    Level2Event,
+    Maker,
+    ScreenerEvent,
+    ScreenerItem,
+    TickEvent,
+)
+from schwab_stream.stream.fields import (
+    ACCT_ACTIVITY,
+    BOOK_VENUES,
+    CHART_EQUITY,
+    CHART_FUTURES,
+    FIELD_NAMES,
+    LEVELONE_EXTRA_KEYS,
+    LEVELONE_SERVICES,
+    SCREENER_EQUITY,
+    SCREENER_ITEM_FIELDS,
+    SCREENER_OPTION,
+    TICK_CORE_ATTRS,
+    TICK_TIME_ATTRS,
+)
+from schwab_stream.stream.protocol import DataMessage
+
+_MAX_NAME: Final = 64  # problem keys quote server-sent names; keep them bounded
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_PRICE = attrgetter("price")
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower()
+
+
+def _as_int(value: Any) -> int | None:
+    """An int from an int (not bool) or an integral float; None when it is neither."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return type(value) is float or type(value) is int
+
+
+# A TickEvent is built positionally from a per-quote argument list (3x cheaper than keywords).
+# Positions come from the Struct itself, so a field added to the contract cannot shift them.
+_TICK_FIELDS: Final = TickEvent.__struct_fields__
+_TICK_POS: Final = {name: pos for pos, name in enumerate(_TICK_FIELDS)}
+_TICK_DEFAULTS: Final = tuple(getattr(TickEvent(), name) for name in _TICK_FIELDS)
+_SERVICE, _SYMBOL, _SEQ, _TS, _RECV = (
+    _TICK_POS[name] for name in ("service", "symbol", "seq", "schwab_ts", "recv_ns")
+)
+_SNAPSHOT, _CHANGED, _FIELDS = (_TICK_POS[name] for name in ("snapshot", "changed", "fields"))
+
+_NUMBER_TYPES: Final[frozenset[type]] = frozenset({int, float, type(None)})
+_TIME_TYPES: Final[frozenset[type]] = frozenset({int, type(None)})
+_BOOL_TYPES: Final[frozenset[type]] = frozenset({bool, type(None)})
+# Slot of a level-one item key: (position in the TickEvent arguments, accepted value types,
+# name). Position 0 means "goes to `fields`", -1 means "skip" (the symbol: `key`, field 0).
+_Slot = tuple[int, frozenset[type], str]
+_TO_FIELDS: Final = 0
+_SKIP: Final = -1
+
+
+class _Quote:
+    """The merged level-one state of one (service, symbol): TickEvent arguments and `fields`."""
+
+    __slots__ = ("args", "fields")
+
+    def __init__(self, service: str, symbol: str) -> None:
+        self.args: list[Any] = list(_TICK_DEFAULTS)
+        self.args[_SERVICE] = service
+        self.args[_SYMBOL] = symbol
+        self.fields: dict[str, Any] = {}
+
+
+def _tick_slots(service: str) -> dict[str, _Slot]:
+    """Item key -> slot for one level-one service, built once."""
+    anything: frozenset[type] = frozenset()
+    slots: dict[str, _Slot] = {
+        "key": (_SKIP, anything, "symbol"),
+        "delayed": (_TICK_POS["delayed"], _BOOL_TYPES, "delayed"),
+    }
+    for extra, name in LEVELONE_EXTRA_KEYS.items():
+        slots[extra] = (_TO_FIELDS, anything, name)
+    for number, name in enumerate(FIELD_NAMES[service]):
+        if number == 0:
+            slots["0"] = (_SKIP, anything, name)
+        elif name in TICK_TIME_ATTRS:
+            slots[str(number)] = (_TICK_POS[name], _TIME_TYPES, name)
+        elif name in TICK_CORE_ATTRS:
+            slots[str(number)] = (_TICK_POS[name], _NUMBER_TYPES, name)
+        else:
+            slots[str(number)] = (_TO_FIELDS, anything, name)
+    return slots
+
+
+# Bars: item key -> (BarEvent attribute or None for known-but-unpublished, is an int).
+_BAR_SLOTS: Final[dict[str, dict[str, tuple[str | None, bool]]]] = {
+    CHART_EQUITY: {
+        "key": (None, False),
+        "seq": (None, False),
+        "0": (None, False),
+        "1": ("sequence", True),
+        "2": ("open", False),
+        "3": ("high", False),
+        "4": ("low", False),
+        "5": ("close", False),
+        "6": ("volume", False),
+        "7": ("start", True),
+        "8": (None, False),  # chart day: implied by `start`
+    },
+    CHART_FUTURES: {
+        "key": (None, False),
+        "seq": (None, False),
+        "0": (None, False),
+        "1": ("start", True),
+        "2": ("open", False),
+        "3": ("high", False),
+        "4": ("low", False),
+        "5": ("close", False),
+        "6": ("volume", False),
+    },
+}
+
+_Handler = Callable[[DataMessage, int], list[Event]]
+
+
+class Normalizer:
+    """Per-connection normalization state; `reset` it when Schwab will resend snapshots."""
+
+    def __init__(self) -> None:
+        self.stats: Counter[str] = Counter()
+        self._new: list[str] = []
+        self._quotes: dict[str, dict[str, _Quote]] = {s: {} for s in LEVELONE_SERVICES}
+        # seq per output stream (tick:{SYMBOL}, ...): never reset, so consumers see no rewind.
+        self._tick_seq: dict[str, int] = {}
+        self._level2_seq: dict[str, int] = {}
+        self._bar_seq: dict[str, int] = {}
+        self._screener_seq: dict[str, int] = {}
+        self._account_seq = 0
+        handlers: dict[str, _Handler] = {}
+        for service in LEVELONE_SERVICES:
+            handlers[service] = self._tick_handler(service)
+        for service, venue in BOOK_VENUES.items():
+            handlers[service] = self._book_handler(service, venue)
+        for service in (CHART_EQUITY, CHART_FUTURES):
+            handlers[service] = self._bar_handler(service)
+        for service in (SCREENER_EQUITY, SCREENER_OPTION):
+            handlers[service] = self._screener_handler(service)
+        handlers[ACCT_ACTIVITY] = self._account
+        self._handlers = handlers
+
+    # --- public -----------------------------------------------------------------------------
+
+    def feed(self, message: DataMessage, recv_ns: int) -> list[Event]:
+        """The events of one data message (one per well-formed item), in item order."""
+        handler = self._handlers.get(message.service)
+        if handler is None:
+            self._problem(f"unknown_service:{message.service[:_MAX_NAME]}")
+            return []
+        return handler(message, recv_ns)
+
+    def reset(self, service: str, keys: Iterable[str] | None = None) -> None:
+        """Forget level-one state (all keys of `service`, or just `keys`), so the next event of
+        each is a snapshot. Seq numbers continue. Other services hold no state: a no-op."""
+        quotes = self._quotes.get(service)
+        if quotes is None:
+            return
+        if keys is None:
+            quotes.clear()
+        else:
+            for key in keys:
+                quotes.pop(key, None)
+
+    def new_problems(self) -> list[str]:
+        """Problem kinds (keys of `stats`) seen for the first time since the last call."""
+        new, self._new = self._new, []
+        return new
+
+    # --- problems -----------------------------------------------------------------------------
+
+    def _problem(self, kind: str) -> None:
+        count = self.stats[kind] + 1
+        self.stats[kind] = count
+        if count == 1:
+            self._new.append(kind)
+
+    def _symbol(self, service: str, item: Any) -> str | None:
+        """The item's `key`, or None (counted) when the item is not an object with a key."""
+        if type(item) is not dict:
+            self._problem(f"bad_item:{service}:not_object")
+            return None
+        symbol = item.get("key")
+        if type(symbol) is not str or not symbol:
+            self._problem(f"bad_item:{service}:no_key")
+            return None
+        return symbol
+
+    def _unknown_field(self, service: str, key: str) -> str:
+        """Count an unknown item key; return the name it is kept under (`f<NUM>` if numeric)."""
+        self._problem(f"unknown_field:{service}:{key[:_MAX_NAME]}")
+        return f"f{key}" if key.isdigit() else _snake(key)
+
+    # --- level one ----------------------------------------------------------------------------
+
+    def _tick_handler(self, service: str) -> _Handler:
+        slot_of = _tick_slots(service).get
+        quotes = self._quotes[service]
+        seqs = self._tick_seq
+        problem = self._problem
+
+        def ticks(message: DataMessage, recv_ns: int) -> list[Event]:
+            timestamp = message.timestamp
+            events: list[Event] = []
+            for item in message.content:
+                if type(item) is not dict:
+                    problem(f"bad_item:{service}:not_object")
+                    continue
+                symbol = item.get("key")
+                if type(symbol) is not str or not symbol:
+                    problem(f"bad_item:{service}:no_key")
+                    continue
+                quote = quotes.get(symbol)
+                snapshot = quote is None
+                if quote is None:
+                    quote = quotes[symbol] = _Quote(service, symbol)
+                args = quote.args
+                fields = quote.fields
+                changed: list[str] = []
+                for key, value in item.items():
+                    slot = slot_of(key)
+                    if slot is None:
+                        name = self._unknown_field(service, key)
+                        fields[name] = value
+                    else:
+                        pos, types, name = slot
+                        if pos > 0:
+                            if value.__class__ not in types:
+                                problem(f"bad_value:{service}:{key}")
+                                continue
+                            args[pos] = value
+                        elif pos == _TO_FIELDS:
+                            fields[name] = value
+                        else:
+                            continue
+                    changed.append(name)
+                seq = seqs.get(symbol, 0) + 1
+                seqs[symbol] = seq
+                args[_SEQ] = seq
+                args[_TS] = timestamp
+                args[_RECV] = recv_ns
+                args[_SNAPSHOT] = snapshot
+                args[_CHANGED] = changed
+                args[_FIELDS] = fields.copy()
+                events.append(TickEvent(*args))
+            return events
+
+        return ticks
+
+    # --- books --------------------------------------------------------------------------------
+
+    def _book_handler(self, service: str, venue: str) -> _Handler:
+        seqs = self._level2_seq
+
+        def books(message: DataMessage, recv_ns: int) -> list[Event]:
+            timestamp = message.timestamp
+            events: list[Event] = []
+            for item in message.content:
+                symbol = self._symbol(service, item)
+                if symbol is None:
+                    continue
+                book_time: int | None = None
+                bids: list[Level] = []
+                asks: list[Level] = []
+                for key, value in item.items():
+                    if key == "1":
+                        book_time = _as_int(value)
+                        if book_time is None and value is not None:
+                            self._problem(f"bad_value:{service}:1")
+                    elif key == "2":
+                        bids = self._levels(service, value, True)
+                    elif key == "3":
+                        asks = self._levels(service, value, False)
+                    elif key != "key" and key != "0":
+                        self._unknown_field(service, key)
+                seq = seqs.get(symbol, 0) + 1
+                seqs[symbol] = seq
+                events.append(
+                    Level2Event(
+                        service=service,
+                        symbol=symbol,
+                        seq=seq,
+                        schwab_ts=timestamp,
+                        recv_ns=recv_ns,
+                        venue=venue,
+                        book_time=book_time,
+                        bids=bids,
+                        asks=asks,
+                    )
+                )
+            return events
+
+        return books
+
+    def _levels(self, service: str, raw: Any, bids: bool) -> list[Level]:
+        """One book side, best first; malformed levels and makers are dropped and counted."""
+        if raw is None:
+            return []
+        if type(raw) is not list:
+            self._problem(f"bad_value:{service}:{2 if bids else 3}")
+            return []
+        levels: list[Level] = []
+        for entry in raw:
+            if type(entry) is dict:
+                price = entry.get("0")
+                size = entry.get("1")
+                count = entry.get("2")
+                if type(size) is not int:
+                    size = _as_int(size)
+                if type(count) is not int:
+                    count = _as_int(count)
+                if _is_number(price) and size is not None and count is not None:
+                    if len(entry) > 4:
+                        self._unknown_level_keys(service, entry)
+                    makers = entry.get("3")
+                    levels.append(
+                        Level(
+                            price=price,
+                            size=size,
+                            count=count,
+                            makers=[] if makers is None else self._makers(service, makers),
+                        )
+                    )
+                    continue
+            self._problem(f"bad_item:{service}:level")
+        levels.sort(key=_PRICE, reverse=bids)
+        return levels
+
+    def _unknown_level_keys(self, service: str, level: dict[str, Any]) -> None:
+        for key in level:
+            if key not in ("0", "1", "2", "3"):
+                self._unknown_field(service, f"level.{key}")
+
+    def _makers(self, service: str, raw: Any) -> list[Maker]:
+        if type(raw) is not list:
+            self._problem(f"bad_item:{service}:maker")
+            return []
+        makers: list[Maker] = []
+        for entry in raw:
+            if type(entry) is dict:
+                maker_id = entry.get("0")
+                size = entry.get("1")
+                time_ms = entry.get("2")
+                if type(size) is not int:
+                    size = _as_int(size)
+                valid_time = time_ms is None or type(time_ms) is int
+                if not valid_time:
+                    time_ms = _as_int(time_ms)
+                    valid_time = time_ms is not None
+                if type(maker_id) is str and size is not None and valid_time:
+                    makers.append(Maker(id=maker_id, size=size, time_ms=time_ms))
+                    continue
+            self._problem(f"bad_item:{service}:maker")
+        return makers
+
+    # --- bars ---------------------------------------------------------------------------------
+
+    def _bar_handler(self, service: str) -> _Handler:
+        slots = _BAR_SLOTS[service]
+        seqs = self._bar_seq
+
+        def bars(message: DataMessage, recv_ns: int) -> list[Event]:
+            timestamp = message.timestamp
+            events: list[Event] = []
+            for item in message.content:
+                symbol = self._symbol(service, item)
+                if symbol is None:
+                    continue
+                values: dict[str, Any] = {}
+                for key, value in item.items():
+                    slot = slots.get(key)
+                    if slot is None:
+                        self._unknown_field(service, key)
+                        continue
+                    attr, integral = slot
+                    if attr is None or value is None:
+                        continue
+                    if integral:
+                        value = _as_int(value)
+                        if value is None:
+                            self._problem(f"bad_value:{service}:{key}")
+                            continue
+                    elif not _is_number(value):
+                        self._problem(f"bad_value:{service}:{key}")
+                        continue
+                    values[attr] = value
+                seq = seqs.get(symbol, 0) + 1
+                seqs[symbol] = seq
+                events.append(
+                    BarEvent(
+                        service=service,
+                        symbol=symbol,
+                        seq=seq,
+                        schwab_ts=timestamp,
+                        recv_ns=recv_ns,
+                        **values,
+                    )
+                )
+            return events
+
+        return bars
+
+    # --- screeners ----------------------------------------------------------------------------
+
+    def _screener_handler(self, service: str) -> _Handler:
+        seqs = self._screener_seq
+
+        def screeners(message: DataMessage, recv_ns: int) -> list[Event]:
+            timestamp = message.timestamp
+            events: list[Event] = []
+            for item in message.content:
+                symbol = self._symbol(service, item)
+                if symbol is None:
+                    continue
+                screener_ts: int | None = None
+                sort_field: str | None = None
+                frequency: int | None = None
+                items: list[ScreenerItem] = []
+                for key, value in item.items():
+                    if key == "1":
+                        screener_ts = self._int_field(service, key, value)
+                    elif key == "2":
+                        if type(value) is str:
+                            sort_field = value
+                        elif value is not None:
+                            self._problem(f"bad_value:{service}:2")
+                    elif key == "3":
+                        frequency = self._int_field(service, key, value)
+                    elif key == "4":
+                        items = self._screener_items(service, value)
+                    elif key != "key" and key != "0":
+                        self._unknown_field(service, key)
+                seq = seqs.get(symbol, 0) + 1
+                seqs[symbol] = seq
+                events.append(
+                    ScreenerEvent(
+                        service=service,
+                        symbol=symbol,
+                        seq=seq,
+                        schwab_ts=timestamp,
+                        recv_ns=recv_ns,
+                        screener_ts=screener_ts,
+                        sort_field=sort_field,
+                        frequency=frequency,
+                        items=items,
+                    )
+                )
+            return events
+
+        return screeners
+
+    def _int_field(self, service: str, key: str, value: Any) -> int | None:
+        number = _as_int(value)
+        if number is None and value is not None:
+            self._problem(f"bad_value:{service}:{key}")
+        return number
+
+    def _screener_items(self, service: str, raw: Any) -> list[ScreenerItem]:
+        if raw is None:
+            return []
+        if type(raw) is not list:
+            self._problem(f"bad_value:{service}:4")
+            return []
+        items: list[ScreenerItem] = []
+        for entry in raw:
+            if type(entry) is not dict or type(entry.get("symbol")) is not str:
+                self._problem(f"bad_item:{service}:screener_item")
+                continue
+            values: dict[str, Any] = {}
+            for key, value in entry.items():
+                name = SCREENER_ITEM_FIELDS.get(key)
+                if name is None:
+                    self._unknown_field(service, f"item.{key}")
+                elif name == "symbol" or value is None:
+                    continue
+                elif name == "description":
+                    if type(value) is str:
+                        values[name] = value
+                    else:
+                        self._problem(f"bad_value:{service}:item.{key}")
+                elif _is_number(value):
+                    values[name] = value
+                else:
+                    self._problem(f"bad_value:{service}:item.{key}")
+            items.append(ScreenerItem(symbol=entry["symbol"], **values))
+        return items
+
+    # --- account activity ---------------------------------------------------------------------
+
+    def _account(self, message: DataMessage, recv_ns: int) -> list[Event]:
+        service = ACCT_ACTIVITY
+        timestamp = message.timestamp
+        events: list[Event] = []
+        for item in message.content:
+            symbol = self._symbol(service, item)
+            if symbol is None:
+                continue
+            account: str | None = None
+            message_type: str | None = None
+            data: Any = None
+            item_seq: int | None = None
+            for key, value in item.items():
+                if key == "1":
+                    account = self._text(service, key, value)
+                elif key == "2":
+                    message_type = self._text(service, key, value)
+                elif key == "3":
+                    data = _account_data(value)
+                elif key == "seq":
+                    item_seq = self._int_field(service, key, value)
+                elif key != "key" and key != "0":
+                    self._unknown_field(service, key)
+            self._account_seq += 1
+            events.append(
+                AccountEvent(
+                    service=service,
+                    symbol=symbol,
+                    seq=self._account_seq,
+                    schwab_ts=timestamp,
+                    recv_ns=recv_ns,
+                    account=account,
+                    message_type=message_type,
+                    data=data,
+                    item_seq=item_seq,
+                )
+            )
+        return events
+
+    def _text(self, service: str, key: str, value: Any) -> str | None:
+        """A string field; account numbers may arrive as numbers, so ints are accepted too."""
+        if type(value) is str:
+            return value
+        if type(value) is int:
+            return str(value)
+        if value is not None:
+            self._problem(f"bad_value:{service}:{key}")
+        return None
+
+
+def _account_data(value: Any) -> Any:
+    """Field 3: the order event, which Schwab sends as a JSON string; None when empty."""
+    if type(value) is not str:
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    if text[0] in "{[":
+        try:
+            return msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            return value
+    return value
