@@ -26,6 +26,7 @@ import httpx
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, TokenFileError
+from schwab_stream.telemetry import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class SchwabAuthClient:
             raise ConfigError("SCHWAB_APP_KEY is not set: put your Schwab app key in .env")
         if not settings.app_secret.get_secret_value():
             raise ConfigError("SCHWAB_APP_SECRET is not set: put your Schwab app secret in .env")
+        register_secret(settings.app_secret.get_secret_value())
         self.settings = settings
         self.store = store or TokenStore(settings.resolved_token_path)
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=10.0))
@@ -266,7 +268,8 @@ class SchwabAuthClient:
                 raise
             except (AuthError, TokenFileError) as exc:
                 failures += 1
-                delay = min(MAX_FAILURE_BACKOFF, 2.0**failures) * random.uniform(0.5, 1.0)
+                delay = min(MAX_FAILURE_BACKOFF, self.retry_base_delay * 2.0 ** (failures + 1))
+                delay *= random.uniform(0.5, 1.0)
                 log.warning("background token refresh failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -334,10 +337,12 @@ class SchwabAuthClient:
     def _reload(self) -> TokenRecord:
         fingerprint = self.store.fingerprint()
         record = self.store.load()
+        _register_tokens(record)
         self._record, self._fingerprint = record, fingerprint
         return record
 
     def _adopt(self, record: TokenRecord) -> None:
+        _register_tokens(record)
         self._record, self._fingerprint = record, self.store.fingerprint()
 
     def _record_from(
@@ -418,6 +423,12 @@ class SchwabAuthClient:
             format_duration(left),
             format_when(record.refresh_expires_at),
         )
+
+
+def _register_tokens(record: TokenRecord) -> None:
+    """Let the log redactor mask these values wherever a library might print them."""
+    for value in (record.access_token, record.refresh_token, record.id_token):
+        register_secret(value)
 
 
 def _notify(on_refresh: Callable[[TokenRecord], None] | None, record: TokenRecord) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import functools
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
+from schwab_stream import telemetry
 from schwab_stream.auth.client import SchwabAuthClient, format_duration, format_when
 from schwab_stream.auth.token_store import TokenRecord, TokenStore, import_schwab_py
 from schwab_stream.config import Settings, load_settings
@@ -50,12 +50,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Log to stderr at SCHWAB_LOG_LEVEL unless something configured logging already."""
-    if logging.getLogger().handlers:
-        return
-    logging.basicConfig(
-        level=settings.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    """Redacting logs on stderr at SCHWAB_LOG_LEVEL; httpx's per-request lines only when DEBUG."""
+    telemetry.setup_logging(settings.log_format, settings.log_level)
+    telemetry.register_secret(settings.app_secret.get_secret_value())
     if settings.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -1,0 +1,101 @@
+"""Settings: environment and `.env` are read (never written); a bad value is one clear line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from schwab_stream.config import Settings, load_settings
+from schwab_stream.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No SCHWAB_* or REDIS_URL from the developer's shell, and a cwd without a `.env`."""
+    for name in list(os.environ):
+        if name.upper().startswith(("SCHWAB_", "REDIS_URL")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.callback_url == "https://127.0.0.1:8182"
+    assert settings.api_base_url == "https://api.schwabapi.com"
+    assert settings.token_refresh_margin == 300
+    assert settings.redis_prefix == "schwab"
+
+
+def test_env_file_is_read_and_left_byte_for_byte(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    content = b"SCHWAB_APP_KEY=key-from-file\nSCHWAB_APP_SECRET=secret-from-file\n# comment\n"
+    env.write_bytes(content)
+    settings = load_settings()
+    assert settings.app_key == "key-from-file"
+    assert settings.app_secret.get_secret_value() == "secret-from-file"
+    assert "secret-from-file" not in repr(settings)
+    assert env.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
+def test_environment_beats_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("SCHWAB_TOKEN_REFRESH_MARGIN=100\n")
+    monkeypatch.setenv("SCHWAB_TOKEN_REFRESH_MARGIN", "200")
+    assert load_settings().token_refresh_margin == 200
+
+
+def test_trailing_slash_of_base_url_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHWAB_API_BASE_URL", "http://127.0.0.1:9999/")
+    assert load_settings().api_base_url == "http://127.0.0.1:9999"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SCHWAB_TOKEN_REFRESH_MARGIN", "soon"),
+        ("SCHWAB_TOKEN_REFRESH_MARGIN", "1800"),
+        ("SCHWAB_TOKEN_REFRESH_MARGIN", "-1"),
+        ("SCHWAB_API_BASE_URL", "ftp://example.com"),
+        ("SCHWAB_CALLBACK_URL", "127.0.0.1:8182"),
+        ("REDIS_URL", "http://localhost"),
+        ("SCHWAB_METRICS_PORT", "70000"),
+        ("SCHWAB_LOG_LEVEL", "LOUD"),
+        ("SCHWAB_ACCT_ACTIVITY", "maybe"),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert name in message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_bad_value_in_env_file_is_named_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SCHWAB_STREAM_MAXLEN=ten\n")
+    with pytest.raises(ConfigError, match="SCHWAB_STREAM_MAXLEN"):
+        load_settings()
+
+
+def test_two_bad_values_both_named_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHWAB_METRICS_PORT", "-5")
+    monkeypatch.setenv("SCHWAB_WATCHDOG_SECONDS", "0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "SCHWAB_METRICS_PORT" in message and "SCHWAB_WATCHDOG_SECONDS" in message
+    assert "\n" not in message
+
+
+def test_settings_repr_hides_the_app_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHWAB_APP_SECRET", "very-secret-value")
+    settings = Settings()
+    assert "very-secret-value" not in repr(settings) + str(settings)
