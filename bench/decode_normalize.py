@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from schwab_stream.events import encode_event
 from schwab_stream.stream.fields import FIELD_NAMES
@@ -100,7 +100,7 @@ class _FieldEnum(enum.Enum):
 
 def _enum(name: str, names: tuple[str, ...]) -> type[_FieldEnum]:
     members = {field.upper(): number for number, field in enumerate(names)}
-    return _FieldEnum(name, members)  # type: ignore[return-value]
+    return cast("type[_FieldEnum]", _FieldEnum(name, members))  # type: ignore[call-arg]
 
 
 _EQUITY_ENUM = _enum("LevelOneEquityFields", FIELD_NAMES["LEVELONE_EQUITIES"])

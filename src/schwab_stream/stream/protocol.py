@@ -190,13 +190,10 @@ def _subscription(
     keys: Iterable[str],
     fields: Iterable[int] | None,
 ) -> bytes:
+    joined_keys = _join_keys(service, keys)  # first: it also rejects an unknown service
     joined_fields = all_fields(service) if fields is None else _join_fields(service, fields)
     return encode_request(
-        creds,
-        requestid,
-        service,
-        command,
-        {"keys": _join_keys(service, keys), "fields": joined_fields},
+        creds, requestid, service, command, {"keys": joined_keys, "fields": joined_fields}
     )
 
 
