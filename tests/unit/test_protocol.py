@@ -268,6 +268,7 @@ def test_the_unparsable_captured_frame_raises() -> None:
     [
         (b"", "malformed"),
         (b"\xff\xfe", "malformed"),
+        (b'{"notify":[{"heartbeat":"\x80"}]}', "invalid UTF-8"),
         (b"null", "Expected `object`"),
         (b"[]", "Expected `object`"),
         (b"{}", "none of `response`, `notify` or `data`"),

@@ -301,6 +301,8 @@ def decode_frame(data: bytes | str) -> Frame:
     except msgspec.DecodeError as exc:
         # ValidationError is a DecodeError too: both carry only a position or a path.
         raise ProtocolError(f"malformed streamer frame: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only when it builds a string
+        raise ProtocolError(f"malformed streamer frame: invalid UTF-8 ({exc.reason})") from None
     if wire.data is not None and wire.response is None and wire.notify is None:
         return Frame(data=wire.data)  # the hot path: a pure data frame
     if wire.data is None and wire.response is None and wire.notify is None:

@@ -1,0 +1,158 @@
+"""Fuzz the streamer input path: only ProtocolError may leave decode_frame, nothing leaves
+Normalizer.feed, every item becomes an event or a counted bad item, and every event is valid
+under the contract schema (so a wrong type never reaches Redis)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schwab_stream.errors import ProtocolError
+from schwab_stream.events import decode_event, encode_event
+from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.protocol import Frame, decode_frame
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
+SERVER_FRAMES: list[Any] = [
+    f["message"]
+    for f in json.loads(FIXTURES.read_text())
+    if f["direction"] == "server->client" and f.get("message") is not None
+]
+DATA_FRAMES = [m for m in SERVER_FRAMES if "data" in m]
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["", "{", '{"a": 1}', "[1]", "1755118704127", "key"])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["0", "1", "2", "3", "4", "key", "seq", "symbol"])
+            | st.text(max_size=6),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def decode_or_protocol_error(raw: bytes | str) -> Frame | None:
+    try:
+        return decode_frame(raw)
+    except ProtocolError:
+        return None
+
+
+def check_feed(frame: Frame) -> None:
+    """Feed every data message; account for every item; every event must round-trip."""
+    normalizer = Normalizer()
+    for message in frame.data:
+        before = sum(n for kind, n in normalizer.stats.items() if kind.startswith("bad_item:"))
+        unknown_before = normalizer.stats[f"unknown_service:{message.service[:64]}"]
+        events = normalizer.feed(message, 1)
+        bad_items = (
+            sum(n for kind, n in normalizer.stats.items() if kind.startswith("bad_item:")) - before
+        )
+        if normalizer.stats[f"unknown_service:{message.service[:64]}"] > unknown_before:
+            assert events == []
+            continue
+        keyed = [i for i in message.content if isinstance(i.get("key"), str) and i["key"]]
+        assert len(events) == len(keyed)
+        assert bad_items >= len(message.content) - len(keyed)
+        for event in events:
+            assert decode_event(encode_event(event)) == event
+    # Each problem kind is reported exactly once.
+    problems = normalizer.new_problems()
+    assert sorted(problems) == sorted(normalizer.stats)
+    assert normalizer.new_problems() == []
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes(raw: bytes) -> None:
+    frame = decode_or_protocol_error(raw)
+    if frame is not None:
+        check_feed(frame)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["response", "notify", "data", "x"]), json_values))
+def test_arbitrary_json_envelopes(envelope: dict[str, Any]) -> None:
+    frame = decode_or_protocol_error(json.dumps(envelope))
+    if frame is not None:
+        check_feed(frame)
+
+
+def mutate(data: st.DataObject, node: Any, depth: int = 0) -> Any:
+    """Replace, delete, add or recurse into one part of a JSON tree."""
+    if isinstance(node, dict) and node:
+        key = data.draw(st.sampled_from(sorted(node)))
+        action = data.draw(st.sampled_from(["replace", "delete", "add", "recurse"]))
+        if action == "replace":
+            node[key] = data.draw(json_values)
+        elif action == "delete":
+            del node[key]
+        elif action == "add":
+            new_key = data.draw(st.sampled_from(["1", "2", "3", "7", "42", "key", "delayed"]))
+            node[new_key] = data.draw(json_values)
+        elif depth < 6:
+            node[key] = mutate(data, node[key], depth + 1)
+        return node
+    if isinstance(node, list) and node:
+        index = data.draw(st.integers(0, len(node) - 1))
+        action = data.draw(st.sampled_from(["replace", "delete", "recurse", "duplicate"]))
+        if action == "replace":
+            node[index] = data.draw(json_values)
+        elif action == "delete":
+            del node[index]
+        elif action == "duplicate":
+            node.append(copy.deepcopy(node[index]))
+        elif depth < 6:
+            node[index] = mutate(data, node[index], depth + 1)
+        return node
+    return data.draw(json_values)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_real_data_frames(data: st.DataObject) -> None:
+    frame = copy.deepcopy(data.draw(st.sampled_from(DATA_FRAMES)))
+    content = frame["data"][0]["content"]
+    for _ in range(data.draw(st.integers(1, 4))):
+        mutate(data, content)
+    decoded = decode_or_protocol_error(json.dumps(frame))
+    if decoded is not None:
+        check_feed(decoded)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_real_frames_anywhere(data: st.DataObject) -> None:
+    frame = mutate(data, copy.deepcopy(data.draw(st.sampled_from(SERVER_FRAMES))))
+    decoded = decode_or_protocol_error(json.dumps(frame))
+    if decoded is not None:
+        check_feed(decoded)
+
+
+@FUZZ
+@given(st.data())
+def test_corrupted_bytes_of_real_frames(data: st.DataObject) -> None:
+    raw = bytearray(json.dumps(data.draw(st.sampled_from(SERVER_FRAMES))).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    decoded = decode_or_protocol_error(bytes(raw))
+    if decoded is not None:
+        check_feed(decoded)
