@@ -117,33 +117,19 @@ def _tick_slots(service: str) -> dict[str, _Slot]:
     return slots
 
 
-# Bars: item key -> (BarEvent attribute or None for known-but-unpublished, is an int).
-_BAR_SLOTS: Final[dict[str, dict[str, tuple[str | None, bool]]]] = {
-    CHART_EQUITY: {
-        "key": (None, False),
-        "seq": (None, False),
-        "0": (None, False),
-        "1": ("sequence", True),
-        "2": ("open", False),
-        "3": ("high", False),
-        "4": ("low", False),
-        "5": ("close", False),
-        "6": ("volume", False),
-        "7": ("start", True),
-        "8": (None, False),  # chart day: implied by `start`
-    },
-    CHART_FUTURES: {
-        "key": (None, False),
-        "seq": (None, False),
-        "0": (None, False),
-        "1": ("start", True),
-        "2": ("open", False),
-        "3": ("high", False),
-        "4": ("low", False),
-        "5": ("close", False),
-        "6": ("volume", False),
-    },
-}
+_BAR_NUMBERS: Final = frozenset({"open", "high", "low", "close", "volume"})
+_BAR_INTS: Final = frozenset({"start", "sequence"})
+
+
+def _bar_slots(service: str) -> dict[str, tuple[str | None, bool]]:
+    """Item key -> (BarEvent attribute, or None for a known field we do not publish such as
+    the chart day; whether the value is an int)."""
+    slots: dict[str, tuple[str | None, bool]] = {"key": (None, False), "seq": (None, False)}
+    for number, name in enumerate(FIELD_NAMES[service]):
+        published = name in _BAR_NUMBERS or name in _BAR_INTS
+        slots[str(number)] = (name if published else None, name in _BAR_INTS)
+    return slots
+
 
 _Handler = Callable[[DataMessage, int], list[Event]]
 
@@ -389,7 +375,7 @@ class Normalizer:
     # --- bars ---------------------------------------------------------------------------------
 
     def _bar_handler(self, service: str) -> _Handler:
-        slots = _BAR_SLOTS[service]
+        slots = _bar_slots(service)
         seqs = self._bar_seq
 
         def bars(message: DataMessage, recv_ns: int) -> list[Event]:
