@@ -248,3 +248,18 @@ def test_import_rejects_other_files(tmp_path: Path, content: str, why: str) -> N
         import_schwab_py(path)
     with pytest.raises(TokenFileError, match="no schwab-py token file"):
         import_schwab_py(tmp_path / "missing.json")
+
+
+def test_unusable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    for path in (not_a_folder / "token.json", not_a_folder / "sub" / "token.json"):
+        with pytest.raises(TokenFileError, match="SCHWAB_TOKEN_PATH") as info:
+            TokenStore(path).save(record())
+        assert str(not_a_folder) in str(info.value)
+    a_folder = tmp_path / "dir.json"
+    a_folder.mkdir()
+    with pytest.raises(TokenFileError, match="cannot write token file"):
+        TokenStore(a_folder).save(record())
+    with pytest.raises(TokenFileError, match="cannot read token file"):
+        TokenStore(a_folder).load()

@@ -192,7 +192,13 @@ class TokenStore:
     def save(self, record: TokenRecord) -> None:
         """Atomically replace the file, holding the lock so writers never interleave."""
         with self.locked():
-            self._write(record)
+            try:
+                self._write(record)
+            except OSError as exc:
+                raise TokenFileError(
+                    f"cannot write token file {self.path} ({exc.strerror}): check that folder's "
+                    "owner and permissions, or set SCHWAB_TOKEN_PATH elsewhere"
+                ) from None
 
     @contextlib.contextmanager
     def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
@@ -202,6 +208,8 @@ class TokenStore:
             self._lock.acquire(timeout=timeout)
         except filelock.Timeout:
             raise TokenFileError(_lock_busy(self.lock_path, timeout)) from None
+        except OSError as exc:
+            raise TokenFileError(_lock_failed(self.lock_path, exc)) from None
         try:
             yield
         finally:
@@ -220,6 +228,8 @@ class TokenStore:
                 if time.monotonic() >= deadline:
                     raise TokenFileError(_lock_busy(self.lock_path, timeout)) from None
                 await asyncio.sleep(0.02)
+            except OSError as exc:
+                raise TokenFileError(_lock_failed(self.lock_path, exc)) from None
         try:
             yield
         finally:
@@ -227,9 +237,16 @@ class TokenStore:
 
     def _ensure_folder(self) -> None:
         folder = self.path.parent
-        if not folder.exists():
+        if folder.exists():
+            return
+        try:
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
+        except OSError as exc:
+            raise TokenFileError(
+                f"cannot create the token folder {folder} ({exc.strerror}): "
+                "set SCHWAB_TOKEN_PATH to a writable place"
+            ) from None
 
     def _write(self, record: TokenRecord) -> None:
         folder = self.path.parent
@@ -350,4 +367,11 @@ def _lock_busy(lock_path: Path, timeout: float) -> str:
     return (
         f"another process has held the token lock {lock_path} for over {timeout:.0f} s "
         "(a stuck refresh?): stop it and try again"
+    )
+
+
+def _lock_failed(lock_path: Path, exc: OSError) -> str:
+    return (
+        f"cannot open the token lock {lock_path} ({exc.strerror}): check that folder, "
+        "or set SCHWAB_TOKEN_PATH elsewhere"
     )
