@@ -174,10 +174,8 @@ class SchwabAuthClient:
                 else "codes are single-use and live about 30 s: run `schwab-stream login` again "
                 "and finish promptly; check SCHWAB_CALLBACK_URL matches the app registration"
             )
-            raise AuthError(
-                f"Schwab refused the authorization code (HTTP {response.status_code} {error}): "
-                f"{hint}"
-            )
+            status = f"HTTP {response.status_code} {error}".rstrip()
+            raise AuthError(f"Schwab refused the authorization code ({status}): {hint}")
         record = self._record_from(response, started, previous=None, what="code exchange")
         async with self.store.alocked():
             self.store.save(record)
