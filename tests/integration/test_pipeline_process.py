@@ -96,6 +96,8 @@ async def test_redis_restart_mid_stream_loses_nothing_but_conflated_quotes(
     await asyncio.sleep(2.0)
     assert pipeline.publisher.depth > 0  # held, not lost
     redis_server.start()
+    await client.aclose()
+    client = aioredis.Redis.from_url(redis_url)  # the old connection died with the server
     await wait_for(lambda: _has_gap(client), timeout=15)
     await asyncio.sleep(1.0)
     pipeline.stop()

@@ -38,6 +38,7 @@ def run(subscribe: tuple[str, ...]) -> None:
         click.echo(f"schwab-stream run: {exc}", err=True)
         sys.exit(2)
     setup_logging(settings.log_format, settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
     sys.exit(asyncio.run(_run(settings, subscriptions)))
 
 
