@@ -168,14 +168,18 @@ class Hub:
         self.armed.append(code)
         return 0
 
-    def play_order(self, symbol: str, quantity: int, side: str, spacing: float, now: float) -> int:
-        """Queue an order's life (created .. filled) on every ACCT_ACTIVITY subscriber."""
+    def play_order(
+        self, symbol: str, quantity: int, side: str, spacing: float, now: float
+    ) -> tuple[list[str], int]:
+        """Queue an order's life (created .. filled) on every ACCT_ACTIVITY subscriber.
+
+        Returns (message types, number of connections it went to)."""
         messages = self.market.order_life(symbol, quantity, side, self.market.now_ms())
         targets = [s for s in self.logged_in() if ACCT_SERVICE in s.subs]
         for session in targets:
             for i, (kind, data) in enumerate(messages):
                 session.queue_account(now + i * spacing, kind, data)
-        return len(targets)
+        return [kind for kind, _ in messages], len(targets)
 
 
 class Session:
@@ -720,7 +724,8 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 
 async def _close_all(app: web.Application) -> None:
     """On shutdown, close streams politely so runner.cleanup() does not wait on them."""
-    for conn in list(app[CONNS_KEY]):
+    conns: list[Connection] = app[CONNS_KEY]
+    for conn in conns.copy():
         with contextlib.suppress(Exception):
             await conn.ws.close(code=1001, message=b"simulator shutting down")
 
