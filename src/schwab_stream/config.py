@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         300.0, ge=0, le=1700, validation_alias=_env("SCHWAB_TOKEN_REFRESH_MARGIN")
     )
     expiry_hook: str = Field("", validation_alias=_env("SCHWAB_EXPIRY_HOOK"))
+    expiry_hook_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("SCHWAB_EXPIRY_HOOK_TIMEOUT")
+    )
 
     # --- Redis ----------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
     reconnect_max_delay: float = Field(
         60.0, gt=0, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
     )
+    lease_ttl: float = Field(10.0, ge=1.0, le=300.0, validation_alias=_env("SCHWAB_LEASE_TTL"))
 
     # --- Operations -----------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SCHWAB_METRICS_PORT"))

@@ -11,16 +11,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord
 from schwab_stream.config import Settings
 from schwab_stream.errors import LoginRequiredError, StreamStopped
 from schwab_stream.publish.redis import TradingEventPublisher
+from schwab_stream.standby import Lease, LeaseLost, StandbyReporter
 from schwab_stream.stream.client import SchwabStreamClient, wait_for_new_login
 from schwab_stream.telemetry import Health, Metrics, MetricsServer, start_metrics_server
 from schwab_stream.telemetry.metrics import CONNECTION_STATES
 
 log = logging.getLogger(__name__)
+
+#: Exit code of `run` when another instance took the lease (this one stopped streaming at once).
+EXIT_LEASE_LOST = 4
 
 
 @dataclass
@@ -122,6 +127,10 @@ class Pipeline:
         )
         self.metrics.watch_queue(lambda: self.publisher.depth, settings.queue_size)
         self.telemetry = _TelemetrySync(self)
+        self.expiry = ExpiryNotifier(
+            settings.expiry_hook, self.publisher.status, settings.expiry_hook_timeout
+        )
+        self.lease = Lease(settings.redis_url, f"{settings.redis_prefix}:lease", settings.lease_ttl)
         self.metrics_server: MetricsServer | None = None
         self.exit_code = 0
         self._stop = asyncio.Event()
@@ -155,12 +164,8 @@ class Pipeline:
         self.publisher.status("token_refreshed", "access token refreshed")
 
     async def run(self) -> int:
-        """Run until stop(), a takeover (code 12) or a fatal error; returns the exit code."""
-        publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
-        client_task = asyncio.create_task(self.client.run(), name="stream-client")
-        refresh_task = asyncio.create_task(self._keep_tokens_fresh(), name="token-refresh")
-        stop_task = asyncio.create_task(self._stop.wait(), name="stop")
-        telemetry_task = asyncio.create_task(self.telemetry.run(), name="telemetry")
+        """Run until stop(), a takeover (code 12, or the lease lost) or a fatal error; returns the
+        exit code. Waits as a hot standby first while another instance holds the lease."""
         if self.settings.metrics_port:
             self.metrics_server = await start_metrics_server(
                 "127.0.0.1",
@@ -170,23 +175,73 @@ class Pipeline:
                 self.settings.watchdog_seconds,
             )
             log.info("metrics and health on %s/metrics and /healthz", self.metrics_server.url)
+        try:
+            if await self._wait_for_lease():
+                return await self._run_active()
+            log.info("stopped while on standby")
+            await self.publisher.close(timeout=0.1)
+            await self.auth.aclose()
+            return 0
+        finally:
+            if self.metrics_server is not None:
+                await self.metrics_server.stop()
+            await self.lease.aclose()
+
+    async def _wait_for_lease(self) -> bool:
+        """Hold nothing until the lease is ours (True), or stop() is called (False)."""
+        reporter = StandbyReporter(
+            self.lease, self.publisher.keys.status, self.settings.stream_maxlen
+        )
+
+        async def on_standby(reason: str) -> None:
+            self.health.standby = True
+            self.metrics.set_connection_state("standby")
+            level = logging.WARNING if reason.startswith("redis") else logging.INFO
+            log.log(
+                level,
+                "standby: %s",
+                reason,
+                extra={"state": "standby", "instance": self.lease.instance_id},
+            )
+            await reporter.report("standby", reason)
+
+        acquired = await self.lease.wait_until_acquired(self._stop, on_standby)
+        self.health.standby = False
+        return acquired
+
+    async def _run_active(self) -> int:
+        publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
+        client_task = asyncio.create_task(self.client.run(), name="stream-client")
+        refresh_task = asyncio.create_task(self._keep_tokens_fresh(), name="token-refresh")
+        stop_task = asyncio.create_task(self._stop.wait(), name="stop")
+        telemetry_task = asyncio.create_task(self.telemetry.run(), name="telemetry")
+        lease_task = asyncio.create_task(self.lease.hold(), name="lease")
+        log.info(
+            "active: holding the lease",
+            extra={"state": "active", "instance": self.lease.instance_id},
+        )
+        self.publisher.status("active", "holding the lease", instance=self.lease.instance_id)
         self.publisher.status("started", "schwab-stream run started")
         try:
             done, _ = await asyncio.wait(
-                {client_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+                {client_task, stop_task, lease_task}, return_when=asyncio.FIRST_COMPLETED
             )
             if client_task in done:
                 self.exit_code = self._client_outcome(client_task)
+            elif lease_task in done:
+                self.exit_code = self._lease_outcome(lease_task)
         finally:
             log.info("stopping: logging out and flushing events to redis")
             await self.client.stop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(client_task, 5.0)
+            # asyncio.wait, not wait_for: the client's exception (code 12) was already handled.
+            await asyncio.wait({client_task}, timeout=5.0)
+            lease_task.cancel()
+            if self.exit_code != EXIT_LEASE_LOST:
+                await self.lease.release()  # logged out: a standby may log in right away
             for task in (refresh_task, stop_task, telemetry_task):
                 task.cancel()
+            await self.expiry.aclose()
             self.telemetry.sync()
-            if self.metrics_server is not None:
-                await self.metrics_server.stop()
             self.publisher.status("stopped", "schwab-stream run stopped")
             await self.publisher.close(timeout=5.0)
             publisher_task.cancel()
@@ -200,11 +255,20 @@ class Pipeline:
         new `schwab-stream login` (the client reports the login_needed state)."""
         while True:
             try:
-                await self.auth.refresh_forever(self._on_refresh)
+                await self.auth.refresh_forever(self._on_refresh, self.expiry)
             except LoginRequiredError:
                 await wait_for_new_login(self.auth.store.path, self._stop, 2.0)
                 if self._stop.is_set():
                     return
+
+    def _lease_outcome(self, task: asyncio.Task[None]) -> int:
+        exc = task.exception()
+        if isinstance(exc, LeaseLost):
+            log.error("%s; stopped streaming so two instances never share one connection", exc)
+            self.publisher.status("lease_lost", str(exc))
+            return EXIT_LEASE_LOST
+        log.error("lease keeper failed: %r", exc)
+        return 1
 
     def _client_outcome(self, task: asyncio.Task[None]) -> int:
         exc = task.exception()

@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from schwab_stream.alerts import EXPIRY_THRESHOLDS, crossed_threshold
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, TokenFileError
@@ -31,7 +32,7 @@ from schwab_stream.telemetry import register_secret
 log = logging.getLogger(__name__)
 
 #: Refresh-token time left (seconds) at which a warning is logged, once each per login.
-REFRESH_WARNING_THRESHOLDS: tuple[float, ...] = (48 * 3600.0, 24 * 3600.0, 3600.0)
+REFRESH_WARNING_THRESHOLDS: tuple[float, ...] = EXPIRY_THRESHOLDS
 #: Upper bound on how long refresh_forever sleeps, so a new token file is noticed promptly.
 POLL_INTERVAL = 15.0
 #: Longest pause between refresh_forever's attempts while Schwab keeps failing.
@@ -105,6 +106,10 @@ def parse_user_preference(body: Any) -> UserPreference:
 def new_state() -> str:
     """A 30-character random OAuth `state`, as authlib makes for schwab-py."""
     return secrets.token_urlsafe(23)[:30]
+
+
+#: Called as (record, threshold seconds, message) when an expiry warning is logged.
+ExpiryWarning = Callable[[TokenRecord, float, str], None]
 
 
 class SchwabAuthClient:
@@ -240,13 +245,17 @@ class SchwabAuthClient:
         return record
 
     async def refresh_forever(
-        self, on_refresh: Callable[[TokenRecord], None] | None = None
+        self,
+        on_refresh: Callable[[TokenRecord], None] | None = None,
+        on_expiry_warning: ExpiryWarning | None = None,
     ) -> None:
         """Keep the access token fresh ahead of expiry until cancelled.
 
         Transient failures (network, 429, 5xx, a busy or broken token file) are logged and retried
         with backoff; only a dead refresh token ends it, as LoginRequiredError. `on_refresh` is
-        called with every new token, including one another process or `login` wrote.
+        called with every new token, including one another process or `login` wrote;
+        `on_expiry_warning` with (record, threshold, message) each time the refresh token's
+        expiry warning is logged (48 h, 24 h, 1 h ahead, once each per login).
         """
         announced: str | None = None
         failures = 0
@@ -256,7 +265,7 @@ class SchwabAuthClient:
                 if announced is not None and record.access_token != announced:
                     _notify(on_refresh, record)
                 announced = record.access_token
-                self._warn_refresh_expiry(record)
+                self._warn_refresh_expiry(record, on_expiry_warning)
                 wait = record.access_expires_at - self.settings.token_refresh_margin - time.time()
                 if wait > 0:
                     await asyncio.sleep(min(wait, POLL_INTERVAL, self._next_warning_in(record)))
@@ -406,21 +415,28 @@ class SchwabAuthClient:
         upcoming = [left - t for t in REFRESH_WARNING_THRESHOLDS if left > t]
         return max(min(upcoming), 0.0) if upcoming else POLL_INTERVAL
 
-    def _warn_refresh_expiry(self, record: TokenRecord) -> None:
+    def _warn_refresh_expiry(
+        self, record: TokenRecord, on_warning: ExpiryWarning | None = None
+    ) -> None:
         """Log once per threshold (48 h, 24 h, 1 h) so a person can log in before streams stop."""
         left = record.refresh_seconds_left()
-        crossed = [t for t in REFRESH_WARNING_THRESHOLDS if left <= t]
-        if not crossed or left <= 0:
+        threshold = crossed_threshold(left, REFRESH_WARNING_THRESHOLDS)
+        if threshold is None:
             return
-        key = (record.login_at, min(crossed))
+        key = (record.login_at, threshold)
         if self._warned_expiry == key:
             return
         self._warned_expiry = key
-        log.warning(
-            "the Schwab refresh token expires in %s (at %s): run `schwab-stream login` before then",
-            format_duration(left),
-            format_when(record.refresh_expires_at),
+        message = (
+            f"the Schwab refresh token expires in {format_duration(left)} "
+            f"(at {format_when(record.refresh_expires_at)}): run `schwab-stream login` before then"
         )
+        log.warning(message)
+        if on_warning is not None:
+            try:
+                on_warning(record, threshold, message)
+            except Exception:
+                log.exception("on_expiry_warning callback failed")
 
 
 def _register_tokens(record: TokenRecord) -> None:

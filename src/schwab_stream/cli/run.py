@@ -25,7 +25,15 @@ log = logging.getLogger("schwab_stream.run")
     "that service. Example: --subscribe LEVELONE_EQUITIES=AAPL,MSFT",
 )
 def run(subscribe: tuple[str, ...]) -> None:
-    """Stream market data from Schwab into Redis Streams until stopped (SIGINT/SIGTERM)."""
+    """Stream market data from Schwab into Redis Streams until stopped (SIGINT/SIGTERM).
+
+    A second `run` for the same Schwab user (same Redis and prefix) waits as a hot standby and
+    takes over when this one dies.
+
+    \b
+    Exit codes: 0 stopped, 1 failed, 2 bad settings,
+    3 another Schwab session took over (code 12), 4 another instance took the lease.
+    """
     from schwab_stream.telemetry import setup_logging
 
     try:

@@ -1,0 +1,202 @@
+"""Hot standby: a lease in Redis decides which of several `run`s for one Schwab user streams.
+
+Schwab allows one streamer connection per user; a second LOGIN ends the first with code 12. So the
+instance that holds `PREFIX:lease` (SET NX PX) streams and renews the lease every ttl/3 with a
+compare-and-set script; every other instance waits as a standby holding nothing (no websocket, no
+token refresh) and tries to take the lease about once a second. When the active instance dies its
+lease expires and a standby takes over within ttl + 1 s. An active instance that finds the lease
+held by someone else stops streaming at once.
+
+While Redis is unreachable nobody can take the lease, so the active instance keeps streaming (its
+publisher buffers, as in any Redis outage) and keeps trying to renew; if Redis comes back empty
+(a restart without persistence) the renew script takes the free lease back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from schwab_stream.events import StatusEvent, encode_event
+
+log = logging.getLogger(__name__)
+
+#: Renew when we hold it; re-take when it is free (Redis restarted empty); 0 when another holds it.
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+#: Delete only our own lease, so a late release never frees a successor's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+#: How often a standby tries to take the lease, at most (plus jitter).
+STANDBY_POLL = 1.0
+
+
+def new_instance_id() -> str:
+    """`host:pid:random`: readable in `GET PREFIX:lease`, unique across restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class LeaseLost(Exception):
+    """Another instance holds the lease: this one must stop streaming now."""
+
+
+class Lease:
+    """`PREFIX:lease` in Redis: acquire (SET NX PX), renew (compare-and-set), release."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        ttl: float,
+        instance_id: str | None = None,
+    ) -> None:
+        self.key = key
+        self.ttl = ttl
+        self.instance_id = instance_id or new_instance_id()
+        # Timeouts well inside the renew interval, so a stalled Redis cannot outlive the lease.
+        timeout = max(0.2, ttl / 4)
+        self.redis = aioredis.Redis.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._ttl_ms = max(1, int(ttl * 1000))
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if it is free; raises RedisError/OSError when Redis is unreachable."""
+        return bool(await self.redis.set(self.key, self.instance_id, nx=True, px=self._ttl_ms))
+
+    async def renew(self) -> bool:
+        """Extend our lease (or take it back if it is free); False when another instance has it."""
+        result = await self.redis.eval(_RENEW, 1, self.key, self.instance_id, self._ttl_ms)
+        return bool(result)
+
+    async def holder(self) -> str | None:
+        value = await self.redis.get(self.key)
+        return value.decode() if isinstance(value, bytes) else None
+
+    async def release(self) -> None:
+        """Give the lease up (best effort) so a standby takes over at once, not after the TTL."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.eval(_RELEASE, 1, self.key, self.instance_id)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    async def wait_until_acquired(
+        self, stop: asyncio.Event, on_standby: Callable[[str], Awaitable[None]]
+    ) -> bool:
+        """Try until the lease is ours (True) or `stop` is set (False).
+
+        `await on_standby(reason)` runs when waiting starts and whenever the reason changes
+        (another instance holds the lease; Redis is unreachable), so the user hears each once.
+        """
+        kind: str | None = None
+        while not stop.is_set():
+            try:
+                if await self.try_acquire():
+                    return True
+                holder = await self.holder()
+                now, reason = "held", f"another instance holds the lease: {holder or 'just freed'}"
+            except (RedisError, OSError) as exc:
+                now = "redis"
+                reason = (
+                    f"redis is unreachable ({type(exc).__name__}); not streaming without a lease"
+                )
+            if now != kind:
+                kind = now
+                await on_standby(reason)
+            delay = min(STANDBY_POLL, self.ttl / 3) * random.uniform(0.8, 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        return False
+
+    async def hold(self) -> None:
+        """Renew every ttl/3 while streaming; raises LeaseLost when another instance has it.
+
+        A renew that fails because Redis is unreachable is retried quickly (so after a Redis
+        restart we take our free lease back before a standby does); streaming goes on meanwhile.
+        """
+        interval = self.ttl / 3
+        retry = min(0.5, interval / 2)
+        failing_since: float | None = None
+        while True:
+            await asyncio.sleep(interval if failing_since is None else retry)
+            try:
+                ours = await self.renew()
+            except (RedisError, OSError) as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning(
+                        "cannot renew the lease (%s: %s); streaming on, retrying",
+                        type(exc).__name__,
+                        exc,
+                    )
+                continue
+            if failing_since is not None:
+                log.info("lease renewed again after %.1f s", time.monotonic() - failing_since)
+                failing_since = None
+            if not ours:
+                holder = await self._holder_or_unknown()
+                raise LeaseLost(f"the lease is now held by {holder}")
+
+    async def _holder_or_unknown(self) -> str:
+        try:
+            return await self.holder() or "nobody"
+        except (RedisError, OSError):
+            return "another instance"
+
+
+class StandbyReporter:
+    """Writes a waiting instance's status events straight to `PREFIX:status`.
+
+    A standby does not run the publisher: its heartbeat key would tell consumers a bridge is
+    delivering when none is. Events go out best effort (Redis may be the reason we wait).
+    """
+
+    def __init__(self, lease: Lease, status_key: str, maxlen: int) -> None:
+        self.lease = lease
+        self.status_key = status_key
+        self.maxlen = maxlen
+        self.seq = 0
+
+    async def report(self, state: str, detail: str) -> None:
+        self.seq += 1
+        event = StatusEvent(
+            service="ADMIN",
+            symbol="",
+            seq=self.seq,
+            recv_ns=time.time_ns(),
+            state=state,
+            detail=detail,
+            info={"instance": self.lease.instance_id},
+        )
+        with contextlib.suppress(RedisError, OSError):
+            await self.lease.redis.xadd(
+                self.status_key,
+                {"data": encode_event(event)},
+                maxlen=self.maxlen,
+                approximate=True,
+            )
