@@ -1,0 +1,409 @@
+"""The end-to-end benchmarks: throughput, latency, memory and start-up of the real pipeline.
+
+Everything runs on loopback: an embedded redis-server, the simulator (OAuth, userPreference, and
+the generated market for the memory and start-up runs) and, for throughput and latency,
+bench/sender.py in its own process, which answers LOGIN and SUBS and then sends pre-encoded
+level-one delta frames. Each of ours is measured next to a bare loop in the same run, against the
+same Redis: the bare loop does only the Redis (and websocket) part, with the same payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import websockets
+
+from schwab_stream.auth.client import UserPreference
+from schwab_stream.auth.token_store import TokenRecord, TokenStore
+from schwab_stream.config import Settings
+from schwab_stream.embedded_redis import EmbeddedRedis, free_port
+from schwab_stream.events import Event, StatusEvent, encode_event
+from schwab_stream.pipeline import Pipeline
+from schwab_stream.publish.redis import StreamKeys
+from schwab_stream.sim.server import SimConfig, SimThread
+from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.protocol import decode_frame
+
+SENDER = Path(__file__).resolve().parent / "sender.py"
+MAXLEN = 100_000
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+@dataclass
+class Bench:
+    """The shared loopback world: one redis-server, one simulator, a temp folder for tokens."""
+
+    redis: EmbeddedRedis
+    sim: SimThread
+    tmp: Path
+
+    @property
+    def token_path(self) -> Path:
+        return self.tmp / "token.json"
+
+    def write_tokens(self) -> None:
+        access, refresh = self.sim.state.tokens.login()
+        now = time.time()
+        TokenStore(self.token_path).save(
+            TokenRecord(
+                access_token=access,
+                refresh_token=refresh,
+                access_expires_at=now + self.sim.config.access_ttl,
+                login_at=now,
+                refresh_expires_at=now + self.sim.config.refresh_ttl,
+            )
+        )
+
+    def flush(self) -> None:
+        with redis.Redis.from_url(self.redis.url) as client:
+            client.flushall()
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "app_key": self.sim.config.app_key,
+            "app_secret": self.sim.config.app_secret,
+            "callback_url": self.sim.config.callback_url,
+            "api_base_url": self.sim.base_url,
+            "token_path": self.token_path,
+            "redis_url": self.redis.url,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The settings as environment variables, for a `schwab-stream run` subprocess."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+        env.update(
+            {
+                "SCHWAB_APP_KEY": self.sim.config.app_key,
+                "SCHWAB_APP_SECRET": self.sim.config.app_secret,
+                "SCHWAB_API_BASE_URL": self.sim.base_url,
+                "SCHWAB_TOKEN_PATH": str(self.token_path),
+                "REDIS_URL": self.redis.url,
+                "SCHWAB_LOG_LEVEL": "WARNING",
+                **extra,
+            }
+        )
+        return env
+
+
+@contextlib.contextmanager
+def bench_world(**sim: Any) -> Iterator[Bench]:
+    with (
+        tempfile.TemporaryDirectory(prefix="schwab-stream-bench-") as tmp,
+        EmbeddedRedis() as server,
+    ):
+        simulator = SimThread(SimConfig(**sim)).start()
+        try:
+            world = Bench(server, simulator, Path(tmp))
+            world.write_tokens()
+            yield world
+        finally:
+            simulator.stop()
+
+
+# --- the bench sender -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def sender(frames: list[str], rate: float, tmp: Path) -> AsyncIterator[str]:
+    """bench/sender.py in its own process; yields its websocket URL."""
+    path = tmp / "frames.txt"
+    path.write_text("\n".join(frames) + "\n")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SENDER),
+        "--port",
+        str(port),
+        "--frames",
+        str(path),
+        "--rate",
+        str(rate),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"bench sender did not start: {line!r}")
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def expected_entries(frames: list[str]) -> list[list[tuple[str, bytes]]]:
+    """(stream, payload) per event, per frame: what the pipeline writes, for the bare loops."""
+    normalizer = Normalizer()
+    keys = StreamKeys("schwab")
+    return [
+        [
+            (keys.stream(event), encode_event(event))
+            for message in decode_frame(raw).data
+            for event in normalizer.feed(message, time.time_ns())
+        ]
+        for raw in frames
+    ]
+
+
+# --- ours: a real Pipeline fed by the sender ------------------------------------------------
+
+
+@dataclass
+class Acks:
+    """What the publisher acknowledged: (ack time, market events of the batch), per batch."""
+
+    batches: list[tuple[int, list[Event]]] = dataclasses.field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(len(events) for _, events in self.batches)
+
+    def frame_latencies_ms(self, skip: int = 0) -> list[float]:
+        """Frame received -> its XADDs acknowledged, one figure per frame, in frame order."""
+        per_frame: dict[int, int] = {}
+        for ack, events in self.batches:
+            for event in events:
+                per_frame[event.recv_ns] = ack
+        return [(ack - recv) / 1e6 for recv, ack in sorted(per_frame.items())][skip:]
+
+    def rate(self) -> float:
+        """Events per second from the first frame received to the last ack."""
+        first = min(e.recv_ns for _, events in self.batches for e in events)
+        return self.events / ((self.batches[-1][0] - first) / 1e9)
+
+
+async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 120.0) -> Acks:
+    """A real Pipeline (latest keys on), its websocket pointed at `url`, until `expected` market
+    events are acknowledged by Redis. Conflation is ruled out by a queue larger than the run."""
+    pipeline = Pipeline(world.settings(queue_size=10_000_000), {"LEVELONE_EQUITIES": ["SYM00"]})
+    real_preference = pipeline.auth.user_preference
+
+    async def pointed() -> UserPreference:
+        prefs = await real_preference()
+        return dataclasses.replace(
+            prefs, streamer=dataclasses.replace(prefs.streamer, streamer_socket_url=url)
+        )
+
+    pipeline.auth.user_preference = pointed  # type: ignore[method-assign]
+    acks = Acks()
+    publisher = pipeline.publisher
+    write = publisher._write
+
+    async def recorded(batch: list[Event]) -> None:
+        await write(batch)
+        now = time.time_ns()
+        acks.batches.append((now, [e for e in batch if not isinstance(e, StatusEvent)]))
+
+    publisher._write = recorded  # type: ignore[method-assign]
+    task = asyncio.create_task(pipeline.run())
+    deadline = time.monotonic() + timeout
+    while acks.events < expected:
+        if task.done() or time.monotonic() > deadline:
+            raise RuntimeError(f"pipeline wrote {acks.events} of {expected} events")
+        await asyncio.sleep(0.01)
+    pipeline.stop()
+    await task
+    if sum(publisher.stats.conflated.values()) or sum(publisher.stats.dropped.values()):
+        raise RuntimeError("events were conflated or dropped: the run does not count")
+    return acks
+
+
+# --- the bare loops --------------------------------------------------------------------------
+
+
+async def bare_xadd_rate(url: str, entries: list[tuple[str, bytes]], batch: int) -> float:
+    """XADD only, the same payloads to the same streams, pipelined `batch` at a time."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.ping()
+        start = time.perf_counter()
+        for i in range(0, len(entries), batch):
+            pipe = client.pipeline(transaction=False)
+            for stream, payload in entries[i : i + batch]:
+                pipe.execute_command("XADD", stream, "MAXLEN", "~", MAXLEN, "*", "data", payload)
+            await pipe.execute()
+        return len(entries) / (time.perf_counter() - start)
+    finally:
+        await client.aclose()
+
+
+async def bare_ws_latencies_ms(
+    ws_url: str, redis_url: str, entries: list[list[tuple[str, bytes]]]
+) -> list[float]:
+    """Receive each data frame and XADD its pre-encoded events in one pipeline: nothing else."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.ping()
+    latencies: list[float] = []
+    request = (
+        '{"requests":[{"service":"%s","command":"%s","requestid":"%d",'
+        '"SchwabClientCorrelId":"bench","parameters":{}}]}'
+    )
+    try:
+        async with websockets.connect(ws_url, compression=None, max_size=None) as ws:
+            await ws.send(request % ("ADMIN", "LOGIN", 1))
+            await ws.recv()
+            await ws.send(request % ("LEVELONE_EQUITIES", "SUBS", 2))
+            await ws.recv()
+            for frame_entries in entries:
+                raw = await ws.recv(decode=False)
+                received = time.time_ns()
+                pipe = client.pipeline(transaction=False)
+                for stream, payload in frame_entries:
+                    pipe.execute_command(
+                        "XADD", stream, "MAXLEN", "~", MAXLEN, "*", "data", payload
+                    )
+                await pipe.execute()
+                latencies.append((time.time_ns() - received) / 1e6)
+                del raw
+    finally:
+        await client.aclose()
+    return latencies
+
+
+# --- the measurements ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Throughput:
+    ours: float
+    bare: float
+    events: int
+
+
+async def throughput(world: Bench, frames: list[str]) -> Throughput:
+    entries = [entry for frame in expected_entries(frames) for entry in frame]
+    bare = 0.0
+    for batch in (200, 1000, 5000):  # the reference gets its best batch size
+        world.flush()
+        bare = max(bare, await bare_xadd_rate(world.redis.url, entries, batch))
+    world.flush()
+    async with sender(frames, 0, world.tmp) as url:
+        acks = await run_pipeline(world, url, len(entries))
+    with redis.Redis.from_url(world.redis.url) as client:
+        written = sum(int(client.xlen(stream)) for stream in {s for s, _ in entries})
+    if written != len(entries):
+        raise RuntimeError(f"{written} entries in Redis, {len(entries)} expected")
+    return Throughput(acks.rate(), bare, len(entries))
+
+
+@dataclass(frozen=True)
+class Latency:
+    ours: tuple[float, float]  # p50, p99 in ms
+    bare: tuple[float, float]
+    frames: int
+
+
+async def latency(world: Bench, frames: list[str], rate: float, skip: int) -> Latency:
+    """Frame received -> XADD acknowledged with a paced sender, ours and the bare loop's."""
+    entries = expected_entries(frames)
+    world.flush()
+    async with sender(frames, rate, world.tmp) as url:
+        bare = (await bare_ws_latencies_ms(url, world.redis.url, entries))[skip:]
+    world.flush()
+    async with sender(frames, rate, world.tmp) as url:
+        acks = await run_pipeline(world, url, sum(len(e) for e in entries))
+    ours = acks.frame_latencies_ms(skip)
+    return Latency(
+        (quantile(ours, 0.5), quantile(ours, 0.99)),
+        (quantile(bare, 0.5), quantile(bare, 0.99)),
+        len(ours),
+    )
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _run_process(world: Bench, subs: dict[str, str]) -> subprocess.Popen[bytes]:
+    extra = {f"SCHWAB_{service}": keys for service, keys in subs.items()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "schwab_stream", "run"],
+        env=world.env(**extra),
+        cwd=world.tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@dataclass(frozen=True)
+class Memory:
+    peak_mb: float
+    early_mb: float  # at the end of the warm-up (minute 2 in full mode)
+    final_mb: float
+    seconds: float
+    events: int
+
+
+def memory(world: Bench, seconds: float, warmup: float) -> Memory:
+    """RSS of `schwab-stream run` streaming 500 level-one symbols and 50 books."""
+    symbols = [f"M{i:03d}" for i in range(500)]
+    proc = _run_process(
+        world,
+        {"LEVELONE_EQUITIES": ",".join(symbols), "NASDAQ_BOOK": ",".join(symbols[:50])},
+    )
+    samples: list[tuple[float, float]] = []
+    try:
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            if proc.poll() is not None:
+                raise RuntimeError(f"run exited: {proc.stderr.read() if proc.stderr else b''!r}")
+            samples.append((elapsed, _rss_mb(proc.pid)))
+            time.sleep(1.0)
+    finally:
+        _stop(proc)
+    with redis.Redis.from_url(world.redis.url) as client:
+        events = sum(int(client.xlen(f"schwab:tick:{s}")) for s in symbols)
+        events += sum(int(client.xlen(f"schwab:level2:{s}")) for s in symbols[:50])
+    early = next(rss for at, rss in samples if at >= warmup)
+    return Memory(max(rss for _, rss in samples), early, samples[-1][1], seconds, events)
+
+
+def startup(world: Bench, runs: int) -> list[float]:
+    """Seconds from spawning `schwab-stream run` to its first tick in Redis, per run."""
+    times: list[float] = []
+    with redis.Redis.from_url(world.redis.url) as client:
+        for _ in range(runs):
+            client.flushall()
+            start = time.perf_counter()
+            proc = _run_process(world, {"LEVELONE_EQUITIES": "AAPL"})
+            try:
+                while not client.xlen("schwab:tick:AAPL"):
+                    if proc.poll() is not None or time.perf_counter() - start > 30:
+                        raise RuntimeError("run produced no event")
+                    time.sleep(0.002)
+                times.append(time.perf_counter() - start)
+            finally:
+                _stop(proc)
+    return times

@@ -1,0 +1,183 @@
+"""Every benchmark of issue 7 in one command, printed as one table (run by `./dev bench`).
+
+Each row puts our figure next to a reference measured in the same run on the same machine:
+schwab-py's handler for decode + normalize + encode, a bare XADD loop for throughput, a bare
+websocket-to-XADD loop for latency. All on loopback, against an embedded redis-server.
+
+    .venv-bench/bin/python bench/run.py [--quick]
+
+`--quick` finishes in under a minute (shorter runs, memory for 20 s instead of 10 minutes);
+the full run takes about 13 minutes, 10 of them the memory run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
+import pipeline_bench
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ours: str
+    reference: str
+    ratio: str
+    target: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Mode:
+    decode_seconds: float
+    throughput_frames: int
+    latency_seconds: float
+    lone_frames: int
+    memory_seconds: float
+    memory_warmup: float
+    startup_runs: int
+
+
+QUICK = Mode(0.6, 2_000, 2.0, 40, 20.0, 5.0, 3)
+FULL = Mode(3.0, 10_000, 15.0, 200, 600.0, 120.0, 5)
+
+
+def decode_rows(mode: Mode) -> list[Row]:
+    return [
+        Row(
+            f"decode+normalize+encode, {r.case}",
+            f"{r.ours:,.0f}/s",
+            f"{r.schwab_py:,.0f}/s schwab-py",
+            f"{r.ratio:.1f}x",
+            ">= 12x",
+            r.ratio >= 12,
+        )
+        for r in decode_normalize.compare(mode.decode_seconds)
+    ]
+
+
+async def pipeline_rows(mode: Mode, world: pipeline_bench.Bench) -> list[Row]:
+    rows: list[Row] = []
+    frames = decode_normalize.delta_frames(mode.throughput_frames)
+    t = await pipeline_bench.throughput(world, frames)
+    ratio = t.ours / t.bare
+    rows.append(
+        Row(
+            f"throughput, whole pipeline ({t.events:,} events)",
+            f"{t.ours:,.0f} ev/s",
+            f"{t.bare:,.0f} ev/s bare XADD",
+            f"{ratio:.0%}",
+            ">= 80%",
+            ratio >= 0.8,
+        )
+    )
+    for rate, limit in ((1_000, 1.0), (2_500, 2.0)):
+        count = int(rate * mode.latency_seconds)
+        lat = await pipeline_bench.latency(
+            world, decode_normalize.delta_frames(count), rate, skip=count // 10
+        )
+        rows.append(_latency_row(f"latency p50/p99, {rate:,} frames/s x 20", lat, limit))
+    lone = await pipeline_bench.latency(
+        world, decode_normalize.delta_frames(mode.lone_frames, symbols=1), 20, skip=5
+    )
+    rows.append(_latency_row("latency p50/p99, lone event (20/s x 1)", lone, 1.0))
+    return rows
+
+
+def _latency_row(name: str, lat: pipeline_bench.Latency, limit_ms: float) -> Row:
+    (p50, p99), (bare50, bare99) = lat.ours, lat.bare
+    return Row(
+        f"{name} ({lat.frames:,} frames)",
+        f"{p50:.2f} / {p99:.2f} ms",
+        f"{bare50:.2f} / {bare99:.2f} ms bare",
+        f"{p99 / bare99:.1f}x",
+        f"p99 < {limit_ms:g} ms",
+        p99 < limit_ms,
+    )
+
+
+def process_rows(mode: Mode, world: pipeline_bench.Bench, quick: bool) -> list[Row]:
+    mem = pipeline_bench.memory(world, mode.memory_seconds, mode.memory_warmup)
+    growth = (mem.final_mb - mem.early_mb) / mem.early_mb
+    label = "quick: " if quick else ""
+    rows = [
+        Row(
+            f"memory, 500 L1 + 50 books ({label}{mem.seconds:.0f} s, {mem.events:,} events)",
+            f"{mem.peak_mb:.1f} MB peak",
+            f"{mem.early_mb:.1f} -> {mem.final_mb:.1f} MB after {mode.memory_warmup:.0f} s",
+            f"{growth:+.1%}",
+            "< 120 MB, flat",
+            mem.peak_mb < 120 and growth < 0.05,
+        )
+    ]
+    times = pipeline_bench.startup(world, mode.startup_runs)
+    rows.append(
+        Row(
+            f"start-up, run -> first event ({len(times)} runs)",
+            f"{statistics.median(times):.2f} s median",
+            f"{max(times):.2f} s worst",
+            "",
+            "< 1.5 s",
+            max(times) < 1.5,
+        )
+    )
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = ("benchmark", "ours", "reference (same run)", "ratio", "target", "")
+    cells = [headers] + [
+        (r.name, r.ours, r.reference, r.ratio, r.target, "PASS" if r.ok else "FAIL") for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs, under a minute")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # third-party deprecation notices would break the table
+    logging.basicConfig(level=logging.ERROR)
+    mode = QUICK if args.quick else FULL
+    started = time.monotonic()
+    steps: list[Callable[[], list[Row]]] = [lambda: decode_rows(mode)]
+    rows: list[Row] = []
+    with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
+        print(f"# {machine()}, {world.redis.version()}", flush=True)
+        steps.append(lambda: asyncio.run(pipeline_rows(mode, world)))
+        steps.append(lambda: process_rows(mode, world, args.quick))
+        for step in steps:
+            rows.extend(step())
+    print_table(rows)
+    print(f"# {'quick' if args.quick else 'full'} mode, {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
