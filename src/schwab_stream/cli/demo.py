@@ -1,0 +1,561 @@
+"""`schwab-stream demo`: the whole bridge against the bundled simulator, with a live view.
+
+One command shows the project working before anyone owns a Schwab app: the simulator runs on a
+thread, a throw-away redis-server starts unless `--redis-url` is given, a real OAuth login against
+the simulator writes a token file in a temp folder, and the same `Pipeline` that `run` uses streams
+into Redis. The view reads Redis as any consumer would. Settings come from the simulator only,
+never from the user's `.env` or environment, so a demo cannot touch a live setup by accident.
+Everything started here is stopped and removed at exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import httpx
+import redis.asyncio as aioredis
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from redis.exceptions import RedisError
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from schwab_stream.auth.client import SchwabAuthClient, format_duration, new_state
+from schwab_stream.auth.login import code_from_redirect
+from schwab_stream.cli.tail import describe, px, qty
+from schwab_stream.config import Settings, parse_subscribe_option
+from schwab_stream.embedded_redis import EmbeddedRedis
+from schwab_stream.errors import SchwabStreamError
+from schwab_stream.pipeline import Pipeline, Snapshot
+from schwab_stream.sim.server import SimConfig, SimThread
+
+log = logging.getLogger("schwab_stream.demo")
+
+DEMO_EQUITIES = ("AAPL", "MSFT", "NVDA", "SPY")
+DEMO_FUTURE = "/ES"
+DEMO_SCREENER = "NASDAQ_VOLUME_0"
+BOOK_DEPTH = 5
+
+
+def demo_option(today: date) -> str:
+    """An AAPL call expiring on the third Friday two months out, so the demo never goes stale."""
+    month_index = today.month + 1  # zero-based month two months ahead
+    year, month = today.year + month_index // 12, month_index % 12 + 1
+    first = date(year, month, 1)
+    third_friday = first + timedelta(days=(4 - first.weekday()) % 7 + 14)
+    return f"{'AAPL':<6}{third_friday:%y%m%d}C{200_000:08d}"
+
+
+def default_subscriptions(today: date) -> dict[str, list[str]]:
+    """A little of everything: quotes, a book, an option, a future, bars and a screener."""
+    return {
+        "LEVELONE_EQUITIES": list(DEMO_EQUITIES),
+        "LEVELONE_OPTIONS": [demo_option(today)],
+        "LEVELONE_FUTURES": [DEMO_FUTURE],
+        "NASDAQ_BOOK": [DEMO_EQUITIES[0]],
+        "CHART_EQUITY": list(DEMO_EQUITIES),
+        "SCREENER_EQUITY": [DEMO_SCREENER],
+    }
+
+
+class DemoSettings(Settings):
+    """Settings built only from what the demo passes in: no `.env`, no environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+async def oauth_login(settings: Settings) -> None:
+    """The browser's part of the login, done over HTTP: the simulator approves at once, we read
+    the code off its redirect and exchange it exactly as `schwab-stream login` does."""
+    auth = SchwabAuthClient(settings)
+    try:
+        state = new_state()
+        async with httpx.AsyncClient(follow_redirects=False, timeout=10.0) as http:
+            response = await http.get(auth.authorize_url(state))
+        if response.status_code != 302 or "location" not in response.headers:
+            raise SchwabStreamError(
+                f"the simulator's authorize page answered HTTP {response.status_code}"
+            )
+        code = code_from_redirect(response.headers["location"], state)
+        await auth.exchange_code(code)
+    finally:
+        await auth.aclose()
+
+
+# --- what the view shows ------------------------------------------------------------------
+
+
+@dataclass
+class ViewData:
+    """One frame of the view: the pipeline's own numbers plus what a consumer reads in Redis."""
+
+    elapsed: float
+    snapshot: Snapshot
+    quotes: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
+    book: dict[str, Any] | None = None
+    bar: dict[str, Any] | None = None
+    screener: dict[str, Any] | None = None
+
+
+class RedisView:
+    """Reads the latest state the pipeline wrote, the way a user's program would."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, subs: dict[str, list[str]]) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.quote_symbols = [
+            key for service, keys in subs.items() if service.startswith("LEVELONE_") for key in keys
+        ]
+        books = [key for service, keys in subs.items() if service.endswith("_BOOK") for key in keys]
+        self.book_symbol = books[0] if books else None
+        charts = [
+            key for service, keys in subs.items() if service.startswith("CHART_") for key in keys
+        ]
+        self.bar_symbol = charts[0] if charts else None
+        screeners = [
+            key for service, keys in subs.items() if service.startswith("SCREENER_") for key in keys
+        ]
+        self.screener_key = screeners[0] if screeners else None
+
+    async def read(self, view: ViewData) -> None:
+        """Fill `view` from Redis; an unreachable Redis leaves the last values out, not a crash."""
+        p = self.prefix
+        try:
+            if self.quote_symbols:
+                raw = await self.client.mget([f"{p}:latest:tick:{s}" for s in self.quote_symbols])
+                view.quotes = [
+                    (symbol, json.loads(item) if item else None)
+                    for symbol, item in zip(self.quote_symbols, raw, strict=True)
+                ]
+            if self.book_symbol:
+                raw_book = await self.client.get(f"{p}:latest:level2:{self.book_symbol}")
+                view.book = json.loads(raw_book) if raw_book else None
+            if self.bar_symbol:
+                view.bar = await self._last_entry(f"{p}:bar:{self.bar_symbol}")
+            if self.screener_key:
+                view.screener = await self._last_entry(f"{p}:screener:{self.screener_key}")
+        except (RedisError, OSError) as exc:
+            log.warning("the view could not read redis: %s", exc)
+
+    async def _last_entry(self, key: str) -> dict[str, Any] | None:
+        entries: Any = await self.client.xrevrange(key, count=1)
+        if not entries:
+            return None
+        data: dict[str, Any] = json.loads(entries[0][1][b"data"])
+        return data
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _left(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+def _change(quote: dict[str, Any]) -> Text:
+    change, close = quote.get("net_change"), quote.get("close")
+    if not isinstance(change, int | float):
+        return Text("-")
+    pct = f" ({change / close:+.2%})" if isinstance(close, int | float) and close else ""
+    style = "green" if change > 0 else "red" if change < 0 else ""
+    return Text(f"{change:+,.2f}{pct}", style=style)
+
+
+def render(view: ViewData, redis_url: str, duration: float, prefix: str) -> RenderableType:
+    """The live view: quote board, top of one book, and the pipeline's health."""
+    quotes = Table(title=f"Quotes ({prefix}:latest:tick:*)", title_justify="left")
+    quotes.add_column("Symbol", min_width=22)
+    for name in ("Bid", "Ask", "Last", "Volume", "Change", "Seq"):
+        quotes.add_column(name, justify="right", min_width=10)
+    for symbol, quote in view.quotes:
+        if quote is None:
+            quotes.add_row(symbol, "waiting", "", "", "", "", "")
+            continue
+        quotes.add_row(
+            symbol,
+            px(quote.get("bid")),
+            px(quote.get("ask")),
+            px(quote.get("last")),
+            qty(quote.get("volume")),
+            _change(quote),
+            str(quote.get("seq", "-")),
+        )
+
+    book = view.book or {}
+    book_title = f"Book {book.get('symbol', '')} {book.get('venue', '')}".rstrip()
+    books = Table(title=book_title, expand=True, title_justify="left")
+    for name in ("Size", "Bid", "Ask", "Size", "MMs"):
+        books.add_column(name, justify="right")
+    bids, asks = book.get("bids") or [], book.get("asks") or []
+    for i in range(min(BOOK_DEPTH, max(len(bids), len(asks)))):
+        bid = bids[i] if i < len(bids) else {}
+        ask = asks[i] if i < len(asks) else {}
+        books.add_row(
+            qty(bid.get("size")),
+            Text(px(bid.get("price")), style="green"),
+            Text(px(ask.get("price")), style="red"),
+            qty(ask.get("size")),
+            f"{bid.get('count', '-')}/{ask.get('count', '-')}",
+        )
+
+    snap = view.snapshot
+    state_style = "green" if snap.state == "subscribed" else "yellow"
+    health = Table.grid(padding=(0, 1))
+    health.add_column(style="bold")
+    health.add_column()
+    health.add_row("connection", Text(snap.state, style=state_style))
+    health.add_row("events", f"{snap.events_published:,} ({snap.events_per_second:,.0f}/s)")
+    health.add_row("latency", f"p50 {_ms(snap.latency_p50_ms)}  p99 {_ms(snap.latency_p99_ms)}")
+    health.add_row("queue", f"{snap.queue_depth:,}")
+    health.add_row("reconnects", str(snap.reconnects))
+    health.add_row("access token", _left(snap.access_seconds_left))
+    health.add_row("refresh token", _left(snap.refresh_seconds_left))
+    if view.bar:
+        health.add_row(f"bar {view.bar.get('symbol', '')}", describe(view.bar))
+    if view.screener:
+        items = view.screener.get("items") or []
+        top = ", ".join(str(item.get("symbol")) for item in items[:4])
+        health.add_row("screener", f"{view.screener.get('symbol', '')}: {top}")
+
+    lower = Table.grid(expand=True, padding=(0, 2))
+    lower.add_column(ratio=1)
+    lower.add_column(ratio=1)
+    lower.add_row(books, Panel(health, title="Pipeline", title_align="left"))
+    until = f" of {duration:.0f} s" if duration else " (Ctrl-C ends it)"
+    return Panel(
+        Group(quotes, lower),
+        title="schwab-stream demo: simulator -> pipeline -> Redis",
+        subtitle=f"{redis_url}   {view.elapsed:.0f} s{until}",
+    )
+
+
+def compact_line(view: ViewData) -> str:
+    """The `--no-ui` line printed once a second."""
+    snap = view.snapshot
+    first = next(((s, q) for s, q in view.quotes if q), None)
+    quote = ""
+    if first is not None:
+        symbol, q = first
+        quote = f" {symbol} {px(q.get('bid'))}/{px(q.get('ask'))} last {px(q.get('last'))}"
+    book = ""
+    if view.book and view.book.get("bids") and view.book.get("asks"):
+        book = (
+            f" book {view.book.get('symbol')} {px(view.book['bids'][0].get('price'))}"
+            f"/{px(view.book['asks'][0].get('price'))}"
+        )
+    return (
+        f"{view.elapsed:5.0f}s {snap.state} events={snap.events_published} "
+        f"({snap.events_per_second:.0f}/s) p50={_ms(snap.latency_p50_ms)} "
+        f"p99={_ms(snap.latency_p99_ms)} queue={snap.queue_depth} "
+        f"reconnects={snap.reconnects} access={_left(snap.access_seconds_left)}"
+        f"{quote}{book}"
+    )
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoOptions:
+    duration: float
+    ui: bool
+    redis_url: str | None
+    keep_redis: bool
+    time_scale: float
+    prefix: str
+    subscriptions: dict[str, list[str]]
+
+
+class Demo:
+    """Owns everything the demo starts, so one `close()` takes it all down in order."""
+
+    def __init__(self, options: DemoOptions, console: Console) -> None:
+        self.options = options
+        self.console = console
+        self.folder = Path(tempfile.mkdtemp(prefix="schwab-stream-demo-"))
+        self.sim: SimThread | None = None
+        self.redis: EmbeddedRedis | None = None
+        self.redis_url = options.redis_url or ""
+        self.log_file: TextIO | None = None
+        self.pipeline: Pipeline | None = None
+        self.stopping = False
+        self.events_published = 0
+
+    def request_stop(self) -> None:
+        """Signal handler: end the run (the pipeline if it runs, the setup otherwise)."""
+        self.stopping = True
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def _setup_logging(self) -> None:
+        """Logs must not garble the live view: to a file (shown at exit if they matter), or to
+        stderr at WARNING and above with --no-ui."""
+        from schwab_stream.telemetry import setup_logging
+
+        if self.options.ui:
+            self.log_file = (self.folder / "demo.log").open("w", encoding="utf-8")
+            setup_logging("json", "INFO", stream=self.log_file)
+        else:
+            setup_logging("auto", "WARNING")
+
+    async def run(self) -> int:
+        self._setup_logging()
+        opts = self.options
+        self.sim = await asyncio.to_thread(SimThread(SimConfig(time_scale=opts.time_scale)).start)
+        if self.stopping:
+            return 0
+        if opts.redis_url:
+            await _check_redis(opts.redis_url)
+        else:
+            self.redis = await asyncio.to_thread(EmbeddedRedis().start)
+            self.redis_url = self.redis.url
+        if self.stopping:
+            return 0
+        settings = DemoSettings(
+            app_key=self.sim.config.app_key,
+            app_secret=self.sim.config.app_secret,
+            callback_url=self.sim.config.callback_url,
+            api_base_url=self.sim.base_url,
+            token_path=self.folder / "token.json",
+            redis_url=self.redis_url,
+            redis_prefix=opts.prefix,
+            reconnect_max_delay=5.0,
+        )
+        await oauth_login(settings)
+        self._print_header()
+        if self.stopping:
+            return 0
+        self.pipeline = Pipeline(settings, opts.subscriptions)
+        task = asyncio.create_task(self.pipeline.run(), name="pipeline")
+        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=2.0)
+        try:
+            await self._show(task, RedisView(client, opts.prefix, opts.subscriptions))
+            code = await task
+        finally:
+            self.pipeline.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 15)
+            self.events_published = self.pipeline.snapshot().events_published
+            await client.aclose()
+        return code
+
+    async def _show(self, task: asyncio.Task[int], reader: RedisView) -> None:
+        """Refresh the view until the pipeline ends or the duration is up."""
+        opts = self.options
+        started = time.monotonic()
+        interval = 0.5 if opts.ui else 1.0
+        assert self.pipeline is not None
+        live = (
+            Live(console=self.console, refresh_per_second=4, transient=False)
+            if opts.ui
+            else contextlib.nullcontext()
+        )
+        with live:
+            while not task.done():
+                elapsed = time.monotonic() - started
+                if opts.duration and elapsed >= opts.duration:
+                    self.pipeline.stop()
+                    break
+                view = ViewData(elapsed=elapsed, snapshot=self.pipeline.snapshot())
+                await reader.read(view)
+                if isinstance(live, Live):
+                    live.update(render(view, self.redis_url, opts.duration, opts.prefix))
+                else:
+                    click.echo(compact_line(view))
+                await asyncio.wait({task}, timeout=interval)
+
+    def _print_header(self) -> None:
+        """Where everything is, printed before the view so it stays on screen."""
+        assert self.sim is not None
+        if self.redis is not None:
+            version = self.redis.version().split(" sha=")[0].replace("Redis server v=", "")
+            keep = "kept after the demo" if self.options.keep_redis else "stops with the demo"
+            where = f"embedded redis-server {version}, {keep}"
+        else:
+            where = "yours (--redis-url): the events stay there"
+        click.echo(f"simulator   {self.sim.base_url}")
+        click.echo(f"redis       {self.redis_url}  ({where})")
+        click.echo(f"temp files  {self.folder}  (removed at exit)")
+        click.echo(f"follow it   schwab-stream tail --redis-url {self.redis_url} --symbol AAPL")
+
+    def close(self) -> None:
+        """Stop what was started, in reverse order, and remove the temp folder; an impatient
+        second Ctrl-C must not cut the cleanup short."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
+        if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
+            atexit.unregister(self.redis.stop)
+        elif self.redis is not None:
+            self.redis.stop()
+        if self.log_file is not None:
+            self.log_file.close()
+            _echo_warnings(self.folder / "demo.log")
+        logging.getLogger().handlers.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def print_epilogue(self, code: int) -> None:
+        """How to reach the data once the demo is over."""
+        p, url = self.options.prefix, self.redis_url
+        echo = click.echo
+        echo("")
+        echo(f"demo ended (exit {code}): {self.events_published:,} events published to {url}")
+        if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
+            echo(f"The embedded Redis keeps running (pid {self.redis.proc.pid}). Read it with:")
+        elif self.redis is not None:
+            echo(
+                "The embedded Redis stopped with the demo. To keep the data, run with "
+                "--keep-redis, or point --redis-url at your own Redis. While a demo runs:"
+            )
+        else:
+            echo("The events stay in your Redis. Read them with:")
+        echo(f"  export REDIS_URL={url}")
+        symbol = DEMO_EQUITIES[0]
+        echo(
+            f"  schwab-stream tail --redis-url $REDIS_URL --from-start --count 5 --symbol {symbol}"
+        )
+        echo(f"  redis-cli -u $REDIS_URL XREVRANGE {p}:tick:{symbol} + - COUNT 1")
+        if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
+            echo(f"Stop it when done: kill {self.redis.proc.pid}; rm -r {self.redis.dir}")
+
+
+async def _check_redis(url: str) -> None:
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=3.0, socket_timeout=3.0)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        raise SchwabStreamError(f"cannot reach Redis at {url}: {exc}") from None
+    finally:
+        await client.aclose()
+
+
+def _echo_warnings(path: Path) -> None:
+    """Show the run's warnings and errors after the live view is gone (the file is removed)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+            click.echo(f"{record['level']} {record.get('logger')}: {record.get('msg')}", err=True)
+
+
+@click.command()
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Stop by itself after this many seconds (0: run until Ctrl-C).",
+)
+@click.option("--no-ui", is_flag=True, help="Print a compact status line per second instead.")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Write to this Redis instead of starting a throw-away one (the events stay there).",
+)
+@click.option(
+    "--keep-redis",
+    is_flag=True,
+    help="Leave the embedded Redis running after the demo, to read the events afterwards.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0.1, max=600),
+    default=10.0,
+    show_default=True,
+    help="Simulated market minutes per wall minute: 10 closes a one-minute bar every 6 s.",
+)
+@click.option(
+    "--prefix", default="schwab", show_default=True, help="Redis key prefix to write under."
+)
+@click.option(
+    "--subscribe",
+    multiple=True,
+    metavar="SERVICE=KEYS",
+    help="Replace the demo's keys for SERVICE (repeatable), as for `run`.",
+)
+def demo(
+    duration: float,
+    no_ui: bool,
+    redis_url: str | None,
+    keep_redis: bool,
+    time_scale: float,
+    prefix: str,
+    subscribe: tuple[str, ...],
+) -> None:
+    """Run the whole pipeline against the bundled simulator, with a live view.
+
+    Starts the Schwab simulator, a throw-away Redis (unless --redis-url), logs in over OAuth and
+    streams quotes, a book, an option, a future, bars and a screener into Redis. Reads nothing
+    from .env. Ctrl-C ends it cleanly.
+    """
+    try:
+        subscriptions = default_subscriptions(date.today())
+        subscriptions.update(parse_subscribe_option(subscribe))
+        subscriptions = {service: keys for service, keys in subscriptions.items() if keys}
+    except SchwabStreamError as exc:
+        raise click.UsageError(str(exc)) from None
+    if keep_redis and redis_url:
+        raise click.UsageError("--keep-redis is for the embedded Redis; not with --redis-url")
+    options = DemoOptions(
+        duration=duration,
+        ui=not no_ui,
+        redis_url=redis_url,
+        keep_redis=keep_redis,
+        time_scale=time_scale,
+        prefix=prefix,
+        subscriptions=subscriptions,
+    )
+    console = Console(highlight=False)
+    runner = Demo(options, console)
+    code = 1
+    try:
+        code = asyncio.run(_main(runner))
+    except KeyboardInterrupt:
+        code = 0
+    except SchwabStreamError as exc:
+        click.echo(f"schwab-stream demo: {exc}", err=True)
+    finally:
+        runner.close()
+    if runner.pipeline is not None:
+        runner.print_epilogue(code)
+    sys.exit(code)
+
+
+async def _main(runner: Demo) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.request_stop)
+    return await runner.run()

@@ -1,0 +1,335 @@
+"""`schwab-stream tail`: follow the event streams in Redis, one readable line per event.
+
+A plain consumer of the external contract (PREFIX:TYPE:SYMBOL streams, a `data` field of JSON),
+so it works against any Redis the streamer writes to, and parses events as loose JSON so a newer
+schema never stops it. Streams are followed with XREAD BLOCK; without `--symbol` the keys are found
+with SCAN (stream keys only) and looked for again every few seconds, so symbols subscribed later
+show up too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import click
+import redis
+from redis.exceptions import RedisError
+
+#: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
+SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
+#: Event types with one stream each (PREFIX:TYPE).
+SINGLE_TYPES = ("account", "status")
+ALL_TYPES = (*SYMBOL_TYPES, *SINGLE_TYPES)
+
+#: How often (seconds) to look for new stream keys when following by type.
+RESCAN_SECONDS = 3.0
+#: XREAD BLOCK timeout in milliseconds; also bounds how late a rescan can be.
+BLOCK_MS = 1000
+
+#: Changed-field names shown on a tick line; a snapshot changes them all and just says so.
+MAX_CHANGED = 6
+
+_COLORS = {
+    "tick": "cyan",
+    "level2": "magenta",
+    "bar": "yellow",
+    "screener": "blue",
+    "account": "green",
+    "status": "red",
+}
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def px(value: Any) -> str:
+    """A price: two decimals, four below 1 (forex, cheap options)."""
+    if not _is_number(value):
+        return "-"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4f}"
+
+
+def qty(value: Any) -> str:
+    """A size or volume: whole, with thousands separators."""
+    return f"{int(value):,}" if _is_number(value) else "-"
+
+
+def _clock(epoch_ms: Any) -> str:
+    if not isinstance(epoch_ms, int | float):
+        return "-"
+    return datetime.fromtimestamp(epoch_ms / 1000).strftime("%H:%M")
+
+
+def _level(level: Any) -> str:
+    if not isinstance(level, dict):
+        return "-"
+    return f"{px(level.get('price'))} x {qty(level.get('size'))} ({level.get('count', '-')})"
+
+
+def describe(event: dict[str, Any]) -> str:
+    """The key numbers of one event, by type; unknown types fall back to their JSON."""
+    kind = event.get("type")
+    if kind == "tick":
+        text = (
+            f"bid {px(event.get('bid'))} x {qty(event.get('bid_size'))}  "
+            f"ask {px(event.get('ask'))} x {qty(event.get('ask_size'))}  "
+            f"last {px(event.get('last'))} x {qty(event.get('last_size'))}  "
+            f"vol {qty(event.get('volume'))}  chg {_signed(event.get('net_change'))}"
+        )
+        if event.get("snapshot"):
+            return f"{text}  snapshot"
+        changed = [str(name) for name in event.get("changed") or []]
+        more = f",+{len(changed) - MAX_CHANGED}" if len(changed) > MAX_CHANGED else ""
+        return f"{text}  [{','.join(changed[:MAX_CHANGED])}{more}]"
+    if kind == "level2":
+        bids, asks = event.get("bids") or [], event.get("asks") or []
+        return (
+            f"{event.get('venue', '')} bid {_level(bids[0] if bids else None)}  "
+            f"ask {_level(asks[0] if asks else None)}  levels {len(bids)}/{len(asks)}"
+        )
+    if kind == "bar":
+        return (
+            f"{_clock(event.get('start'))} O {px(event.get('open'))} H {px(event.get('high'))}"
+            f" L {px(event.get('low'))} C {px(event.get('close'))}"
+            f" V {qty(event.get('volume'))}"
+        )
+    if kind == "screener":
+        items = event.get("items") or []
+        top = ", ".join(
+            f"{item.get('symbol')} {px(item.get('last_price'))}"
+            for item in items[:5]
+            if isinstance(item, dict)
+        )
+        return f"{event.get('sort_field') or ''} top: {top}"
+    if kind == "account":
+        return f"{event.get('message_type') or '-'} account {event.get('account') or '-'}"
+    if kind == "status":
+        code = event.get("code")
+        detail = event.get("detail") or ""
+        return f"{event.get('state', '')}{f' code={code}' if code is not None else ''}  {detail}"
+    return json.dumps(event, separators=(",", ":"))
+
+
+def _signed(value: Any) -> str:
+    return (
+        f"{value:+.2f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+    )
+
+
+def format_line(event: dict[str, Any], color: bool = False) -> str:
+    """`HH:MM:SS.mmm type symbol numbers`, timed by local receive time."""
+    recv_ns = event.get("recv_ns")
+    when = (
+        datetime.fromtimestamp(recv_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+        if isinstance(recv_ns, int)
+        else "--:--:--.---"
+    )
+    kind = str(event.get("type", "?"))
+    label = f"{kind:<8}"
+    if color:
+        label = click.style(label, fg=_COLORS.get(kind))
+    symbol = str(event.get("symbol") or "")
+    return f"{when} {label} {symbol:<21} {describe(event)}"
+
+
+# --- which streams ------------------------------------------------------------------------
+
+
+def fixed_keys(prefix: str, symbols: Iterable[str], types: Iterable[str]) -> list[str]:
+    """Keys known without asking Redis: PREFIX:TYPE:SYMBOL for each pair, PREFIX:account, ..."""
+    keys: list[str] = []
+    for kind in types:
+        if kind in SINGLE_TYPES:
+            keys.append(f"{prefix}:{kind}")
+        else:
+            keys.extend(f"{prefix}:{kind}:{symbol}" for symbol in symbols)
+    return keys
+
+
+def scan_keys(client: redis.Redis, prefix: str, types: Iterable[str]) -> list[str]:
+    """Stream keys of the given per-symbol types that exist now (SCAN, streams only)."""
+    found: set[str] = set()
+    for kind in types:
+        pattern = _escape_glob(f"{prefix}:{kind}:") + "*"
+        for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
+            found.add(key.decode() if isinstance(key, bytes) else str(key))
+    return sorted(found)
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+class Follower:
+    """XREAD over a set of streams, remembering the last id seen in each."""
+
+    def __init__(self, client: redis.Redis, from_start: bool) -> None:
+        self.client = client
+        self.from_start = from_start
+        self.ids: dict[str, str] = {}
+
+    def add(self, keys: Iterable[str], existing_from_now: bool) -> None:
+        """Start following `keys`; with `existing_from_now`, skip what they already hold."""
+        for key in keys:
+            if key in self.ids:
+                continue
+            start = "0-0"
+            if existing_from_now and not self.from_start:
+                last: Any = self.client.xrevrange(key, count=1)
+                if last:
+                    entry_id = last[0][0]
+                    start = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            self.ids[key] = start
+
+    def read(self) -> list[tuple[str, str, bytes]]:
+        """Block up to BLOCK_MS for new entries: (key, id, data) in arrival order per stream."""
+        if not self.ids:
+            time.sleep(BLOCK_MS / 1000)
+            return []
+        streams: dict[Any, Any] = dict(self.ids)
+        reply: Any = self.client.xread(streams, count=500, block=BLOCK_MS)
+        out: list[tuple[str, str, bytes]] = []
+        for raw_key, entries in reply or []:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                self.ids[key] = entry_id
+                data = fields.get(b"data")
+                if data is not None:
+                    out.append((key, entry_id, data))
+        # Entry ids are the server's arrival times: sorting interleaves the streams in order.
+        out.sort(key=lambda item: _id_order(item[1]))
+        return out
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--symbol",
+    "-s",
+    "symbols",
+    multiple=True,
+    metavar="SYMBOL",
+    help="Follow this symbol or screener key (repeatable). Default: every symbol in Redis.",
+)
+@click.option(
+    "--type",
+    "-t",
+    "types",
+    multiple=True,
+    type=click.Choice(ALL_TYPES),
+    help="Follow this event type (repeatable). Default: all types.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each event's raw JSON instead.")
+@click.option(
+    "--from-start", is_flag=True, help="Print what the streams already hold first, then follow."
+)
+@click.option(
+    "--count",
+    "-n",
+    type=click.IntRange(min=1),
+    help="Stop after this many events (for scripts).",
+)
+@click.option("--redis-url", metavar="URL", help="Redis to read (default: REDIS_URL setting).")
+@click.option("--prefix", help="Redis key prefix (default: SCHWAB_REDIS_PREFIX setting).")
+def tail(
+    symbols: tuple[str, ...],
+    types: tuple[str, ...],
+    as_json: bool,
+    from_start: bool,
+    count: int | None,
+    redis_url: str | None,
+    prefix: str | None,
+) -> None:
+    """Follow events in Redis, one readable line each (or raw JSON with --json).
+
+    \b
+    Examples:
+      schwab-stream tail --symbol AAPL                  quotes, books and bars of AAPL
+      schwab-stream tail --type status                  the bridge's lifecycle events
+      schwab-stream tail -t tick --from-start -n 10     the first 10 quotes of every symbol
+    """
+    if redis_url is None or prefix is None:
+        from schwab_stream.config import load_settings
+        from schwab_stream.errors import ConfigError
+
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise click.UsageError(f"{exc} (or pass --redis-url and --prefix)") from None
+        redis_url = redis_url or settings.redis_url
+        prefix = prefix or settings.redis_prefix
+    # A symbol narrows to its own streams unless types say otherwise.
+    wanted_types = types or (SYMBOL_TYPES if symbols else ALL_TYPES)
+    wanted_symbols = [s.strip().upper() for s in symbols if s.strip()]
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3.0)
+    try:
+        client.ping()
+    except (RedisError, OSError) as exc:
+        click.echo(f"schwab-stream tail: cannot reach Redis at {redis_url}: {exc}", err=True)
+        sys.exit(1)
+    try:
+        _follow(client, prefix, wanted_symbols, wanted_types, as_json, from_start, count)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+
+
+def _follow(
+    client: redis.Redis,
+    prefix: str,
+    symbols: list[str],
+    types: tuple[str, ...],
+    as_json: bool,
+    from_start: bool,
+    count: int | None,
+) -> None:
+    """Print events until `count` of them were printed, or forever."""
+    follower = Follower(client, from_start)
+    # Named streams that do not exist yet are read from 0: whatever arrives is new.
+    follower.add(fixed_keys(prefix, symbols, types), existing_from_now=True)
+    scan_types = [t for t in types if t in SYMBOL_TYPES] if not symbols else []
+    next_scan = 0.0
+    color = sys.stdout.isatty() and not as_json
+    printed = 0
+    while count is None or printed < count:
+        if scan_types and time.monotonic() >= next_scan:
+            first_scan = next_scan == 0.0
+            # Keys found on a later scan were created after we started: read them whole.
+            follower.add(scan_keys(client, prefix, scan_types), existing_from_now=first_scan)
+            next_scan = time.monotonic() + RESCAN_SECONDS
+        try:
+            entries = follower.read()
+        except (RedisError, OSError) as exc:
+            click.echo(f"schwab-stream tail: redis error ({exc}); retrying", err=True)
+            time.sleep(1.0)
+            continue
+        for _key, _entry_id, data in entries:
+            if as_json:
+                click.echo(data.decode("utf-8", errors="replace"))
+            else:
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    event = {"type": "?", "raw": data.decode("utf-8", errors="replace")}
+                click.echo(format_line(event if isinstance(event, dict) else {}, color))
+            printed += 1
+            if count is not None and printed >= count:
+                break
