@@ -1,0 +1,533 @@
+"""The simulator's streamer over a real websocket: envelopes, every response code, SUBS/ADD/UNSUBS/
+VIEW semantics, heartbeats, takeover, idle close, each fault, account activity and replay."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+
+from schwab_stream.sim.control import parse_fault
+from schwab_stream.sim.server import SimThread
+from schwab_stream.sim.tokens import SIM_CORREL_ID, SIM_CUSTOMER_ID
+
+from .sim_ws import RawClient, is_heartbeat, post
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST: dict[str, Any] = {
+    "heartbeat_interval": 0.2,
+    "idle_timeout": 5.0,
+    "rate": 50.0,
+    "book_interval": 0.1,
+}
+RESPONSE_KEYS = ["service", "command", "requestid", "SchwabClientCorrelId", "timestamp", "content"]
+
+
+@pytest.fixture
+def make_sim(sim_factory: Callable[..., SimThread]) -> Callable[..., SimThread]:
+    def make(**overrides: Any) -> SimThread:
+        return sim_factory(**{**FAST, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[[SimThread], RawClient]]:
+    opened: list[RawClient] = []
+
+    def make(sim: SimThread) -> RawClient:
+        client = RawClient(sim)
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.close()
+
+
+def assert_closed(client: RawClient, timeout: float = 3.0) -> None:
+    """The server ends the connection (any frames still queued before it are drained)."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed):
+        while time.monotonic() < deadline:
+            client.ws.recv(timeout=deadline - time.monotonic())
+
+
+def keys_in(block: dict[str, Any]) -> set[str]:
+    return {item["key"] for item in block["content"]}
+
+
+# ---- LOGIN, envelopes, heartbeats --------------------------------------------------------------
+
+
+def test_login_response_envelope_and_heartbeats(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.ws.send(
+        json.dumps(
+            {
+                "requests": [
+                    {
+                        "service": "ADMIN",
+                        "command": "LOGIN",
+                        "requestid": 7,  # Schwabdev sends ints; Schwab echoes a string
+                        "SchwabClientCustomerId": SIM_CUSTOMER_ID,
+                        "SchwabClientCorrelId": "my-correl",
+                        "parameters": {
+                            "Authorization": sim.state.tokens.login()[0],
+                            "SchwabClientChannel": "N9",
+                            "SchwabClientFunctionId": "APIAPP",
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    frame = client.recv()
+    assert list(frame) == ["response"]
+    item = frame["response"][0]
+    assert list(item) == RESPONSE_KEYS
+    assert item["requestid"] == "7"
+    assert item["SchwabClientCorrelId"] == "my-correl"
+    assert item["content"]["code"] == 0
+    assert item["content"]["msg"].startswith("server=") and ";status=" in item["content"]["msg"]
+    first = client.recv()  # one heartbeat right after the LOGIN response
+    assert list(first) == ["notify"] and list(first["notify"][0]) == ["heartbeat"]
+    beat = first["notify"][0]["heartbeat"]
+    assert isinstance(beat, str) and beat.isdigit() and abs(int(beat) / 1000 - time.time()) < 5
+    second = client.wait_for(is_heartbeat)
+    third = client.wait_for(is_heartbeat)
+    gap = int(third["notify"][0]["heartbeat"]) - int(second["notify"][0]["heartbeat"])
+    assert 150 <= gap <= 600
+    assert sim.state.stats["logins"] == 1 and sim.state.stats["connections"] == 1
+
+
+@pytest.mark.parametrize("how", ["unknown", "expired", "revoked", "wrong_customer"])
+def test_login_denied_code_3_then_close(make_sim, clients, how: str) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    token = sim.state.tokens.login()[0]
+    if how == "unknown":
+        token = "AT.not-a-token@"
+    elif how == "expired":
+        sim.state.tokens.expire_access_tokens()
+    elif how == "revoked":
+        sim.state.tokens.login()  # a new browser login invalidates older tokens
+    if how == "wrong_customer":
+        request = {
+            "service": "ADMIN",
+            "command": "LOGIN",
+            "requestid": "0",
+            "SchwabClientCustomerId": "someone-else",
+            "SchwabClientCorrelId": SIM_CORREL_ID,
+            "parameters": {"Authorization": token},
+        }
+        client.ws.send(json.dumps({"requests": [request]}))
+        item = client.recv()["response"][0]
+    else:
+        item = client.login(token)
+    assert item["content"]["code"] == 3
+    assert item["command"] == "LOGIN" and item["service"] == "ADMIN"
+    assert_closed(client)
+
+
+def test_command_before_login_is_code_20_and_connection_kept(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    item = client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL", fields="0,1,2")
+    assert item["content"]["code"] == 20
+    assert client.login()["content"]["code"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        '{"requests": []}',
+        '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "SUBS"}]}',  # no requestid
+        '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "SUBS", "requestid": "5",'
+        ' "parameters": {"fields": "0,1"}}]}',  # no keys
+        '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "SUBS", "requestid": "5",'
+        ' "parameters": {"keys": "AAPL", "fields": "one,two"}}]}',
+        '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "FROB", "requestid": "5",'
+        ' "parameters": {"keys": "AAPL"}}]}',
+    ],
+)
+def test_malformed_request_is_code_21_and_connection_kept(make_sim, clients, text: str) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    client.ws.send(text)
+    frame = client.wait_for(lambda f: "response" in f)
+    assert frame["response"][0]["content"]["code"] == 21
+    assert client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")["content"]["code"] == 0
+
+
+def test_unknown_service_is_code_11(make_sim, clients) -> None:
+    client = clients(make_sim())
+    client.login()
+    item = client.command("TIMESALE_EQUITY", "SUBS", keys="AAPL", fields="0,1")
+    assert item["content"]["code"] == 11
+    assert client.command("FOREX_BOOK", "SUBS", keys="EUR/USD")["content"]["code"] == 11
+
+
+def test_symbol_limit_code_19_names_what_did_not_fit(make_sim, clients) -> None:
+    client = clients(make_sim(symbol_limit=3))
+    client.login()
+    item = client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL,MSFT", fields="0,1,2,3")
+    assert item["content"]["code"] == 0
+    item = client.command("NASDAQ_BOOK", "SUBS", keys="AAPL,MSFT,GOOG", fields="0,1,2,3")
+    assert item["content"]["code"] == 19
+    assert item["content"]["msg"].endswith("not subscribed: MSFT,GOOG")
+    books = [client.data("NASDAQ_BOOK") for _ in range(3)]  # connection kept, AAPL fitted
+    assert set().union(*(keys_in(b) for b in books)) == {"AAPL"}
+
+
+def test_logout_success_then_close(make_sim, clients) -> None:
+    client = clients(make_sim())
+    client.login()
+    item = client.command("ADMIN", "LOGOUT")
+    assert item["content"] == {"code": 0, "msg": "SUCCESS"}
+    assert_closed(client)
+
+
+# ---- subscription semantics --------------------------------------------------------------------
+
+
+def test_subs_replaces_add_adds_unsubs_removes(make_sim, clients) -> None:
+    client = clients(make_sim())
+    client.login()
+    assert client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL,MSFT", fields="0,1,2,3,8")[
+        "content"
+    ] == {"code": 0, "msg": "SUBS command succeeded"}
+    first = client.data("LEVELONE_EQUITIES")
+    assert keys_in(first) == {"AAPL", "MSFT"} and all("cusip" in i for i in first["content"])
+
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL", fields="0,1,2,3,8")
+    again = client.data("LEVELONE_EQUITIES")
+    assert keys_in(again) == {"AAPL"}
+    assert "cusip" in again["content"][0]  # a new SUBS starts with a new snapshot
+    for _ in range(10):
+        assert keys_in(client.data("LEVELONE_EQUITIES")) <= {"AAPL"}
+
+    assert (
+        client.command("LEVELONE_EQUITIES", "ADD", keys="GOOG", fields="0,1,2,3,8")["content"][
+            "msg"
+        ]
+        == "ADD command succeeded"
+    )
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(10):
+        for item in client.data("LEVELONE_EQUITIES")["content"]:
+            seen.setdefault(item["key"], []).append(item)
+    assert "cusip" in seen["GOOG"][0]  # added symbol: snapshot
+    assert all("cusip" not in item for item in seen.get("AAPL", []))  # kept symbol: deltas only
+
+    client.command("LEVELONE_EQUITIES", "UNSUBS", keys="AAPL")
+    client.data("LEVELONE_EQUITIES")  # may have been produced before the UNSUBS
+    for _ in range(10):
+        assert keys_in(client.data("LEVELONE_EQUITIES")) <= {"GOOG"}
+
+
+def test_view_changes_fields_of_every_symbol(make_sim, clients) -> None:
+    client = clients(make_sim())
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL,MSFT", fields="0,1,2")
+    client.data("LEVELONE_EQUITIES")
+    view = client.command("LEVELONE_EQUITIES", "VIEW", fields="0,3,8")
+    assert view["content"] == {"code": 0, "msg": "VIEW command succeeded"}
+    client.data("LEVELONE_EQUITIES")  # may predate the VIEW
+    seen: set[str] = set()
+    for _ in range(10):
+        for item in client.data("LEVELONE_EQUITIES")["content"]:
+            fields = set(item) - {"key"}
+            assert fields <= {"3", "8"}
+            seen |= fields
+    assert seen == {"3", "8"}  # the new fields arrive (first as changes from nothing)
+
+
+def test_unsubscribing_everything_ends_with_code_30(make_sim, clients) -> None:
+    client = clients(make_sim(idle_timeout=0.5))
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    time.sleep(0.7)  # subscribed: no code 30
+    client.command("LEVELONE_EQUITIES", "UNSUBS", keys="AAPL")
+    started = time.monotonic()
+    frame = client.wait_for(lambda f: "service" in f.get("notify", [{}])[0], timeout=3)
+    assert frame["notify"][0]["content"]["code"] == 30
+    assert 0.3 < time.monotonic() - started < 2.0
+    assert_closed(client)
+
+
+# ---- takeover and idle -------------------------------------------------------------------------
+
+
+def test_second_login_takes_over_with_code_12(make_sim, clients) -> None:
+    sim = make_sim()
+    older, newer = clients(sim), clients(sim)
+    older.login()
+    older.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    assert newer.login()["content"]["code"] == 0
+    frame = older.wait_for(lambda f: "service" in f.get("notify", [{}])[0])
+    notice = frame["notify"][0]
+    assert notice["service"] == "ADMIN" and notice["content"]["code"] == 12
+    assert_closed(older)
+    newer.command("LEVELONE_EQUITIES", "SUBS", keys="MSFT")
+    assert keys_in(newer.data("LEVELONE_EQUITIES")) == {"MSFT"}
+    assert sim.state.stats["takeovers"] == 1
+
+
+def test_no_subscription_gets_admin_code_30_in_schwab_shape(make_sim, clients, frames) -> None:
+    real = next(f for f in frames if f["name"].startswith("ADMIN notify code 30"))["message"]
+    client = clients(make_sim(idle_timeout=0.5))
+    client.login()
+    frame = client.wait_for(lambda f: "service" in f.get("notify", [{}])[0], timeout=3)
+    got, want = frame["notify"][0], real["notify"][0]
+    assert list(frame) == list(real) and list(got) == list(want)
+    assert list(got["content"]) == list(want["content"])
+    assert got["content"] == want["content"]
+    assert isinstance(got["timestamp"], int)
+    assert_closed(client)
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+def test_fault_drop_closes_without_close_frame(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    assert post(sim, "/sim/fault/drop") == {"fault": "drop", "connections": 1}
+    with pytest.raises(ConnectionClosedError) as caught:
+        while True:
+            client.ws.recv(timeout=3)
+    assert caught.value.rcvd is None  # no close frame: the 1006 a dead network gives
+
+
+def test_fault_silence_sends_nothing_then_resumes(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    client.data("LEVELONE_EQUITIES")
+    post(sim, "/sim/fault/silence?seconds=0.8")
+    arrivals = [time.monotonic()]
+    while arrivals[-1] - arrivals[0] < 1.5:
+        client.ws.recv(timeout=3)
+        arrivals.append(time.monotonic())
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) > 0.6  # nothing at all, heartbeats included (interval 0.2 s, data 50/s)
+    after = gaps[gaps.index(max(gaps)) + 1 :]
+    assert len(after) > 5  # and it flows again
+
+
+def test_fault_silence_needs_seconds(make_sim) -> None:
+    sim = make_sim()
+    with pytest.raises(Exception, match="400"):
+        post(sim, "/sim/fault/silence?seconds=x")
+
+
+def test_fault_garbage_sends_an_unparsable_frame(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    post(sim, "/sim/fault/garbage")
+    texts = [client.ws.recv(timeout=2) for _ in range(4)]
+    bad = [t for t in texts if not _parses(t)]
+    assert len(bad) == 1 and bad[0].startswith('{"data":[')
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")  # still alive
+
+
+def _parses(text: str | bytes) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_fault_code_3_denies_login_and_expires_tokens(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    token = sim.state.tokens.login()[0]
+    login_id = client.send_request(
+        "ADMIN",
+        "LOGIN",
+        Authorization=token,
+        SchwabClientChannel="N9",
+        SchwabClientFunctionId="APIAPP",
+    )
+    client.response(login_id)
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    assert post(sim, "/sim/fault/code/3")["connections"] == 1
+    item = client.wait_for(lambda f: "response" in f)["response"][0]
+    assert (item["service"], item["command"], item["requestid"]) == ("ADMIN", "LOGIN", login_id)
+    assert item["content"]["code"] == 3
+    assert_closed(client)
+    retry = clients(sim)
+    assert retry.login(token)["content"]["code"] == 3  # the old token is dead: refresh it
+
+
+@pytest.mark.parametrize("code", [12, 30])
+def test_fault_code_notify_then_close(make_sim, clients, code: int) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    post(sim, f"/sim/fault/code/{code}")
+    frame = client.wait_for(lambda f: "service" in f.get("notify", [{}])[0])
+    assert frame["notify"][0]["content"]["code"] == code
+    assert_closed(client)
+
+
+@pytest.mark.parametrize(
+    ("code", "command"), [(19, "SUBS"), (22, "SUBS"), (24, "ADD"), (9, "SUBS")]
+)
+def test_fault_code_answers_the_next_command(make_sim, clients, code: int, command: str) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    assert post(sim, f"/sim/fault/code/{code}")["armed"] is True
+    assert client.command("LEVELONE_EQUITIES", command, keys="AAPL")["content"]["code"] == code
+    assert client.command("LEVELONE_EQUITIES", command, keys="AAPL")["content"]["code"] == 0
+
+
+def test_fault_code_rejects_unknown_codes(make_sim) -> None:
+    with pytest.raises(Exception, match="400"):
+        post(make_sim(), "/sim/fault/code/77")
+
+
+def test_startup_fault_drops_on_schedule(make_sim, clients) -> None:
+    sim = make_sim(startup_faults=["drop@0.6"])
+    client = clients(sim)
+    client.login()
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    with pytest.raises(ConnectionClosedError) as caught:
+        while True:
+            client.ws.recv(timeout=3)
+    assert caught.value.rcvd is None
+    assert sim.state.stats["fault_drop"] == 1
+
+
+@pytest.mark.parametrize(
+    "bad", ["drop", "drop:3@1", "silence@1", "silence:0@1", "code:77@1", "melt@1", "drop@1/0"]
+)
+def test_fault_spec_syntax_errors(bad: str) -> None:
+    with pytest.raises(ValueError, match="bad fault"):
+        parse_fault(bad)
+
+
+def test_fault_spec_syntax() -> None:
+    spec = parse_fault("silence:3@10/60")
+    assert (spec.name, spec.arg, spec.at, spec.every) == ("silence", 3.0, 10.0, 60.0)
+    assert parse_fault("code:12@0").arg == 12
+
+
+# ---- account activity --------------------------------------------------------------------------
+
+
+def test_account_order_plays_its_life(make_sim, clients) -> None:
+    sim = make_sim()
+    client = clients(sim)
+    client.login()
+    client.command("ACCT_ACTIVITY", "SUBS", keys="Account Activity", fields="0,1,2,3")
+    assert client.command("ACCT_ACTIVITY", "ADD", keys="x")["content"]["code"] == 24
+    answer = post(sim, "/sim/account/order?symbol=AAPL&quantity=5&spacing=0.01")
+    assert answer["connections"] == 1
+    items = []
+    while len(items) < len(answer["events"]):
+        items.extend(client.data("ACCT_ACTIVITY")["content"])
+    assert [i["2"] for i in items] == answer["events"]
+    assert answer["events"][0] == "OrderCreated" and answer["events"][-1] == "OrderFillCompleted"
+    assert [i["seq"] for i in items] == sorted(i["seq"] for i in items)
+    for item in items:
+        assert list(item) == ["seq", "key", "1", "2", "3"] and item["key"] == "Account Activity"
+        event = json.loads(item["3"])  # field 3 is a JSON string
+        assert event["BaseEvent"]["EventType"] == item["2"]
+    fill = json.loads(items[-1]["3"])["BaseEvent"]["OrderFillCompletedEventOrderLegQuantityInfo"]
+    assert fill["ExecutionInfo"]["ExecutionQuantity"] == {"lo": "5"}
+
+
+# ---- replay ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fixture_jsonl(tmp_path: Path) -> Path:
+    out = tmp_path / "fixtures.jsonl"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "fixtures_to_jsonl.py"), "-o", str(out)],
+        check=True,
+    )
+    return out
+
+
+def test_replay_sends_the_fixture_frames_as_they_are(make_sim, clients, fixture_jsonl) -> None:
+    lines = fixture_jsonl.read_text().splitlines()
+    services = []
+    for line in lines:
+        for block in json.loads(line).get("data", []):
+            if block["service"] not in services:
+                services.append(block["service"])
+    sim = make_sim(replay=fixture_jsonl)
+    client = clients(sim)
+    client.login()
+    for service in services:
+        client.send_request(service, "SUBS", keys="ANY", fields="0,1,2,3")
+    texts: list[str] = []
+    while len(texts) < len(lines) + 1:
+        text = client.ws.recv(timeout=3)
+        assert isinstance(text, str)
+        if not text.startswith('{"response"'):
+            texts.append(text)
+    assert texts[: len(lines)] == lines  # byte for byte, in file order
+    assert is_heartbeat(json.loads(texts[-1]))  # then the simulator's own heartbeats
+
+
+def test_replay_waits_for_a_subscription_and_keeps_pace(make_sim, clients, tmp_path) -> None:
+    frames = [
+        {"notify": [{"heartbeat": "1000000000000"}]},
+        {
+            "data": [
+                {
+                    "service": "LEVELONE_EQUITIES",
+                    "timestamp": 1000000000000,
+                    "command": "SUBS",
+                    "content": [{"key": "AAPL", "1": 1.5}],
+                }
+            ]
+        },
+        {
+            "data": [
+                {
+                    "service": "LEVELONE_EQUITIES",
+                    "timestamp": 1000000000400,
+                    "command": "SUBS",
+                    "content": [{"key": "AAPL", "1": 1.6}],
+                }
+            ]
+        },
+    ]
+    path = tmp_path / "paced.jsonl"
+    path.write_text("".join(json.dumps(f) + "\n" for f in frames))
+    client = clients(make_sim(replay=path, replay_pace=True, heartbeat_interval=5))
+    client.login()
+    assert client.recv() == frames[0]  # service-less: right after login
+    with pytest.raises(TimeoutError):
+        client.ws.recv(timeout=0.4)  # nothing until subscribed
+    client.command("CHART_EQUITY", "SUBS", keys="AAPL")
+    with pytest.raises(TimeoutError):
+        client.ws.recv(timeout=0.3)  # a different service does not unlock it
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    assert client.wait_for(lambda f: "data" in f) == frames[1]
+    started = time.monotonic()
+    assert client.wait_for(lambda f: "data" in f) == frames[2]
+    assert 0.3 < time.monotonic() - started < 1.0  # recorded 400 ms apart
