@@ -95,6 +95,10 @@ class PublisherStats:
         return p50 / 1e6, p99 / 1e6
 
 
+#: An event's kind, stream key and latest-state key (None for kinds without one), as bytes.
+_Targets = tuple[str, bytes, bytes | None]
+
+
 @dataclass
 class _Gap:
     started_ns: int
@@ -120,9 +124,13 @@ class TradingEventPublisher:
         self.pubsub_mirror = pubsub_mirror
         self.heartbeat_ttl = heartbeat_ttl
         self.stats = PublisherStats()
+        # No socket_timeout: redis-py would arm a timer per reply read (half the publisher's CPU
+        # at 50,000 events/s); `_write` bounds each whole pipeline round trip instead.
+        self.write_timeout = 5.0
         self.redis = aioredis.Redis.from_url(
-            redis_url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=0
+            redis_url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=0
         )
+        self._target_cache: dict[tuple[type, str], _Targets] = {}
         self._pending: list[Event] = []
         self._conflated: dict[str, Event] = {}
         self._wakeup = asyncio.Event()
@@ -250,23 +258,34 @@ class TradingEventPublisher:
         for event in conflated.values():
             self._submit_under_pressure(event)
 
+    def _targets(self, event: Event) -> _Targets:
+        """Kind, stream and latest key of an event's (type, symbol), encoded once and cached."""
+        kind = _TYPE_NAMES[type(event)]
+        latest = self.keys.latest(kind, event.symbol).encode() if kind in LATEST_TYPES else None
+        targets = (kind, self.keys.stream(event).encode(), latest)
+        self._target_cache[(type(event), event.symbol)] = targets
+        return targets
+
     async def _write(self, batch: list[Event]) -> None:
-        keys = self.keys
-        maxlen = self.maxlen
+        """One pipeline per batch: an XADD per event, then one MSET of the latest value per
+        symbol (not one SET per event). Arguments go to redis-py as bytes so it only copies."""
+        cap = (b"MAXLEN", b"~", str(self.maxlen).encode(), b"*", b"data")
+        mirror = self.pubsub_mirror
+        cached = self._target_cache.get
         pipe = self.redis.pipeline(transaction=False)
         execute = pipe.execute_command
-        latest: dict[str, bytes] = {}
+        latest: dict[bytes, bytes] = {}
         counts: Counter[str] = Counter()
         oldest = newest = batch[0].recv_ns
         for event in batch:
             payload = encode_event(event)
-            kind = _TYPE_NAMES[type(event)]
-            stream = keys.stream(event)
-            execute("XADD", stream, "MAXLEN", "~", maxlen, "*", "data", payload)
-            if kind in LATEST_TYPES:
-                latest[keys.latest(kind, event.symbol)] = payload
-            if self.pubsub_mirror:
-                execute("PUBLISH", keys.pubsub(event), payload)
+            targets = cached((type(event), event.symbol)) or self._targets(event)
+            kind, stream, latest_key = targets
+            execute("XADD", stream, *cap, payload)
+            if latest_key is not None:
+                latest[latest_key] = payload
+            if mirror:
+                execute("PUBLISH", self.keys.pubsub(event), payload)
             counts[kind] += 1
             recv = event.recv_ns
             if recv < oldest:
@@ -276,7 +295,8 @@ class TradingEventPublisher:
         if latest:
             execute("MSET", *[item for pair in latest.items() for item in pair])
         await self._maybe_heartbeat(pipe=pipe)
-        await pipe.execute()
+        async with asyncio.timeout(self.write_timeout):  # TimeoutError is an OSError: a gap
+            await pipe.execute()
         now = time.time_ns()
         stats = self.stats
         stats.batches += 1
@@ -295,7 +315,8 @@ class TradingEventPublisher:
             self._last_heartbeat = now
         elif force:
             try:
-                await self.redis.set(self.keys.heartbeat, value, px=ttl_ms)
+                async with asyncio.timeout(self.write_timeout):
+                    await self.redis.set(self.keys.heartbeat, value, px=ttl_ms)
                 self._last_heartbeat = now
             except (RedisError, OSError) as exc:
                 self._enter_gap(exc)
