@@ -51,6 +51,8 @@ DEMO_EQUITIES = ("AAPL", "MSFT", "NVDA", "SPY")
 DEMO_FUTURE = "/ES"
 DEMO_SCREENER = "NASDAQ_VOLUME_0"
 BOOK_DEPTH = 5
+#: Simulator data frames per second: lively enough to watch, far below what the pipeline takes.
+DEMO_RATE = 40.0
 
 
 def demo_option(today: date) -> str:
@@ -327,7 +329,9 @@ class Demo:
     async def run(self) -> int:
         self._setup_logging()
         opts = self.options
-        self.sim = await asyncio.to_thread(SimThread(SimConfig(time_scale=opts.time_scale)).start)
+        self.sim = await asyncio.to_thread(
+            SimThread(SimConfig(rate=DEMO_RATE, time_scale=opts.time_scale)).start
+        )
         if self.stopping:
             return 0
         if opts.redis_url:
@@ -431,8 +435,9 @@ class Demo:
             echo(f"The embedded Redis keeps running (pid {self.redis.proc.pid}). Read it with:")
         elif self.redis is not None:
             echo(
-                "The embedded Redis stopped with the demo. To keep the data, run with "
-                "--keep-redis, or point --redis-url at your own Redis. While a demo runs:"
+                "The embedded Redis stopped with the demo, and its data with it. Next time read "
+                "it while the demo runs (another terminal), keep it with --keep-redis, or point "
+                "--redis-url at your own Redis:"
             )
         else:
             echo("The events stay in your Redis. Read them with:")
