@@ -83,6 +83,8 @@ class _TelemetrySync:
         for service, when in client.last_message.items():
             metrics.mark_message(service, when)
         state = client.state if client.state in CONNECTION_STATES else "disconnected"
+        if health.standby:
+            state = "standby"
         metrics.set_connection_state(state)
         metrics.set_redis_up(p.publisher.redis_ok)
         health.logged_in = client.logged_in
