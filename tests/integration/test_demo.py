@@ -1,0 +1,264 @@
+"""`schwab-stream demo` as a real process: it streams into Redis, stops by itself or on Ctrl-C,
+and leaves no process, temp folder or touched `.env` behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+import redis
+from rich.console import Console
+
+from schwab_stream.cli.demo import DemoSettings, ViewData, demo_option, render
+from schwab_stream.pipeline import Snapshot
+
+DECOY_ENV = (
+    "SCHWAB_APP_KEY=not-the-sim\nREDIS_URL=redis://127.0.0.1:1/0\nSCHWAB_REDIS_PREFIX=decoy\n"
+)
+
+
+def _demo_env(tmpdir: Path) -> dict[str, str]:
+    """A TMPDIR we can inspect, and a hostile environment the demo must ignore."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+    env.update(
+        TMPDIR=str(tmpdir),
+        REDIS_URL="redis://127.0.0.1:1/0",
+        SCHWAB_LEVELONE_EQUITIES="DECOY",
+        SCHWAB_API_BASE_URL="https://api.schwabapi.com",
+    )
+    return env
+
+
+def _workdir(tmp_path: Path) -> tuple[Path, Path]:
+    """(cwd with a decoy .env, an empty TMPDIR)."""
+    cwd, tmpdir = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmpdir.mkdir()
+    (cwd / ".env").write_text(DECOY_ENV)
+    return cwd, tmpdir
+
+
+def _start(cwd: Path, tmpdir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "schwab_stream", "demo", "--no-ui", *args],
+        cwd=cwd,
+        env=_demo_env(tmpdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a job in a terminal
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20) -> list[str]:
+    """Lines of stdout up to and including the first that matches."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if re.search(pattern, line):
+            return lines
+    proc.kill()
+    raise AssertionError(f"no line matching {pattern!r}: {lines}")
+
+
+def _redis_processes(port: int) -> list[int]:
+    """redis-server processes still serving `port` (redis rewrites its title to host:port)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"redis-server" in cmdline and f":{port}".encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _assert_nothing_left(port: int, tmpdir: Path, cwd: Path) -> None:
+    assert _redis_processes(port) == []
+    assert not _port_open(port)
+    assert list(tmpdir.iterdir()) == []
+    assert sorted(p.name for p in cwd.iterdir()) == [".env"]
+    assert (cwd / ".env").read_text() == DECOY_ENV
+
+
+def _embedded_port(lines: list[str]) -> int:
+    match = re.search(r"redis\s+redis://127\.0\.0\.1:(\d+)/0 +\(embedded", "\n".join(lines))
+    assert match, lines
+    return int(match.group(1))
+
+
+def test_demo_fills_the_given_redis_and_exits_0(redis_url: str, tmp_path: Path) -> None:
+    cwd, tmpdir = _workdir(tmp_path)
+    proc = _start(cwd, tmpdir, "--duration", "10", "--redis-url", redis_url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    client = redis.Redis.from_url(redis_url)
+    option = demo_option(date.today())
+    for key in ("AAPL", "MSFT", "NVDA", "SPY", "/ES", option):
+        assert client.xlen(f"schwab:tick:{key}") > 0, key
+        assert json.loads(client.get(f"schwab:latest:tick:{key}"))["symbol"] == key
+    book = json.loads(client.get("schwab:latest:level2:AAPL"))
+    assert book["venue"] == "NASDAQ" and book["bids"] and book["asks"]
+    assert client.xlen("schwab:screener:NASDAQ_VOLUME_0") > 0
+    assert client.xlen("schwab:bar:AAPL") > 0  # --time-scale 10: a bar every 6 s
+    assert not client.exists("schwab:tick:DECOY") and not client.keys("decoy:*")
+    states = [json.loads(f[b"data"])["state"] for _, f in client.xrange("schwab:status")]
+    assert "subscribed" in states and states[-1] == "stopped"
+    client.close()
+    status_lines = [line for line in out.splitlines() if re.match(r"^ +\d+s subscribed ", line)]
+    assert len(status_lines) >= 7, out
+    assert f"events published to {redis_url}" in out and "The events stay in your Redis" in out
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_demo_on_embedded_redis_leaves_nothing_behind(tmp_path: Path) -> None:
+    cwd, tmpdir = _workdir(tmp_path)
+    proc = _start(cwd, tmpdir, "--duration", "10")
+    try:
+        lines = _read_until(proc, r"\d+s subscribed ")
+        port = _embedded_port(lines)
+        assert any(re.match(rf"temp files +{re.escape(str(tmpdir))}/", line) for line in lines)
+        client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+        deadline = time.monotonic() + 10
+        while not client.xlen("schwab:tick:AAPL"):
+            assert time.monotonic() < deadline, "no AAPL ticks in the embedded Redis"
+            time.sleep(0.1)
+        client.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "The embedded Redis stopped with the demo" in out
+    _assert_nothing_left(port, tmpdir, cwd)
+
+
+def test_ctrl_c_ends_the_demo_cleanly_with_exit_0(tmp_path: Path) -> None:
+    cwd, tmpdir = _workdir(tmp_path)
+    proc = _start(cwd, tmpdir)  # no --duration: runs until interrupted
+    try:
+        lines = _read_until(proc, r"\d+s subscribed ")
+        port = _embedded_port(lines)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "demo ended (exit 0)" in out
+    assert "Traceback" not in err
+    _assert_nothing_left(port, tmpdir, cwd)
+
+
+def test_live_view_runs_without_a_terminal(tmp_path: Path) -> None:
+    cwd, tmpdir = _workdir(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "schwab_stream", "demo", "--duration", "3"],
+        cwd=cwd,
+        env={**_demo_env(tmpdir), "COLUMNS": "140"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Quotes (schwab:latest:tick:*)" in done.stdout and "Pipeline" in done.stdout
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("today", "symbol"),
+    [
+        (date(2026, 11, 24), "AAPL  270115C00200000"),
+        (date(2026, 10, 1), "AAPL  261218C00200000"),
+        (date(2024, 3, 31), "AAPL  240517C00200000"),
+    ],
+)
+def test_demo_option_is_a_third_friday_two_months_out(today: date, symbol: str) -> None:
+    assert demo_option(today) == symbol
+    assert date(2000 + int(symbol[6:8]), int(symbol[8:10]), int(symbol[10:12])).weekday() == 4
+
+
+def test_demo_settings_ignore_env_and_dotenv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(DECOY_ENV)
+    monkeypatch.setenv("SCHWAB_LEVELONE_EQUITIES", "DECOY")
+    monkeypatch.setenv("SCHWAB_WATCHDOG_SECONDS", "1")
+    settings = DemoSettings(app_key="sim", redis_url="redis://127.0.0.1:2/0")
+    assert settings.app_key == "sim" and settings.redis_url == "redis://127.0.0.1:2/0"
+    assert settings.redis_prefix == "schwab" and settings.watchdog_seconds == 45
+    assert settings.subscriptions() == {}
+
+
+def test_render_shows_quotes_book_and_health() -> None:
+    snap = Snapshot("subscribed", 1234, 80.0, 0.5, 5.8, 0, 2, 1790.0, 604_000.0)
+    view = ViewData(
+        elapsed=12,
+        snapshot=snap,
+        quotes=[
+            (
+                "AAPL",
+                {
+                    "bid": 190.95,
+                    "ask": 190.96,
+                    "last": 190.99,
+                    "volume": 6131185,
+                    "net_change": -0.13,
+                    "close": 191.12,
+                    "seq": 150,
+                },
+            ),
+            ("/ES", None),
+        ],
+        book={
+            "symbol": "AAPL",
+            "venue": "NASDAQ",
+            "bids": [{"price": 191.07, "size": 7800, "count": 4}],
+            "asks": [{"price": 191.08, "size": 7100, "count": 2}],
+        },
+    )
+    console = Console(width=140, record=True)
+    console.print(render(view, "redis://127.0.0.1:1/0", 20, "schwab"))
+    text = console.export_text()
+    for expected in (
+        "190.95",
+        "6,131,185",
+        "-0.13 (-0.07%)",
+        "waiting",
+        "Book AAPL NASDAQ",
+        "7,800",
+        "191.08",
+        "1,234 (80/s)",
+        "p50 0.5 ms  p99 5.8 ms",
+        "29 min 50 s",
+        "6 d 23 h",
+        "12 s of 20 s",
+    ):
+        assert expected in text, expected
