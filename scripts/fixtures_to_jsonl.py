@@ -37,7 +37,9 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, help="output file (default: stdout)")
     args = parser.parse_args()
     fixtures = json.loads(args.input.read_text(encoding="utf-8"))
-    lines = [json.dumps(f, separators=(",", ":"), ensure_ascii=False) for f in server_frames(fixtures)]
+    lines = [
+        json.dumps(f, separators=(",", ":"), ensure_ascii=False) for f in server_frames(fixtures)
+    ]
     text = "\n".join(lines) + "\n"
     if args.output is None:
         sys.stdout.write(text)
