@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
-import httpx
 import redis.asyncio as aioredis
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from redis.exceptions import RedisError
@@ -36,8 +35,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from schwab_stream.auth.client import SchwabAuthClient, format_duration, new_state
-from schwab_stream.auth.login import code_from_redirect
+from schwab_stream.auth.client import format_duration
+from schwab_stream.auth.sim_login import login_against_simulator
 from schwab_stream.cli.tail import describe, px, qty
 from schwab_stream.config import Settings, parse_subscribe_option
 from schwab_stream.embedded_redis import EmbeddedRedis
@@ -89,24 +88,6 @@ class DemoSettings(Settings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
-
-
-async def oauth_login(settings: Settings) -> None:
-    """The browser's part of the login, done over HTTP: the simulator approves at once, we read
-    the code off its redirect and exchange it exactly as `schwab-stream login` does."""
-    auth = SchwabAuthClient(settings)
-    try:
-        state = new_state()
-        async with httpx.AsyncClient(follow_redirects=False, timeout=10.0) as http:
-            response = await http.get(auth.authorize_url(state))
-        if response.status_code != 302 or "location" not in response.headers:
-            raise SchwabStreamError(
-                f"the simulator's authorize page answered HTTP {response.status_code}"
-            )
-        code = code_from_redirect(response.headers["location"], state)
-        await auth.exchange_code(code)
-    finally:
-        await auth.aclose()
 
 
 # --- what the view shows ------------------------------------------------------------------
@@ -351,7 +332,8 @@ class Demo:
             redis_prefix=opts.prefix,
             reconnect_max_delay=5.0,
         )
-        await oauth_login(settings)
+        # The real `login --manual` flow, with a scripted person approving on the simulator.
+        await login_against_simulator(settings)
         self._print_header()
         if self.stopping:
             return 0
