@@ -76,16 +76,21 @@ async def test_socket_faults_are_logged_counted_and_lose_nothing(
 ) -> None:
     sim = sim_factory(rate=40, heartbeat_interval=0.5, book_interval=0.2)
     bridge = await bridges.start(sim, QUOTES, watchdog_seconds=1.5)
-    subscribed = 1
-    await wait_for(lambda: bridge.has_state("subscribed", subscribed))
+
+    async def snapshots_in(n: int) -> bool:
+        """Both symbols' snapshots of subscription n are in Redis (so the next fault is fair)."""
+        ticks = [*(await bridge.ticks("AAPL")), *(await bridge.ticks("MSFT"))]
+        return sum(t.snapshot for t in ticks) >= 2 * n
 
     async def after(path: str) -> None:
         nonlocal subscribed
         await sim_post(sim, path)
         subscribed += 1
         await wait_for(lambda: bridge.has_state("subscribed", subscribed), timeout=10)
-        await wait_for(lambda: bridge.xlen_at_least("schwab:tick:MSFT", 1))
+        await wait_for(lambda: snapshots_in(subscribed))
 
+    subscribed = 1
+    await wait_for(lambda: snapshots_in(subscribed))
     await after("/sim/fault/drop")
     await after("/sim/fault/silence?seconds=3")
     await sim_post(sim, "/sim/fault/garbage")
@@ -166,6 +171,25 @@ async def test_access_token_dying_early_is_refreshed_on_401(
     assert "login_needed" not in await bridge.states()
     assert await bridge.stop() == 0
     assert_contiguous([t.seq for t in await bridge.ticks("AAPL")])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stream.client._session takes the access token before userPreference refreshes it on "
+    "a 401, so LOGIN sends the dead token, gets code 3 and refreshes again (reported)",
+)
+async def test_login_after_a_401_uses_the_refreshed_token(
+    sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    sim = sim_factory(rate=40)
+    bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]})
+    await wait_for(lambda: bridge.has_state("subscribed"))
+    await sim_post(sim, "/sim/tokens/expire-access")
+    await sim_post(sim, "/sim/fault/drop")
+    await wait_for(lambda: bridge.has_state("subscribed", 2), timeout=10)
+    await bridge.stop()
+    assert (await sim_stats(sim))["token_refreshes"] == 1
+    assert bridge.pipeline.client.stats.reconnects.total() == 1
 
 
 async def test_refresh_token_expiry_is_announced_everywhere_while_streaming(
