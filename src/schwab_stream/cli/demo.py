@@ -388,7 +388,7 @@ class Demo:
         click.echo(f"simulator   {self.sim.base_url}")
         click.echo(f"redis       {self.redis_url}  ({where})")
         click.echo(f"temp files  {self.folder}  (removed at exit)")
-        click.echo(f"follow it   schwab-stream tail --redis-url {self.redis_url} --symbol AAPL")
+        click.echo(f"follow it   {_self_command()} tail --redis-url {self.redis_url} --symbol AAPL")
 
     def close(self) -> None:
         """Stop what was started, in reverse order, and remove the temp folder; an impatient
@@ -406,6 +406,13 @@ class Demo:
             _echo_warnings(self.folder / "demo.log")
         logging.getLogger().handlers.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _redis_cli(self) -> str:
+        """`redis-cli` when on PATH, else the one shipped beside the embedded server."""
+        if shutil.which("redis-cli") or self.redis is None:
+            return "redis-cli"
+        bundled = self.redis.binary.parent / "redis-cli"
+        return str(bundled) if bundled.is_file() else "redis-cli"
 
     def print_epilogue(self, code: int) -> None:
         """How to reach the data once the demo is over."""
@@ -425,12 +432,22 @@ class Demo:
             echo("The events stay in your Redis. Read them with:")
         echo(f"  export REDIS_URL={url}")
         symbol = DEMO_EQUITIES[0]
-        echo(
-            f"  schwab-stream tail --redis-url $REDIS_URL --from-start --count 5 --symbol {symbol}"
-        )
-        echo(f"  redis-cli -u $REDIS_URL XREVRANGE {p}:tick:{symbol} + - COUNT 1")
+        tail = f"{_self_command()} tail --redis-url $REDIS_URL"
+        echo(f"  {tail} --from-start --count 5 --symbol {symbol}")
+        echo(f"  {self._redis_cli()} -u $REDIS_URL XREVRANGE {p}:tick:{symbol} + - COUNT 1")
         if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
             echo(f"Stop it when done: kill {self.redis.proc.pid}; rm -r {self.redis.dir}")
+
+
+def _self_command() -> str:
+    """How to run schwab-stream from here: the bare name when it is on PATH (an activated venv,
+    pipx), else the path of this venv's script (`./dev demo` does not put it on PATH)."""
+    if shutil.which("schwab-stream"):
+        return "schwab-stream"
+    script = Path(sys.executable).parent / "schwab-stream"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
 
 
 async def _check_redis(url: str) -> None:
