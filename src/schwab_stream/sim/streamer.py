@@ -269,6 +269,7 @@ class Session:
             return self._item(svc, cmd, rid_text, armed, message)
         if svc == "ADMIN":
             if cmd == "LOGOUT":
+                self.hub.count("logouts")
                 self.closing = True
                 return self._item(svc, cmd, rid_text, 0, "SUCCESS")
             return self._item(svc, cmd, rid_text, 21, f"Bad command format: ADMIN {cmd}")
