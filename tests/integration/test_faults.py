@@ -28,7 +28,6 @@ import redis.asyncio as aioredis
 from schwab_stream.auth.token_store import TokenStore
 from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.sim.server import SimThread
-from schwab_stream.stream.client import _reason_kind
 
 from .fault_helpers import (
     Bridges,
@@ -110,6 +109,8 @@ async def test_socket_faults_are_logged_counted_and_lose_nothing(
     # Metrics: each reconnect under its reason, bad frames counted, heartbeats seen.
     assert bridge.metric("reconnects_total", reason="closed") == 2
     assert bridge.metric("reconnects_total", reason="silence") == 1
+    assert bridge.metric("reconnects_total", reason="code_30") == 1
+    assert bridge.metric("reconnects_total", reason="code_3") == 1
     assert bridge.metric("frames_bad_total", reason="malformed streamer frame") == 2
     assert bridge.metric("frames_received_total", kind="heartbeat") > 0
     assert bridge.metric("events_dropped_total", type="tick", reason="queue_full") == 0
@@ -141,13 +142,6 @@ async def test_socket_faults_are_logged_counted_and_lose_nothing(
     assert (await sim_stats(sim))["logins"] == logins  # code 12: no fight
 
 
-@pytest.mark.xfail(
-    strict=True, reason="stream.client._reason_kind tests 'code 3' before 'code 30' (reported)"
-)
-def test_code_30_reconnects_are_labelled_code_30() -> None:
-    assert _reason_kind("streaming stopped by Schwab (code 30): Stop streaming") == "code_30"
-
-
 async def test_access_token_dying_early_is_refreshed_on_401(
     sim_factory: Callable[..., SimThread],
     bridges: Bridges,
@@ -173,11 +167,6 @@ async def test_access_token_dying_early_is_refreshed_on_401(
     assert_contiguous([t.seq for t in await bridge.ticks("AAPL")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream.client._session takes the access token before userPreference refreshes it on "
-    "a 401, so LOGIN sends the dead token, gets code 3 and refreshes again (reported)",
-)
 async def test_login_after_a_401_uses_the_refreshed_token(
     sim_factory: Callable[..., SimThread], bridges: Bridges
 ) -> None:

@@ -46,9 +46,10 @@ STABLE_AFTER_SECONDS = 60.0
 class _Reconnect(Exception):
     """End this session and connect again (after backoff unless `immediate`)."""
 
-    def __init__(self, reason: str, immediate: bool = False) -> None:
+    def __init__(self, reason: str, kind: str, immediate: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # a short, bounded label for the reconnect counter
         self.immediate = immediate
 
 
@@ -108,24 +109,24 @@ class SchwabStreamClient:
             immediate = False
             try:
                 await self._session()
-                reason = "connection closed"
+                reason, kind = "connection closed", "closed"
             except (LoginRequiredError, TokenFileError) as exc:
                 await self._wait_for_login(exc)
                 attempt = 0
                 continue
             except _Reconnect as exc:
-                reason, immediate = exc.reason, exc.immediate
+                reason, kind, immediate = exc.reason, exc.kind, exc.immediate
             except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
+                reason, kind = f"{type(exc).__name__}: {exc}", "network"
             except (httpx.HTTPError, AuthError) as exc:
-                reason = f"Schwab API: {type(exc).__name__}: {exc}"
+                reason, kind = f"Schwab API: {type(exc).__name__}: {exc}", "api_error"
             self._set_disconnected()
             if self._stop.is_set():
                 break
             if time.monotonic() - started > STABLE_AFTER_SECONDS:
                 attempt = 0
             attempt += 1
-            self.stats.reconnects[_reason_kind(reason)] += 1
+            self.stats.reconnects[kind] += 1
             self._report("disconnected", reason, logging.WARNING)
             delay = 0.0 if immediate else self._backoff(attempt)
             self._report(
@@ -175,8 +176,9 @@ class SchwabStreamClient:
         if self._code3:
             self._code3 = False
             await self.auth.refresh(force=True)
-        token = await self.auth.access_token()
+        # userPreference first: a 401 there refreshes the token, and LOGIN must get the new one.
         prefs = await self.auth.user_preference()
+        token = await self.auth.access_token()
         info = prefs.streamer
         self._creds = protocol.StreamerCreds(
             customer_id=info.customer_id,
@@ -221,9 +223,11 @@ class SchwabStreamClient:
         )
         if response.code == 3:
             self._code3 = True
-            raise _Reconnect(f"login denied (code 3): {response.msg}", immediate=True)
+            raise _Reconnect(f"login denied (code 3): {response.msg}", "code_3", immediate=True)
         if response.code != 0:
-            raise _Reconnect(f"login failed (code {response.code}): {response.msg}")
+            raise _Reconnect(
+                f"login failed (code {response.code}): {response.msg}", f"code_{response.code}"
+            )
         self.stats.logged_in = True
         self.stats.state = "logged_in"
         self._report("logged_in", response.msg, logging.INFO)
@@ -271,7 +275,9 @@ class SchwabStreamClient:
                 continue
             if code == 3:
                 self._code3 = True
-                raise _Reconnect(f"{service} SUBS denied (code 3): {response.msg}", immediate=True)
+                raise _Reconnect(
+                    f"{service} SUBS denied (code 3): {response.msg}", "code_3", immediate=True
+                )
             if code == 12:
                 raise StreamStopped(f"another session took over (code 12): {response.msg}")
             state = "symbol_limit" if code == 19 else "subscribe_failed"
@@ -296,7 +302,7 @@ class SchwabStreamClient:
         time, with a timeout, so a silent server can never hang us (schwab-py#237)."""
         ws = self._ws
         if ws is None:
-            raise _Reconnect("not connected")
+            raise _Reconnect("not connected", "closed")
         async with self._command_lock:
             self._request_id += 1
             request_id = str(self._request_id)
@@ -307,7 +313,8 @@ class SchwabStreamClient:
                 return await asyncio.wait_for(future, self.command_timeout)
             except TimeoutError:
                 raise _Reconnect(
-                    f"no response to {service} {command} in {self.command_timeout:.0f} s"
+                    f"no response to {service} {command} in {self.command_timeout:.0f} s",
+                    "command_timeout",
                 ) from None
             finally:
                 self._waiting.pop(request_id, None)
@@ -349,11 +356,11 @@ class SchwabStreamClient:
                         self._on_notify(notify, now)
         except ConnectionClosed as exc:
             if self._end_reason is None and not self._stop.is_set():
-                self._end_reason = _Reconnect(f"websocket closed: {exc}")
+                self._end_reason = _Reconnect(f"websocket closed: {exc}", "closed")
         finally:
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(_Reconnect("connection closed while waiting"))
+                    future.set_exception(_Reconnect("connection closed while waiting", "closed"))
 
     def _bad_frame(self, exc: ProtocolError, raw: bytes | str) -> None:
         kind = str(exc).split(":", 1)[0]
@@ -391,9 +398,11 @@ class SchwabStreamClient:
             self._end_reason = StreamStopped(f"another session took over (code 12): {msg}")
         elif code == 3:
             self._code3 = True
-            self._end_reason = _Reconnect(f"login denied (code 3): {msg}", immediate=True)
+            self._end_reason = _Reconnect(f"login denied (code 3): {msg}", "code_3", immediate=True)
         elif code == 30:
-            self._end_reason = _Reconnect(f"streaming stopped by Schwab (code 30): {msg}")
+            self._end_reason = _Reconnect(
+                f"streaming stopped by Schwab (code 30): {msg}", "code_30"
+            )
         else:
             self._report("stream_code", f"{where}: {msg}", logging.WARNING, code=code)
 
@@ -404,7 +413,9 @@ class SchwabStreamClient:
             await asyncio.sleep(interval)
             silent = time.monotonic() - self._last_rx
             if silent > self.watchdog_seconds:
-                self._end_reason = _Reconnect(f"no data or heartbeat for {silent:.1f} s (watchdog)")
+                self._end_reason = _Reconnect(
+                    f"no data or heartbeat for {silent:.1f} s (watchdog)", "silence"
+                )
                 ws.transport.abort()
                 return
 
@@ -439,18 +450,3 @@ async def wait_for_new_login(path: Path, stop: asyncio.Event, poll: float) -> No
         now = stamp()
         if now is not None and now != before:
             return
-
-
-def _reason_kind(reason: str) -> str:
-    """A short, bounded label for the reconnect counter."""
-    for marker, kind in (
-        ("watchdog", "silence"),
-        ("code 3", "code_3"),
-        ("code 30", "code_30"),
-        ("no response", "command_timeout"),
-        ("websocket closed", "closed"),
-        ("Schwab API", "api_error"),
-    ):
-        if marker in reason:
-            return kind
-    return "error"
