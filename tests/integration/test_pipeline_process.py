@@ -68,7 +68,7 @@ def test_run_stops_cleanly_on_sigterm(
     entries = client.xrange("schwab:status")
     states = [e[1][b"data"] for e in entries]
     assert b'"state":"stopped"' in states[-1]
-    assert sim.state.stats["logouts"] >= 1 or b"LOGOUT" in err.encode()
+    assert sim.state.stats["logouts"] == 1  # it logged out politely before closing
     # each lifecycle step logged once, and no secret in the logs
     assert err.count('"logged_in') == 1
     record = token_path.read_text()
