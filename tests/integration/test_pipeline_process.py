@@ -70,7 +70,7 @@ def test_run_stops_cleanly_on_sigterm(
     assert b'"state":"stopped"' in states[-1]
     assert sim.state.stats["logouts"] == 1  # it logged out politely before closing
     # each lifecycle step logged once, and no secret in the logs
-    assert err.count('"logged_in') == 1
+    assert err.count('"msg": "logged_in') == 1
     record = token_path.read_text()
     assert sim.config.app_secret not in err and sim.config.app_secret not in out
     assert record  # the token file survived untouched by the run
