@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -531,3 +533,44 @@ def test_replay_waits_for_a_subscription_and_keeps_pace(make_sim, clients, tmp_p
     started = time.monotonic()
     assert client.wait_for(lambda f: "data" in f) == frames[2]
     assert 0.3 < time.monotonic() - started < 1.0  # recorded 400 ms apart
+
+
+# ---- the command -------------------------------------------------------------------------------
+
+
+def test_sim_command_prints_where_and_how_then_stops_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "schwab_stream",
+            "sim",
+            "--port",
+            "0",
+            "--app-key",
+            "k1",
+            "--heartbeat-interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().rstrip("\n")
+        prefix = "schwab-stream simulator listening on http://127.0.0.1:"
+        assert first.startswith(prefix) and first[len(prefix) :].isdigit()
+        base = first.rpartition(" ")[2]
+        lines = [proc.stdout.readline() for _ in range(3)]
+        export = next(line for line in lines if line.startswith("export "))
+        assert f"SCHWAB_API_BASE_URL={base} " in export and "SCHWAB_APP_KEY=k1 " in export
+        assert "SCHWAB_APP_SECRET=" in export and "SCHWAB_CALLBACK_URL=" in export
+        with urllib.request.urlopen(base + "/sim/stats", timeout=5) as answer:  # noqa: S310
+            assert json.loads(answer.read())["frames_sent"] == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
