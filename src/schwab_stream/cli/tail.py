@@ -263,7 +263,7 @@ def tail(
     Examples:
       schwab-stream tail --symbol AAPL                  quotes, books and bars of AAPL
       schwab-stream tail --type status                  the bridge's lifecycle events
-      schwab-stream tail -t tick --from-start -n 10     the first 10 quotes of every symbol
+      schwab-stream tail -t tick --from-start -n 10     the first 10 quotes Redis holds
     """
     if redis_url is None or prefix is None:
         from schwab_stream.config import load_settings
