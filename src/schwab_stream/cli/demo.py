@@ -523,7 +523,7 @@ def demo(
 
     Starts the Schwab simulator, a throw-away Redis (unless --redis-url), logs in over OAuth and
     streams quotes, a book, an option, a future, bars and a screener into Redis. Reads nothing
-    from .env. Ctrl-C ends it cleanly.
+    from .env or the environment. Ctrl-C ends it cleanly and removes everything it started.
     """
     try:
         subscriptions = default_subscriptions(date.today())
