@@ -119,3 +119,22 @@ async def test_redis_unreachable_at_start_waits_as_standby_then_streams(
         assert await bridge.stop() == 0
     finally:
         late.stop()
+
+
+async def test_a_standby_stops_promptly_without_touching_schwab(
+    sim_factory: Callable[..., SimThread], bridges: Bridges, redis_url: str
+) -> None:
+    sim = sim_factory(rate=20)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("schwab:lease", "someone-else", px=60_000)
+    standby = await bridges.start(sim, AAPL, lease_ttl=1.5)
+    await wait_for(lambda: standby.has_state("standby"))
+    await asyncio.sleep(1.0)  # a few lease attempts
+    assert await standby.stop() == 0
+    assert await client.get("schwab:lease") == b"someone-else"
+    assert [s.state for s in await statuses(client)] == ["standby"]  # no heartbeat, no "stopped"
+    assert await client.exists("schwab:heartbeat") == 0
+    stats = await sim_stats(sim)
+    assert stats["connections"] == stats["token_refreshes"] == 0
+    assert stats.get("user_preferences", 0) == 0
+    await client.aclose()
