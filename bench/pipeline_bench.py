@@ -30,7 +30,7 @@ from schwab_stream.auth.client import UserPreference
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import EmbeddedRedis, free_port
-from schwab_stream.events import Event, StatusEvent, encode_event
+from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.redis import StreamKeys
 from schwab_stream.sim.server import SimConfig, SimThread
@@ -339,6 +339,8 @@ def _rss_mb(pid: int) -> float:
 
 def _run_process(world: Bench, subs: dict[str, str]) -> subprocess.Popen[bytes]:
     extra = {f"SCHWAB_{service}": keys for service, keys in subs.items()}
+    # Short streams: minutes of 9,000 events/s would otherwise fill Redis with gigabytes.
+    extra["SCHWAB_STREAM_MAXLEN"] = "1000"
     return subprocess.Popen(
         [sys.executable, "-m", "schwab_stream", "run"],
         env=world.env(**extra),
@@ -346,6 +348,16 @@ def _run_process(world: Bench, subs: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+def _published(client: redis.Redis, streams: list[str]) -> int:
+    """Events written to `streams`: the seq of each one's newest entry (seq counts from 1)."""
+    total = 0
+    for stream in streams:
+        newest = client.xrevrange(stream, count=1)
+        if newest:
+            total += decode_event(newest[0][1][b"data"]).seq
+    return total
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -383,9 +395,9 @@ def memory(world: Bench, seconds: float, warmup: float) -> Memory:
             time.sleep(1.0)
     finally:
         _stop(proc)
+    streams = [f"schwab:tick:{s}" for s in symbols] + [f"schwab:level2:{s}" for s in symbols[:50]]
     with redis.Redis.from_url(world.redis.url) as client:
-        events = sum(int(client.xlen(f"schwab:tick:{s}")) for s in symbols)
-        events += sum(int(client.xlen(f"schwab:level2:{s}")) for s in symbols[:50])
+        events = _published(client, streams)
     early = next(rss for at, rss in samples if at >= warmup)
     return Memory(max(rss for _, rss in samples), early, samples[-1][1], seconds, events)
 
