@@ -7,6 +7,8 @@ SCHEMA_VERSION and document it.
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import msgspec
@@ -121,6 +123,24 @@ class StatusEvent(_Event, tag="status"):
     detail: str = ""
     code: int | None = None
     info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_status_seq = itertools.count(1)
+
+
+def status_event(state: str, detail: str = "", code: int | None = None, **info: Any) -> StatusEvent:
+    """A status event stamped now, with this process's next status-stream `seq`: every writer
+    of the status stream (the publisher, a waiting standby) shares one counter."""
+    return StatusEvent(
+        service="ADMIN",
+        symbol="",
+        seq=next(_status_seq),
+        recv_ns=time.time_ns(),
+        state=state,
+        detail=detail,
+        code=code,
+        info=info,
+    )
 
 
 Event = TickEvent | Level2Event | BarEvent | ScreenerEvent | AccountEvent | StatusEvent

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from schwab_stream.events import StatusEvent, encode_event
+from schwab_stream.events import encode_event, status_event
 
 log = logging.getLogger(__name__)
 
@@ -180,19 +180,9 @@ class StandbyReporter:
         self.lease = lease
         self.status_key = status_key
         self.maxlen = maxlen
-        self.seq = 0
 
     async def report(self, state: str, detail: str) -> None:
-        self.seq += 1
-        event = StatusEvent(
-            service="ADMIN",
-            symbol="",
-            seq=self.seq,
-            recv_ns=time.time_ns(),
-            state=state,
-            detail=detail,
-            info={"instance": self.lease.instance_id},
-        )
+        event = status_event(state, detail, instance=self.lease.instance_id)
         with contextlib.suppress(RedisError, OSError):
             await self.lease.redis.xadd(
                 self.status_key,

@@ -30,6 +30,7 @@ from schwab_stream.events import (
     StatusEvent,
     TickEvent,
     encode_event,
+    status_event,
 )
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,6 @@ class TradingEventPublisher:
         self._idle.set()
         self._closing = False
         self._gap: _Gap | None = None
-        self._status_seq = 0
         self._last_heartbeat = 0.0
 
     # --- the reader's side (never awaits) ---------------------------------------------------
@@ -192,19 +192,8 @@ class TradingEventPublisher:
         self._pending.append(event)
 
     def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
-        """Publish a lifecycle event on the status stream (and log it once, here)."""
-        self._status_seq += 1
-        event = StatusEvent(
-            service="ADMIN",
-            symbol="",
-            seq=self._status_seq,
-            recv_ns=time.time_ns(),
-            state=state,
-            detail=detail,
-            code=code,
-            info=dict(info),
-        )
-        self.submit([event])
+        """Publish a lifecycle event on the status stream (the caller logs it)."""
+        self.submit([status_event(state, detail, code, **info)])
 
     @property
     def redis_ok(self) -> bool:
