@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import redis.asyncio as aioredis
 
 from schwab_stream.embedded_redis import EmbeddedRedis
@@ -112,4 +113,27 @@ async def test_redis_outage_conflates_quotes_keeps_bars_and_marks_the_gap(
     status = await read_stream(client, "g:status")
     gaps = [s for s in status if isinstance(s, StatusEvent) and s.state == "gap"]
     assert len(gaps) == 1 and gaps[0].info["conflated"] == pub.stats.conflated["tick"]
+    await client.aclose()
+
+
+async def test_a_full_queue_conflates_quotes_says_so_once_and_keeps_bars(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub = TradingEventPublisher(redis_url, prefix="p", maxlen=10_000, queue_size=100)
+    for i in range(1, 301):  # a burst the reader hands over before the publisher runs at all
+        pub.submit([tick("AAPL", i, float(i)), tick("MSFT", i, float(i)), bar("AAPL", i)])
+    task = asyncio.create_task(pub.run())
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+
+    full = [r for r in caplog.records if "publish queue full" in r.getMessage()]
+    drained = [r for r in caplog.records if "publish queue drained" in r.getMessage()]
+    assert len(full) == 1 and len(drained) == 1
+    assert drained[0].conflated == sum(pub.stats.conflated.values()) > 0  # type: ignore[attr-defined]
+    client = aioredis.Redis.from_url(redis_url)
+    bars = await read_stream(client, "p:bar:AAPL")
+    assert [b.seq for b in bars] == list(range(1, 301))  # type: ignore[attr-defined]
+    ticks = await read_stream(client, "p:tick:AAPL")
+    assert ticks[-1].seq == 300 and len(ticks) < 300  # type: ignore[attr-defined]
     await client.aclose()

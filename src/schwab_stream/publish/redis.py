@@ -150,6 +150,8 @@ class TradingEventPublisher:
         self._idle.set()
         self._closing = False
         self._gap: _Gap | None = None
+        #: (conflated, dropped) totals when the queue last filled up, while it stays full
+        self._pressure: tuple[int, int] | None = None
         self._last_heartbeat = 0.0
 
     # --- the reader's side (never awaits) ---------------------------------------------------
@@ -173,6 +175,8 @@ class TradingEventPublisher:
 
     def _submit_under_pressure(self, event: Event) -> None:
         kind = _TYPE_NAMES[type(event)]
+        if self._gap is None and self._pressure is None and len(self._pending) >= self.queue_size:
+            self._enter_pressure()
         if isinstance(event, CONFLATABLE):
             key = self.keys.stream(event)
             if (
@@ -239,6 +243,8 @@ class TradingEventPublisher:
             backoff = 0.05
             if self._gap is not None:
                 self._leave_gap()
+            if self._pressure is not None and not self._pending and not self._conflated:
+                self._leave_pressure()
 
     def _take_batch(self) -> list[Event]:
         batch = self._pending
@@ -329,6 +335,28 @@ class TradingEventPublisher:
                 self._last_heartbeat = now
             except (RedisError, OSError) as exc:
                 self._enter_gap(exc)
+
+    def _enter_pressure(self) -> None:
+        """The queue is full while Redis answers (slowly): say so once, count from here."""
+        self._pressure = (sum(self.stats.conflated.values()), sum(self.stats.dropped.values()))
+        log.warning(
+            "publish queue full (%d events): redis is slower than the stream, conflating "
+            "quotes and books until it catches up",
+            self.queue_size,
+        )
+
+    def _leave_pressure(self) -> None:
+        assert self._pressure is not None
+        conflated_at, dropped_at = self._pressure
+        self._pressure = None
+        conflated = sum(self.stats.conflated.values()) - conflated_at
+        dropped = sum(self.stats.dropped.values()) - dropped_at
+        log.warning(
+            "publish queue drained: %d events conflated, %d dropped while it was full",
+            conflated,
+            dropped,
+            extra={"conflated": conflated, "dropped": dropped},
+        )
 
     def _enter_gap(self, exc: BaseException) -> None:
         if self._gap is not None:
