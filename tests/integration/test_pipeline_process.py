@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -19,23 +18,8 @@ from schwab_stream.events import BarEvent, TickEvent
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
 
+from .fault_helpers import run_env
 from .pipeline_helpers import make_settings, statuses, stream, wait_for, write_tokens
-
-
-def _env(sim: SimThread, redis_url: str, token_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
-    env.update(
-        {
-            "SCHWAB_APP_KEY": sim.config.app_key,
-            "SCHWAB_APP_SECRET": sim.config.app_secret,
-            "SCHWAB_API_BASE_URL": sim.base_url,
-            "SCHWAB_TOKEN_PATH": str(token_path),
-            "REDIS_URL": redis_url,
-            "SCHWAB_LEVELONE_EQUITIES": "AAPL,MSFT",
-            "SCHWAB_LOG_FORMAT": "json",
-        }
-    )
-    return env
 
 
 def test_run_stops_cleanly_on_sigterm(
@@ -46,7 +30,7 @@ def test_run_stops_cleanly_on_sigterm(
     write_tokens(sim, token_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "schwab_stream", "run", "--subscribe", "NASDAQ_BOOK=AAPL"],
-        env=_env(sim, redis_url, token_path),
+        env=run_env(sim, redis_url, token_path, SCHWAB_LEVELONE_EQUITIES="AAPL,MSFT"),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
