@@ -33,6 +33,7 @@ from schwab_stream.embedded_redis import EmbeddedRedis, free_port
 from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.redis import StreamKeys
+from schwab_stream.runtime import freeze_heap
 from schwab_stream.sim.server import SimConfig, SimThread
 from schwab_stream.stream.normalize import Normalizer
 from schwab_stream.stream.protocol import decode_frame
@@ -204,6 +205,7 @@ async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 1
         )
 
     pipeline.auth.user_preference = pointed  # type: ignore[method-assign]
+    freeze_heap()  # as `schwab-stream run` does once its pipeline is built
     acks = Acks()
     publisher = pipeline.publisher
     write = publisher._write

@@ -13,7 +13,6 @@ the full run takes about 13 minutes, 10 of them the memory run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import platform
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
+from schwab_stream.runtime import run_async
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def main() -> None:
     rows: list[Row] = []
     with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
         print(f"# {machine()}, {world.redis.version()}", flush=True)
-        steps.append(lambda: asyncio.run(pipeline_rows(mode, world)))
+        steps.append(lambda: run_async(pipeline_rows(mode, world)))
         steps.append(lambda: process_rows(mode, world, args.quick))
         for step in steps:
             rows.extend(step())

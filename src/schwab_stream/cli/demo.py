@@ -42,6 +42,7 @@ from schwab_stream.config import Settings, parse_subscribe_option
 from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.pipeline import Pipeline, Snapshot
+from schwab_stream.runtime import run_async
 from schwab_stream.sim.server import SimConfig, SimThread
 
 log = logging.getLogger("schwab_stream.demo")
@@ -546,7 +547,7 @@ def demo(
     runner = Demo(options, console)
     code = 1
     try:
-        code = asyncio.run(_main(runner))
+        code = run_async(_main(runner))
     except KeyboardInterrupt:
         code = 0
     except SchwabStreamError as exc:

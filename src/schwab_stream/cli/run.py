@@ -11,6 +11,7 @@ import click
 
 from schwab_stream.config import Settings, load_settings, parse_subscribe_option
 from schwab_stream.errors import SchwabStreamError
+from schwab_stream.runtime import freeze_heap, run_async
 
 log = logging.getLogger("schwab_stream.run")
 
@@ -47,7 +48,7 @@ def run(subscribe: tuple[str, ...]) -> None:
         sys.exit(2)
     setup_logging(settings.log_format, settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
-    sys.exit(asyncio.run(_run(settings, subscriptions)))
+    sys.exit(run_async(_run(settings, subscriptions)))
 
 
 async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
@@ -58,6 +59,7 @@ async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
     except SchwabStreamError as exc:
         log.error("cannot start: %s", exc)
         return 2
+    freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, pipeline.stop)
