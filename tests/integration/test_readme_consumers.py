@@ -75,7 +75,9 @@ async def run_snippet(code: str, redis_url: str, lines: int, tmp_path: Path) -> 
         if proc.returncode is None:
             proc.terminate()
         rest, err = await proc.communicate()
-    out.extend(rest.decode().splitlines())
+    # Only whole lines: SIGTERM may cut a print in the middle (PYTHONUNBUFFERED writes each
+    # piece of a print separately), and a cut line is not the snippet's output.
+    out.extend(rest.decode().split("\n")[:-1])
     assert "Traceback" not in err.decode(), err.decode()
     return out
 
