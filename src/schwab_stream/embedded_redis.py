@@ -73,6 +73,8 @@ class EmbeddedRedis:
         return out.strip()
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        if self.dir is not None:  # restarted after kill(): the old folder goes first
+            shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = Path(tempfile.mkdtemp(prefix="schwab-stream-redis-"))
         args = [
             str(self.binary),

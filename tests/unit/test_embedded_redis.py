@@ -19,3 +19,15 @@ def test_embedded_redis_starts_serves_and_cleans_up() -> None:
     server.stop()
     assert proc is not None and proc.poll() is not None
     assert not folder.exists()
+
+
+def test_a_killed_and_restarted_server_leaves_one_folder() -> None:
+    server = EmbeddedRedis().start()
+    first = server.dir
+    server.kill()
+    server.start()
+    second = server.dir
+    assert first is not None and not first.exists()
+    assert second is not None and second.exists()
+    server.stop()
+    assert not second.exists()
