@@ -158,13 +158,16 @@ def test_demo_on_embedded_redis_leaves_nothing_behind(tmp_path: Path) -> None:
     _assert_nothing_left(port, tmpdir, cwd)
 
 
-def test_ctrl_c_ends_the_demo_cleanly_with_exit_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+def test_ctrl_c_or_a_closed_terminal_ends_the_demo_cleanly_with_exit_0(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     cwd, tmpdir = _workdir(tmp_path)
     proc = _start(cwd, tmpdir)  # no --duration: runs until interrupted
     try:
         lines = _read_until(proc, r"\d+s subscribed ")
         port = _embedded_port(lines)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        os.killpg(proc.pid, sig)  # what a terminal does: the whole process group
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -395,6 +395,7 @@ class Demo:
         """Stop what was started, in reverse order, and remove the temp folder; an impatient
         second Ctrl-C must not cut the cleanup short."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if self.sim is not None:
             self.sim.stop()
             self.sim = None
@@ -425,10 +426,11 @@ class Demo:
             echo(f"The embedded Redis keeps running (pid {self.redis.proc.pid}). Read it with:")
         elif self.redis is not None:
             echo(
-                "The embedded Redis stopped with the demo, and its data with it. Next time read "
-                "it while the demo runs (another terminal), keep it with --keep-redis, or point "
-                "--redis-url at your own Redis:"
+                "The embedded Redis stopped with the demo, and its data with it. To read the "
+                "events afterwards, run the demo with --keep-redis (or --redis-url YOUR_REDIS), "
+                "or follow them from another terminal while it runs (the `follow it` line above)."
             )
+            return
         else:
             echo("The events stay in your Redis. Read them with:")
         echo(f"  export REDIS_URL={url}")
@@ -561,6 +563,7 @@ def demo(
 
 async def _main(runner: Demo) -> int:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal must clean up like Ctrl-C does.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, runner.request_stop)
     return await runner.run()
