@@ -61,7 +61,7 @@ async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
         return 2
     freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too
         loop.add_signal_handler(sig, pipeline.stop)
     log.info(
         "starting: %s",
