@@ -5,6 +5,7 @@ Every setting keeps the exact environment name users type, so the error for a ba
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -175,6 +176,24 @@ def load_settings(**overrides: object) -> Settings:
             env_name = _ENV_NAMES.get(field, field.upper())
             lines.append(f"{env_name}: {err.get('msg', 'invalid value')}")
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+
+
+def unknown_setting_names(env_file: str | Path = ".env") -> list[str]:
+    """`SCHWAB_*` names in the environment or `.env` that no setting reads: usually a typo
+    (`SCHWAB_LEVELONE_EQUITY`) that would otherwise be ignored without a word."""
+    from dotenv import dotenv_values
+
+    known = set(_ENV_NAMES.values())
+    names = set(os.environ)
+    if Path(env_file).is_file():
+        names.update(dotenv_values(env_file))
+    return sorted(
+        name
+        for name in names
+        if name.upper().startswith("SCHWAB_")
+        and not name.upper().startswith("SCHWAB_STREAM_")  # ours, not settings (see docs)
+        and name.upper() not in known
+    )
 
 
 def _env_names() -> dict[str, str]:

@@ -99,3 +99,18 @@ def test_settings_repr_hides_the_app_secret(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SCHWAB_APP_SECRET", "very-secret-value")
     settings = Settings()
     assert "very-secret-value" not in repr(settings) + str(settings)
+
+
+def test_unknown_schwab_names_in_env_and_dotenv_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schwab_stream.config import unknown_setting_names
+
+    for name in [n for n in os.environ if n.upper().startswith("SCHWAB_")]:
+        monkeypatch.delenv(name)
+    env_file = tmp_path / ".env"
+    env_file.write_text("SCHWAB_LEVELONE_EQUITY=AAPL\nSCHWAB_APP_KEY=k\n")
+    monkeypatch.setenv("SCHWAB_NASDAQ_BOOKS", "AAPL")
+    monkeypatch.setenv("SCHWAB_NASDAQ_BOOK", "AAPL")
+    monkeypatch.setenv("SCHWAB_STREAM_REDIS_SERVER", "/bin/true")
+    assert unknown_setting_names(env_file) == ["SCHWAB_LEVELONE_EQUITY", "SCHWAB_NASDAQ_BOOKS"]

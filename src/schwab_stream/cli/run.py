@@ -9,7 +9,12 @@ import sys
 
 import click
 
-from schwab_stream.config import Settings, load_settings, parse_subscribe_option
+from schwab_stream.config import (
+    Settings,
+    load_settings,
+    parse_subscribe_option,
+    unknown_setting_names,
+)
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.runtime import freeze_heap, run_async
 
@@ -48,6 +53,13 @@ def run(subscribe: tuple[str, ...]) -> None:
         sys.exit(2)
     setup_logging(settings.log_format, settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
+    for name in unknown_setting_names():
+        log.warning("%s is not a schwab-stream setting (a typo?); it is ignored", name)
+    if not subscriptions:
+        log.warning(
+            "nothing to subscribe: set SCHWAB_LEVELONE_EQUITIES (or another service setting) "
+            "or pass --subscribe SERVICE=KEYS"
+        )
     sys.exit(run_async(_run(settings, subscriptions)))
 
 
