@@ -74,14 +74,15 @@ def status(as_json: bool) -> None:
     store = TokenStore(settings.resolved_token_path)
     try:
         record = store.load()
-    except SchwabStreamError as exc:
-        if not as_json:
-            raise
-        click.echo(
-            json.dumps({"token_path": str(store.path), "login_needed": True, "error": str(exc)})
-        )
-        code = EXIT_LOGIN_NEEDED if isinstance(exc, LoginRequiredError) else EXIT_ERROR
-        raise click.exceptions.Exit(code) from None
+    except (LoginRequiredError, TokenFileError) as exc:
+        # Missing or broken: either way the fix is a login, so cron sees one exit code for it.
+        if as_json:
+            click.echo(
+                json.dumps({"token_path": str(store.path), "login_needed": True, "error": str(exc)})
+            )
+        else:
+            click.echo(f"login needed: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_LOGIN_NEEDED) from None
     now = time.time()
     access_left, refresh_left = record.access_seconds_left(now), record.refresh_seconds_left(now)
     login_needed = refresh_left <= 0
