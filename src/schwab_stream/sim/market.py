@@ -396,7 +396,7 @@ class Instrument:
     bid_id: str = "Q"
     ask_id: str = "Q"
     last_id: str = "Q"
-    sigma: float = 0.0004  # per-event relative volatility
+    sigma: float = 0.00012  # per-event relative volatility: ~0.1% a second at demo rates
     trades: int = 0
     static: dict[str, Any] = field(default_factory=dict)
     underlying: Instrument | None = None
@@ -579,7 +579,7 @@ class Market:
             last=round(close * rng.uniform(0.99, 1.01), 2),
         )
         inst.volume = rng.randint(50_000, 30_000_000)
-        inst.sigma = 0.0003
+        inst.sigma = 0.0001
         inst.static.update(ref=ref, main_type="EQUITY")
         return inst
 
@@ -623,7 +623,7 @@ class Market:
         close = _round_tick(ref.price * rng.uniform(0.98, 1.02), ref.tick, places)
         inst = Instrument(symbol, "future", rng, ref.tick, places, 1, 1, close=close, last=close)
         inst.volume = rng.randint(10_000, 1_500_000)
-        inst.sigma = 0.0002
+        inst.sigma = 0.00008
         inst.static.update(
             ref=ref,
             root=root,
@@ -674,7 +674,7 @@ class Market:
             symbol, "forex", rng, tick, places, 1_000_000, 10_000, close=close, last=close
         )
         inst.volume = rng.randint(100, 2_000) * 10_000
-        inst.sigma = 0.00008
+        inst.sigma = 0.00003
         inst.static.update(description=f"{base_name}/{quote_name} Spot")
         return inst
 
