@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
@@ -218,11 +219,15 @@ class Pipeline:
         )
 
         async def on_standby(reason: str) -> None:
+            redis_down = reason.startswith("redis")
             self.health.standby = True
+            self.health.redis_ok = not redis_down
             self.metrics.set_connection_state("standby")
-            level = logging.WARNING if reason.startswith("redis") else logging.INFO
+            self.metrics.set_redis_up(not redis_down)
+            if redis_down:
+                reason = f"{reason} at {_safe_url(self.settings.redis_url)}"
             log.log(
-                level,
+                logging.WARNING if redis_down else logging.INFO,
                 "standby: %s",
                 reason,
                 extra={"state": "standby", "instance": self.lease.instance_id},
@@ -304,3 +309,12 @@ class Pipeline:
             log.error("stream client failed: %r", exc)
             return 1
         return 0
+
+
+def _safe_url(url: str) -> str:
+    """A Redis URL fit for a log line: the password, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -127,9 +127,13 @@ async def test_healthz_silence_clock_starts_at_subscribe(
     assert status == 200
     assert body["silence_seconds"] < MAX_SILENCE
     health.standby = True
+    health.redis_ok = True
     health.set_disconnected()
     status, body = await healthz(server)
     assert (status, body["reason"].split(":")[0]) == (200, "standby")
+    health.redis_ok = False  # nobody can hold the lease: a standby that waits for nothing
+    status, body = await healthz(server)
+    assert status == 503 and "redis is unreachable" in body["reason"]
 
 
 async def test_stop_releases_the_port() -> None:

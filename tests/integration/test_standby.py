@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -113,6 +114,9 @@ async def test_redis_unreachable_at_start_waits_as_standby_then_streams(
         assert stats["connections"] == 0 and stats["token_refreshes"] == 0
         warned = [r for r in caplog.records if "redis is unreachable" in r.getMessage()]
         assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+        assert late.url in warned[0].getMessage()  # says which Redis
+        healthy, reason = bridge.pipeline.health.check(time.monotonic(), 45)
+        assert not healthy and "redis is unreachable" in reason  # a supervisor must notice
         await asyncio.to_thread(late.start)
         await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3), timeout=10)
         assert await bridge.redis.get("schwab:lease") == bridge.pipeline.lease.instance_id.encode()

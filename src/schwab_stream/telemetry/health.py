@@ -58,6 +58,9 @@ class Health:
         if self.login_needed:
             return False, f"login needed: {self.login_needed} (run `schwab-stream login`)"
         if self.standby:
+            if not self.redis_ok:
+                # No instance can hold the lease, so nobody is streaming: a person must look.
+                return False, "standby: redis is unreachable, so no instance can take the lease"
             return True, "standby: waiting to take over from the active instance"
         if not self.logged_in:
             return False, "not logged in to the Schwab streamer"
