@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import webbrowser
+from urllib.parse import urlsplit
 
 import click
 
@@ -11,6 +12,19 @@ from schwab_stream.auth.client import format_when
 from schwab_stream.auth.login import login as run_login
 from schwab_stream.cli.token import friendly_errors, setup_logging
 from schwab_stream.config import load_settings
+
+
+def callback_problems(url: str) -> list[str]:
+    """What Schwab will refuse in a callback URL (schwab-api.md 1.3), said before the browser."""
+    parts = urlsplit(url)
+    problems = []
+    if parts.scheme != "https":
+        problems.append("Schwab requires https")
+    if parts.hostname == "localhost":
+        problems.append("Schwab does not accept localhost: use 127.0.0.1")
+    if parts.port is None:
+        problems.append("no port means 443, which needs root: use e.g. https://127.0.0.1:8182")
+    return problems
 
 
 @click.command()
@@ -33,6 +47,8 @@ def login(manual: bool, no_browser: bool) -> None:
     """
     settings = load_settings()
     setup_logging(settings)
+    for problem in callback_problems(settings.callback_url):
+        click.echo(f"warning: SCHWAB_CALLBACK_URL={settings.callback_url}: {problem}", err=True)
     record = asyncio.run(
         run_login(
             settings,
