@@ -6,6 +6,7 @@ Every setting keeps the exact environment name users type, so the error for a ba
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -176,6 +177,22 @@ def load_settings(**overrides: object) -> Settings:
             env_name = _ENV_NAMES.get(field, field.upper())
             lines.append(f"{env_name}: {err.get('msg', 'invalid value')}")
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+
+
+#: Schwab's option symbol: root padded to 6, YYMMDD, C or P, strike x 1000 in 8 digits.
+_OPTION_SYMBOL = re.compile(r"^[A-Z0-9.$/ ]{6}\d{6}[CP]\d{8}$")
+_OPTION_SERVICES = ("LEVELONE_OPTIONS", "OPTIONS_BOOK")
+
+
+def malformed_option_keys(subscriptions: dict[str, list[str]]) -> list[str]:
+    """Option keys not in Schwab's `RRRRRRYYMMDDsWWWWWddd` format: Schwab sends no data and
+    no error for them, so say so at start-up."""
+    return [
+        f"{service}={key!r}"
+        for service in _OPTION_SERVICES
+        for key in subscriptions.get(service, [])
+        if not _OPTION_SYMBOL.match(key)
+    ]
 
 
 def unknown_setting_names(env_file: str | Path = ".env") -> list[str]:

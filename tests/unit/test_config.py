@@ -114,3 +114,17 @@ def test_unknown_schwab_names_in_env_and_dotenv_are_named(
     monkeypatch.setenv("SCHWAB_NASDAQ_BOOK", "AAPL")
     monkeypatch.setenv("SCHWAB_STREAM_REDIS_SERVER", "/bin/true")
     assert unknown_setting_names(env_file) == ["SCHWAB_LEVELONE_EQUITY", "SCHWAB_NASDAQ_BOOKS"]
+
+
+def test_option_keys_outside_schwabs_format_are_named() -> None:
+    from schwab_stream.config import malformed_option_keys
+
+    subs = {
+        "LEVELONE_OPTIONS": ["AAPL  261218C00200000", "AAPL", "SPXW  240420C05040000"],
+        "OPTIONS_BOOK": ["AAPL 261218C00200000"],
+        "LEVELONE_EQUITIES": ["AAPL"],
+    }
+    assert malformed_option_keys(subs) == [
+        "LEVELONE_OPTIONS='AAPL'",
+        "OPTIONS_BOOK='AAPL 261218C00200000'",
+    ]

@@ -12,6 +12,7 @@ import click
 from schwab_stream.config import (
     Settings,
     load_settings,
+    malformed_option_keys,
     parse_subscribe_option,
     unknown_setting_names,
 )
@@ -55,6 +56,12 @@ def run(subscribe: tuple[str, ...]) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
     for name in unknown_setting_names():
         log.warning("%s is not a schwab-stream setting (a typo?); it is ignored", name)
+    for key in malformed_option_keys(subscriptions):
+        log.warning(
+            "%s is not an option symbol in Schwab's format (root padded to 6 characters, YYMMDD, "
+            "C or P, strike x 1000 in 8 digits, e.g. 'AAPL  261218C00200000'): it will get no data",
+            key,
+        )
     if not subscriptions:
         log.warning(
             "nothing to subscribe: set SCHWAB_LEVELONE_EQUITIES (or another service setting) "
