@@ -3,6 +3,7 @@ and leaves no process, temp folder or touched `.env` behind."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -265,3 +266,50 @@ def test_render_shows_quotes_book_and_health() -> None:
         "12 s of 20 s",
     ):
         assert expected in text, expected
+
+
+def _full_view() -> ViewData:
+    """Everything the demo subscribes to, with big numbers, as on a busy run."""
+    snap = Snapshot("subscribed", 123_456, 812.0, 0.6, 10.1, 0, 2, 1790.0, 604_000.0)
+    quote = {
+        "bid": 190.95,
+        "ask": 190.96,
+        "last": 190.99,
+        "volume": 61_311_850,
+        "net_change": -10.13,
+        "close": 191.12,
+        "seq": 150_000,
+    }
+    symbols = ("AAPL", "MSFT", "NVDA", "SPY", demo_option(date(2026, 11, 24)), "/ES")
+    level = [{"price": 1190.07 + i, "size": 17_800, "count": 14} for i in range(5)]
+    return ViewData(
+        elapsed=12,
+        snapshot=snap,
+        quotes=[(symbol, dict(quote)) for symbol in symbols],
+        book={"symbol": "AAPL", "venue": "NASDAQ", "bids": level, "asks": level},
+        bar={
+            "type": "bar",
+            "symbol": "AAPL",
+            "open": 190.1,
+            "high": 191.2,
+            "low": 189.9,
+            "close": 190.5,
+            "volume": 12_345,
+        },
+        screener={"symbol": "NASDAQ_VOLUME_0", "items": [{"symbol": s} for s in symbols[:4]]},
+    )
+
+
+def test_render_fits_an_80x24_terminal() -> None:
+    console = Console(width=80, height=24, record=True, file=io.StringIO())
+    console.print(render(_full_view(), "redis://127.0.0.1:65535/0", 20, "schwab"))
+    lines = console.export_text().rstrip("\n").split("\n")
+    for line in lines:
+        assert len(line) <= 80, line
+    assert len(lines) <= 23, "\n".join(lines)  # one line left for the cursor under Live
+    text = "\n".join(lines)
+    assert "Chg" in text and "-10.13" in text
+    assert "1,190.07" in text and "1,191.07" in text  # book prices whole
+    assert re.search(r"\d…", text) is None, text  # no number cut by an ellipsis
+    assert "p50 0.6 ms p99 10.1 ms" in text  # the latency on one line
+    assert "12 s of 20 s" in text

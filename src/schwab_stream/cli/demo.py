@@ -29,7 +29,7 @@ import click
 import redis.asyncio as aioredis
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from redis.exceptions import RedisError
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -162,81 +162,168 @@ def _left(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(seconds)
 
 
-def _change(quote: dict[str, Any]) -> Text:
+def _change(quote: dict[str, Any], percent: bool = True) -> Text:
     change, close = quote.get("net_change"), quote.get("close")
     if not isinstance(change, int | float):
         return Text("-")
-    pct = f" ({change / close:+.2%})" if isinstance(close, int | float) and close else ""
+    pct = ""
+    if percent and isinstance(close, int | float) and close:
+        pct = f" ({change / close:+.2%})"
     style = "green" if change > 0 else "red" if change < 0 else ""
     return Text(f"{change:+,.2f}{pct}", style=style)
 
 
+def _short_qty(value: Any) -> str:
+    """A volume for narrow screens: 6.13M, 812K, 950."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= limit:
+            return (
+                f"{value / limit:.2f}{suffix}"
+                if abs(value) < 10 * limit
+                else (
+                    f"{value / limit:.1f}{suffix}"
+                    if abs(value) < 100 * limit
+                    else (f"{value / limit:.0f}{suffix}")
+                )
+            )
+    return f"{int(value)}"
+
+
+#: Below this many columns the view drops Seq and the change percent and abbreviates volumes.
+WIDE_COLUMNS = 110
+
+
+class DemoView:
+    """The live view, laid out for the console it is drawn on: the full board from
+    `WIDE_COLUMNS` up, a compact one below (80x24 fits), with book depth cut to the height."""
+
+    def __init__(self, view: ViewData, redis_url: str, duration: float, prefix: str) -> None:
+        self.view, self.redis_url, self.duration, self.prefix = view, redis_url, duration, prefix
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.build(options.max_width, options.size.height)
+
+    def build(self, width: int, height: int) -> RenderableType:
+        view, wide = self.view, width >= WIDE_COLUMNS
+        quotes = Table(
+            title=f"Quotes ({self.prefix}:latest:tick:*)",
+            title_justify="left",
+            show_edge=wide,
+        )
+        quotes.add_column("Symbol", min_width=22 if wide else None, no_wrap=True)
+        names = (
+            ("Bid", "Ask", "Last", "Volume", "Change", "Seq")
+            if wide
+            else ("Bid", "Ask", "Last", "Vol", "Chg")
+        )
+        for name in names:
+            quotes.add_column(name, justify="right", min_width=10 if wide else None, no_wrap=True)
+        for symbol, quote in view.quotes:
+            if quote is None:
+                quotes.add_row(symbol, "waiting", *[""] * (len(names) - 1))
+                continue
+            row: list[RenderableType] = [
+                symbol,
+                px(quote.get("bid")),
+                px(quote.get("ask")),
+                px(quote.get("last")),
+                qty(quote.get("volume")) if wide else _short_qty(quote.get("volume")),
+                _change(quote, percent=wide),
+            ]
+            if wide:
+                row.append(str(quote.get("seq", "-")))
+            quotes.add_row(*row)
+        # title + header + separator + rows (+ top and bottom edges when wide)
+        quote_lines = 3 + len(view.quotes) + (2 if wide else 0)
+
+        book = view.book or {}
+        book_title = f"Book {book.get('symbol', '')} {book.get('venue', '')}".rstrip()
+        books = Table(title=book_title, expand=wide, title_justify="left", show_edge=wide)
+        # the market-maker counts only when there is room for them
+        for name in (
+            ("Size", "Bid", "Ask", "Size", "MMs") if wide else ("Size", "Bid", "Ask", "Size")
+        ):
+            books.add_column(name, justify="right", no_wrap=True)
+        # the outer panel's 2 lines, the quotes, the book's title/header/separator(/edges), and
+        # one spare line for the cursor under a Live view
+        extra_lines = 0 if wide else bool(view.bar) + bool(view.screener)
+        room = height - 2 - quote_lines - (5 if wide else 3) - extra_lines - 1
+        depth = max(1, min(BOOK_DEPTH, room))
+        bids, asks = book.get("bids") or [], book.get("asks") or []
+        for i in range(min(depth, max(len(bids), len(asks)))):
+            bid = bids[i] if i < len(bids) else {}
+            ask = asks[i] if i < len(asks) else {}
+            books.add_row(
+                qty(bid.get("size")),
+                Text(px(bid.get("price")), style="green"),
+                Text(px(ask.get("price")), style="red"),
+                qty(ask.get("size")),
+                *([f"{bid.get('count', '-')}/{ask.get('count', '-')}"] if wide else []),
+            )
+
+        snap = view.snapshot
+        state_style = "green" if snap.state == "subscribed" else "yellow"
+        health = Table.grid(padding=(0, 1))
+        health.add_column(style="bold", no_wrap=True, min_width=7)
+        health.add_column(no_wrap=True)
+        latency = f"p50 {_ms(snap.latency_p50_ms)}  p99 {_ms(snap.latency_p99_ms)}"
+        if wide:
+            health.add_row("connection", Text(snap.state, style=state_style))
+            health.add_row("events", f"{snap.events_published:,} ({snap.events_per_second:,.0f}/s)")
+            health.add_row("latency", latency)
+            health.add_row("queue", f"{snap.queue_depth:,}")
+            health.add_row("reconnects", str(snap.reconnects))
+            health.add_row("access token", _left(snap.access_seconds_left))
+            health.add_row("refresh token", _left(snap.refresh_seconds_left))
+        else:
+            state = Text(snap.state, style=state_style)
+            state.append(f", {snap.reconnects} reconnects", style="")
+            health.add_row("link", state)
+            health.add_row("events", f"{snap.events_published:,} ({snap.events_per_second:,.0f}/s)")
+            health.add_row("latency", latency.replace("  ", " "))
+            health.add_row("queue", f"{snap.queue_depth:,}")
+            health.add_row(
+                "tokens", f"{_left(snap.access_seconds_left)} / {_left(snap.refresh_seconds_left)}"
+            )
+        # narrow: the bar and the screener get whole lines under the book, not a cramped column
+        extra = health if wide else Table.grid(padding=(0, 1))
+        if not wide:
+            extra.add_column(style="bold", no_wrap=True)
+            extra.add_column(no_wrap=True, overflow="ellipsis")
+        if view.bar:
+            extra.add_row(f"bar {view.bar.get('symbol', '')}", describe(view.bar))
+        if view.screener:
+            items = view.screener.get("items") or []
+            top = ", ".join(str(item.get("symbol")) for item in items[:4])
+            extra.add_row("screener", f"{view.screener.get('symbol', '')}: {top}")
+
+        lower = Table.grid(expand=True, padding=(0, 2))
+        if wide:
+            lower.add_column(ratio=1)
+            lower.add_column(ratio=1)
+            lower.add_row(books, Panel(health, title="Pipeline", title_align="left"))
+        else:
+            lower.add_column()
+            lower.add_column(ratio=1)
+            lower.add_row(books, health)
+        until = f" of {self.duration:.0f} s" if self.duration else " (Ctrl-C ends it)"
+        title = (
+            "schwab-stream demo: simulator -> pipeline -> Redis" if wide else ("schwab-stream demo")
+        )
+        parts: list[RenderableType] = [quotes, lower] if wide else [quotes, lower, extra]
+        return Panel(
+            Group(*parts),
+            title=title,
+            subtitle=f"{self.redis_url}   {view.elapsed:.0f} s{until}",
+        )
+
+
 def render(view: ViewData, redis_url: str, duration: float, prefix: str) -> RenderableType:
-    """The live view: quote board, top of one book, and the pipeline's health."""
-    quotes = Table(title=f"Quotes ({prefix}:latest:tick:*)", title_justify="left")
-    quotes.add_column("Symbol", min_width=22)
-    for name in ("Bid", "Ask", "Last", "Volume", "Change", "Seq"):
-        quotes.add_column(name, justify="right", min_width=10)
-    for symbol, quote in view.quotes:
-        if quote is None:
-            quotes.add_row(symbol, "waiting", "", "", "", "", "")
-            continue
-        quotes.add_row(
-            symbol,
-            px(quote.get("bid")),
-            px(quote.get("ask")),
-            px(quote.get("last")),
-            qty(quote.get("volume")),
-            _change(quote),
-            str(quote.get("seq", "-")),
-        )
-
-    book = view.book or {}
-    book_title = f"Book {book.get('symbol', '')} {book.get('venue', '')}".rstrip()
-    books = Table(title=book_title, expand=True, title_justify="left")
-    for name in ("Size", "Bid", "Ask", "Size", "MMs"):
-        books.add_column(name, justify="right")
-    bids, asks = book.get("bids") or [], book.get("asks") or []
-    for i in range(min(BOOK_DEPTH, max(len(bids), len(asks)))):
-        bid = bids[i] if i < len(bids) else {}
-        ask = asks[i] if i < len(asks) else {}
-        books.add_row(
-            qty(bid.get("size")),
-            Text(px(bid.get("price")), style="green"),
-            Text(px(ask.get("price")), style="red"),
-            qty(ask.get("size")),
-            f"{bid.get('count', '-')}/{ask.get('count', '-')}",
-        )
-
-    snap = view.snapshot
-    state_style = "green" if snap.state == "subscribed" else "yellow"
-    health = Table.grid(padding=(0, 1))
-    health.add_column(style="bold")
-    health.add_column()
-    health.add_row("connection", Text(snap.state, style=state_style))
-    health.add_row("events", f"{snap.events_published:,} ({snap.events_per_second:,.0f}/s)")
-    health.add_row("latency", f"p50 {_ms(snap.latency_p50_ms)}  p99 {_ms(snap.latency_p99_ms)}")
-    health.add_row("queue", f"{snap.queue_depth:,}")
-    health.add_row("reconnects", str(snap.reconnects))
-    health.add_row("access token", _left(snap.access_seconds_left))
-    health.add_row("refresh token", _left(snap.refresh_seconds_left))
-    if view.bar:
-        health.add_row(f"bar {view.bar.get('symbol', '')}", describe(view.bar))
-    if view.screener:
-        items = view.screener.get("items") or []
-        top = ", ".join(str(item.get("symbol")) for item in items[:4])
-        health.add_row("screener", f"{view.screener.get('symbol', '')}: {top}")
-
-    lower = Table.grid(expand=True, padding=(0, 2))
-    lower.add_column(ratio=1)
-    lower.add_column(ratio=1)
-    lower.add_row(books, Panel(health, title="Pipeline", title_align="left"))
-    until = f" of {duration:.0f} s" if duration else " (Ctrl-C ends it)"
-    return Panel(
-        Group(quotes, lower),
-        title="schwab-stream demo: simulator -> pipeline -> Redis",
-        subtitle=f"{redis_url}   {view.elapsed:.0f} s{until}",
-    )
+    """The live view: quote board, top of one book, and the pipeline's health, laid out for the
+    size of the console it is printed on."""
+    return DemoView(view, redis_url, duration, prefix)
 
 
 def compact_line(view: ViewData) -> str:
