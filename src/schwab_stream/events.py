@@ -52,13 +52,14 @@ class TickEvent(_Event, tag="tick"):
     fields: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Maker(msgspec.Struct, kw_only=True, gc=False):
+# Maker and Level are positional (the normalizer builds many per book); the JSON is the same.
+class Maker(msgspec.Struct, gc=False):
     id: str
     size: int
     time_ms: int | None = None
 
 
-class Level(msgspec.Struct, kw_only=True, gc=False):
+class Level(msgspec.Struct, gc=False):
     price: float
     size: int
     count: int

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from schwab_stream.errors import ProtocolError
 from schwab_stream.events import decode_event, encode_event
 from schwab_stream.stream.normalize import Normalizer
-from schwab_stream.stream.protocol import Frame, decode_frame
+from schwab_stream.stream.protocol import BookItem, DataMessage, Frame, decode_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
 SERVER_FRAMES: list[Any] = [
@@ -69,7 +69,11 @@ def check_feed(frame: Frame) -> None:
         if normalizer.stats[f"unknown_service:{message.service[:64]}"] > unknown_before:
             assert events == []
             continue
-        keyed = [i for i in message.content if isinstance(i.get("key"), str) and i["key"]]
+        keyed = [
+            i
+            for i in message.content
+            if isinstance(i, BookItem) or (isinstance(i.get("key"), str) and i["key"])
+        ]
         assert len(events) == len(keyed)
         assert bad_items >= len(message.content) - len(keyed)
         for event in events:
@@ -163,3 +167,29 @@ def test_corrupted_bytes_of_real_frames(data: st.DataObject) -> None:
     decoded = decode_or_protocol_error(bytes(raw))
     if decoded is not None:
         check_feed(decoded)
+
+
+BOOK_FRAMES = [m for m in DATA_FRAMES if m["data"][0]["service"].endswith("_BOOK")]
+
+
+@FUZZ
+@given(st.data())
+def test_typed_and_checked_book_paths_publish_the_same_json(data: st.DataObject) -> None:
+    """A book frame that passes the typed decode must give byte for byte the events the
+    key-by-key path gives for the same JSON (prices as floats, sides sorted, seq per symbol)."""
+    frame = copy.deepcopy(data.draw(st.sampled_from(BOOK_FRAMES)))
+    content = frame["data"][0]["content"]
+    for _ in range(data.draw(st.integers(0, 3))):
+        mutate(data, content)
+    decoded = decode_or_protocol_error(json.dumps(frame))
+    if decoded is None:
+        return
+    (typed,) = decoded.data
+    wire = frame["data"][0]
+    checked = DataMessage(service=wire["service"], timestamp=wire["timestamp"], content=content)
+    fast, slow = Normalizer(), Normalizer()
+    fast_json = [encode_event(e) for e in fast.feed(typed, 7)]
+    slow_json = [encode_event(e) for e in slow.feed(checked, 7)]
+    assert fast_json == slow_json
+    if all(isinstance(item, BookItem) for item in typed.content):
+        assert fast.stats == slow.stats == {}

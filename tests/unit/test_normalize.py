@@ -25,7 +25,7 @@ from schwab_stream.events import (
 )
 from schwab_stream.stream.fields import TICK_CORE_ATTRS
 from schwab_stream.stream.normalize import Normalizer
-from schwab_stream.stream.protocol import DataMessage, decode_frame
+from schwab_stream.stream.protocol import BookItem, DataMessage, decode_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
 ALL_FRAMES: list[dict[str, Any]] = json.loads(FIXTURES.read_text())
@@ -49,7 +49,7 @@ EVENT_CLASS = {
 }
 
 
-def messages(name: str) -> list[DataMessage]:
+def messages(name: str) -> list[DataMessage[Any]]:
     """The data messages of the fixture frame whose name starts with `name`, decoded."""
     for frame in ALL_FRAMES:
         if frame["name"].startswith(name):
@@ -57,11 +57,20 @@ def messages(name: str) -> list[DataMessage]:
     raise LookupError(name)
 
 
+def raw_items(name: str) -> list[dict[str, Any]]:
+    """The items of the fixture frame's first data message, as plain JSON."""
+    for frame in ALL_FRAMES:
+        if frame["name"].startswith(name):
+            items: list[dict[str, Any]] = frame["message"]["data"][0]["content"]
+            return items
+    raise LookupError(name)
+
+
 def feed(normalizer: Normalizer, name: str, recv_ns: int = 1) -> list[Event]:
     return [event for m in messages(name) for event in normalizer.feed(m, recv_ns)]
 
 
-def message(service: str, *items: Any, timestamp: int = 1) -> DataMessage:
+def message(service: str, *items: Any, timestamp: int = 1) -> DataMessage[Any]:
     return DataMessage(service=service, timestamp=timestamp, content=list(items))
 
 
@@ -80,7 +89,8 @@ def test_every_captured_data_frame_normalizes_cleanly(frame: dict[str, Any]) -> 
     assert len(events) == len(data.content)
     for event, item in zip(events, data.content, strict=True):
         assert type(event) is EVENT_CLASS[data.service]
-        assert (event.service, event.symbol, event.seq) == (data.service, item["key"], 1)
+        key = item.key if isinstance(item, BookItem) else item["key"]
+        assert (event.service, event.symbol, event.seq) == (data.service, key, 1)
         assert (event.schwab_ts, event.recv_ns) == (data.timestamp, 42)
         assert decode_event(encode_event(event)) == event
     assert normalizer.stats == {}
@@ -348,8 +358,7 @@ def test_nyse_book_venue_and_aggregate_sizes() -> None:
 
 
 def test_book_sides_are_sorted_best_first_whatever_the_input_order() -> None:
-    (wire,) = messages("Schwabdev docs example: NASDAQ_BOOK")
-    item = dict(wire.content[0])
+    item = dict(raw_items("Schwabdev docs example: NASDAQ_BOOK")[0])
     rng = random.Random(7)
     item["2"] = rng.sample(item["2"], len(item["2"]))
     item["3"] = rng.sample(item["3"], len(item["3"]))

@@ -7,10 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from schwab_stream.errors import ProtocolError
 from schwab_stream.stream.protocol import (
+    BookItem,
+    BookLevel,
+    BookMaker,
     DataMessage,
     Frame,
     Notify,
@@ -191,7 +195,62 @@ def test_every_captured_server_frame_decodes(frame: dict[str, Any]) -> None:
         for data, wire in zip(decoded.data, message.get("data", []), strict=True):
             assert data.service == wire["service"]
             assert data.timestamp == wire["timestamp"]
-            assert data.content == wire["content"]
+            assert [plain(item) for item in data.content] == wire["content"]
+
+
+def plain(item: Any) -> Any:
+    """A decoded item as the JSON it came from: typed book items back to Schwab's keys, with
+    the keys Schwab left out (None here) dropped."""
+    if isinstance(item, msgspec.Struct):
+        item = msgspec.to_builtins(item)
+    if isinstance(item, dict):
+        return {key: plain(value) for key, value in item.items() if value is not None}
+    if isinstance(item, list):
+        return [plain(value) for value in item]
+    return item
+
+
+@pytest.mark.parametrize("service", ["NYSE_BOOK", "NASDAQ_BOOK", "OPTIONS_BOOK"])
+def test_a_clean_book_frame_decodes_typed(service: str) -> None:
+    item = {"key": "F", "1": 5, "2": [{"0": 9.5, "1": 100, "2": 1, "3": [{"0": "A", "1": 100}]}]}
+    (data,) = decode_frame(json.dumps({"data": [{"service": service, "content": [item]}]})).data
+    (book,) = data.content
+    assert book == BookItem(
+        key="F", book_time=5, bids=[BookLevel(9.5, 100, 1, [BookMaker("A", 100, None)])]
+    )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"key": "F", "2": [{"0": 9.5, "1": 100.0, "2": 1}]},  # a float size
+        {"key": "F", "2": [{"0": 9.5, "1": 100, "2": 1, "4": 0}]},  # an unknown level key
+        {"key": "F", "9": 1},  # an unknown item key
+        {"key": "", "1": 5},  # an empty key
+        {"1": 5},  # no key at all
+        {"key": "F", "1": "noon"},  # a wrong type
+    ],
+)
+def test_a_book_frame_the_typed_decode_refuses_comes_back_as_dicts(item: dict[str, Any]) -> None:
+    """The normalizer then checks it key by key and counts exactly what was wrong."""
+    raw = json.dumps({"data": [{"service": "NYSE_BOOK", "timestamp": 1, "content": [item]}]})
+    (data,) = decode_frame(raw).data
+    assert data.content == [item]
+
+
+def test_a_mixed_frame_that_looks_like_books_decodes_whole() -> None:
+    raw = json.dumps(
+        {
+            "data": [
+                {"service": "NYSE_BOOK", "content": [{"key": "F"}]},
+                {"service": "LEVELONE_EQUITIES", "content": [{"key": "F", "1": 2.0}]},
+            ],
+            "notify": [{"heartbeat": "1"}],
+        }
+    )
+    frame = decode_frame(raw)
+    assert [d.content for d in frame.data] == [[{"key": "F"}], [{"key": "F", "1": 2.0}]]
+    assert len(frame.notifies) == 1
 
 
 def test_login_response_decodes_flat() -> None:

@@ -40,7 +40,7 @@ from schwab_stream.stream.fields import (
     TICK_CORE_ATTRS,
     TICK_TIME_ATTRS,
 )
-from schwab_stream.stream.protocol import DataMessage
+from schwab_stream.stream.protocol import BookItem, BookLevel, DataMessage
 
 _MAX_NAME: Final = 64  # problem keys quote server-sent names; keep them bounded
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -131,7 +131,7 @@ def _bar_slots(service: str) -> dict[str, tuple[str | None, bool]]:
     return slots
 
 
-_Handler = Callable[[DataMessage, int], list[Event]]
+_Handler = Callable[[DataMessage[Any], int], list[Event]]
 
 
 class Normalizer:
@@ -161,7 +161,7 @@ class Normalizer:
 
     # --- public -----------------------------------------------------------------------------
 
-    def feed(self, message: DataMessage, recv_ns: int) -> list[Event]:
+    def feed(self, message: DataMessage[Any], recv_ns: int) -> list[Event]:
         """The events of one data message (one per well-formed item), in item order."""
         handler = self._handlers.get(message.service)
         if handler is None:
@@ -218,7 +218,7 @@ class Normalizer:
         seqs = self._tick_seq
         problem = self._problem
 
-        def ticks(message: DataMessage, recv_ns: int) -> list[Event]:
+        def ticks(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
             for item in message.content:
@@ -271,27 +271,23 @@ class Normalizer:
     def _book_handler(self, service: str, venue: str) -> _Handler:
         seqs = self._level2_seq
 
-        def books(message: DataMessage, recv_ns: int) -> list[Event]:
+        def books(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
             for item in message.content:
-                symbol = self._symbol(service, item)
-                if symbol is None:
-                    continue
-                book_time: int | None = None
-                bids: list[Level] = []
-                asks: list[Level] = []
-                for key, value in item.items():
-                    if key == "1":
-                        book_time = _as_int(value)
-                        if book_time is None and value is not None:
-                            self._problem(f"bad_value:{service}:1")
-                    elif key == "2":
-                        bids = self._levels(service, value, True)
-                    elif key == "3":
-                        asks = self._levels(service, value, False)
-                    elif key != "key" and key != "0":
-                        self._unknown_field(service, key)
+                if type(item) is BookItem:  # validated by the typed decode: the fast path
+                    symbol = item.key
+                    book_time = item.book_time
+                    bids = _typed_levels(item.bids)
+                    bids.sort(key=_PRICE, reverse=True)
+                    asks = _typed_levels(item.asks)
+                    asks.sort(key=_PRICE)
+                else:
+                    symbol_or_none = self._symbol(service, item)
+                    if symbol_or_none is None:
+                        continue
+                    symbol = symbol_or_none
+                    book_time, bids, asks = self._book_sides(service, item)
                 seq = seqs.get(symbol, 0) + 1
                 seqs[symbol] = seq
                 events.append(
@@ -310,6 +306,27 @@ class Normalizer:
             return events
 
         return books
+
+    def _book_sides(
+        self, service: str, item: dict[str, Any]
+    ) -> tuple[int | None, list[Level], list[Level]]:
+        """Book time, bids and asks of an item that failed the typed decode, checked key by key
+        so each problem is counted precisely."""
+        book_time: int | None = None
+        bids: list[Level] = []
+        asks: list[Level] = []
+        for key, value in item.items():
+            if key == "1":
+                book_time = _as_int(value)
+                if book_time is None and value is not None:
+                    self._problem(f"bad_value:{service}:1")
+            elif key == "2":
+                bids = self._levels(service, value, True)
+            elif key == "3":
+                asks = self._levels(service, value, False)
+            elif key != "key" and key != "0":
+                self._unknown_field(service, key)
+        return book_time, bids, asks
 
     def _levels(self, service: str, raw: Any, bids: bool) -> list[Level]:
         """One book side, best first; malformed levels and makers are dropped and counted."""
@@ -334,10 +351,10 @@ class Normalizer:
                     makers = entry.get("3")
                     levels.append(
                         Level(
-                            price=price,
-                            size=size,
-                            count=count,
-                            makers=[] if makers is None else self._makers(service, makers),
+                            float(price),
+                            size,
+                            count,
+                            [] if makers is None else self._makers(service, makers),
                         )
                     )
                     continue
@@ -367,7 +384,7 @@ class Normalizer:
                     time_ms = _as_int(time_ms)
                     valid_time = time_ms is not None
                 if type(maker_id) is str and size is not None and valid_time:
-                    makers.append(Maker(id=maker_id, size=size, time_ms=time_ms))
+                    makers.append(Maker(maker_id, size, time_ms))
                     continue
             self._problem(f"bad_item:{service}:maker")
         return makers
@@ -378,7 +395,7 @@ class Normalizer:
         slots = _bar_slots(service)
         seqs = self._bar_seq
 
-        def bars(message: DataMessage, recv_ns: int) -> list[Event]:
+        def bars(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
             for item in message.content:
@@ -424,7 +441,7 @@ class Normalizer:
     def _screener_handler(self, service: str) -> _Handler:
         seqs = self._screener_seq
 
-        def screeners(message: DataMessage, recv_ns: int) -> list[Event]:
+        def screeners(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
             for item in message.content:
@@ -506,7 +523,7 @@ class Normalizer:
 
     # --- account activity ---------------------------------------------------------------------
 
-    def _account(self, message: DataMessage, recv_ns: int) -> list[Event]:
+    def _account(self, message: DataMessage[Any], recv_ns: int) -> list[Event]:
         service = ACCT_ACTIVITY
         timestamp = message.timestamp
         events: list[Event] = []
@@ -554,6 +571,21 @@ class Normalizer:
         if value is not None:
             self._problem(f"bad_value:{service}:{key}")
         return None
+
+
+def _typed_levels(levels: list[BookLevel] | None) -> list[Level]:
+    """Contract levels from typed wire levels (already validated), in wire order."""
+    if not levels:
+        return []
+    return [
+        Level(
+            level.price,
+            level.size,
+            level.count,
+            [Maker(m.id, m.size, m.time_ms) for m in level.makers] if level.makers else [],
+        )
+        for level in levels
+    ]
 
 
 def _account_data(value: Any) -> Any:

@@ -2,8 +2,11 @@
 
 No sockets here, so the websocket client, the simulator and the tests share one exact codec.
 Frames are decoded by msgspec straight into typed Structs (fast, and every shape error is caught
-in one place); data items stay plain dicts because their keys are numeric field strings that the
-normalizer maps through per-service tables.
+in one place). Level-one, chart, screener and account items stay plain dicts because their keys
+are numeric field strings that the normalizer maps through per-service tables; a book frame that
+is well-formed is decoded straight into typed `BookItem`s (levels and makers validated in C, which
+is most of a book's cost), and falls back to plain dicts when it is not, so the normalizer can
+name exactly what was wrong.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -245,13 +248,45 @@ class Notify(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: int | None = None
 
 
-class DataMessage(msgspec.Struct, kw_only=True):
-    """One service's items of a data frame; items keep Schwab's numeric string keys."""
+Item = TypeVar("Item")
+
+
+class DataMessage(msgspec.Struct, Generic[Item], kw_only=True):
+    """One service's items of a data frame: dicts that keep Schwab's numeric string keys, or
+    `BookItem`s when a book frame decoded cleanly."""
 
     service: str
     timestamp: int | None = None
     command: str = ""
-    content: list[dict[str, Any]]
+    content: list[Item]
+
+
+class BookMaker(msgspec.Struct, gc=False):
+    """One market maker of a book level, as Schwab sends it (keys "0"-"2")."""
+
+    id: str = msgspec.field(name="0")
+    size: int = msgspec.field(name="1")
+    time_ms: int | None = msgspec.field(default=None, name="2")
+
+
+class BookLevel(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """One price level of a book side, as Schwab sends it (keys "0"-"3")."""
+
+    price: float = msgspec.field(name="0")
+    size: int = msgspec.field(name="1")
+    count: int = msgspec.field(name="2")
+    makers: list[BookMaker] | None = msgspec.field(default=None, name="3")
+
+
+class BookItem(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """One symbol's book, as Schwab sends it. Any unknown key or wrong type fails the typed
+    decode, and the frame is decoded again as plain dicts (see `decode_frame`)."""
+
+    key: Annotated[str, msgspec.Meta(min_length=1)]
+    symbol: Any = msgspec.field(default=None, name="0")
+    book_time: int | None = msgspec.field(default=None, name="1")
+    bids: list[BookLevel] | None = msgspec.field(default=None, name="2")
+    asks: list[BookLevel] | None = msgspec.field(default=None, name="3")
 
 
 class Frame(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,7 +294,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True):
 
     responses: list[Response] = msgspec.field(default_factory=list)
     notifies: list[Notify] = msgspec.field(default_factory=list)
-    data: list[DataMessage] = msgspec.field(default_factory=list)
+    data: list[DataMessage[Any]] = msgspec.field(default_factory=list)
 
 
 class _WireContent(msgspec.Struct):
@@ -285,10 +320,26 @@ class _WireNotify(msgspec.Struct):
 class _WireFrame(msgspec.Struct):
     response: list[_WireResponse] | None = None
     notify: list[_WireNotify] | None = None
-    data: list[DataMessage] | None = None
+    data: list[DataMessage[dict[str, Any]]] | None = None
+
+
+class _BookData(DataMessage[BookItem], forbid_unknown_fields=True):
+    service: Literal["NYSE_BOOK", "NASDAQ_BOOK", "OPTIONS_BOOK"]
+
+
+class _BookFrame(msgspec.Struct, forbid_unknown_fields=True):
+    data: list[_BookData]
 
 
 _decode_wire = msgspec.json.Decoder(_WireFrame).decode
+_decode_books = msgspec.json.Decoder(_BookFrame).decode
+
+
+def _looks_like_books(data: bytes | str) -> bool:
+    """Whether a frame names a book service in its first bytes, where Schwab puts `service`. A
+    wrong guess costs one failed typed decode, never a wrong result."""
+    head = data[:80]
+    return b'_BOOK"' in head if isinstance(head, bytes) else '_BOOK"' in head
 
 
 def decode_frame(data: bytes | str) -> Frame:
@@ -296,6 +347,11 @@ def decode_frame(data: bytes | str) -> Frame:
 
     The error names what is wrong and where (a JSON path) but never echoes the frame.
     """
+    if _looks_like_books(data):
+        try:
+            return Frame(data=list(_decode_books(data).data))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            pass  # decoded again below, as plain dicts, to report what is wrong precisely
     try:
         wire = _decode_wire(data)
     except msgspec.DecodeError as exc:
