@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schwab_stream.errors import ProtocolError
-from schwab_stream.events import decode_event, encode_event
+from schwab_stream.events import TickEvent, decode_event, encode_event
+from schwab_stream.stream.fields import FIELD_NAMES, TICK_CORE_ATTRS, TICK_TIME_ATTRS
 from schwab_stream.stream.normalize import Normalizer
 from schwab_stream.stream.protocol import BookItem, DataMessage, Frame, decode_frame
 
@@ -193,3 +194,99 @@ def test_typed_and_checked_book_paths_publish_the_same_json(data: st.DataObject)
     assert fast_json == slow_json
     if all(isinstance(item, BookItem) for item in typed.content):
         assert fast.stats == slow.stats == {}
+
+
+# --- level one: both merge paths against a model of the contract ------------------------------
+
+_L1 = "LEVELONE_EQUITIES"
+_L1_KEYS = [str(n) for n in range(len(FIELD_NAMES[_L1]))] + [
+    "delayed",
+    "assetMainType",
+    "cusip",
+    "99",  # unknown, numeric: kept as f99
+    "newThing",  # unknown, camelCase: kept as new_thing
+]
+_L1_VALUES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**12)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    | st.text(max_size=3)
+)
+
+
+def model_ticks(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the contract says each item publishes, written plainly, key by key."""
+    names = FIELD_NAMES[_L1]
+    state: dict[str, dict[str, Any]] = {}
+    out = []
+    for item in items:
+        symbol = item["key"]
+        snapshot = symbol not in state
+        quote = state.setdefault(symbol, {"seq": 0, "core": {}, "fields": {}})
+        changed = []
+        for key, value in item.items():
+            if key in ("key", "0"):
+                continue
+            if key == "delayed":
+                if value is not None and type(value) is not bool:
+                    continue
+                quote["core"]["delayed"] = value
+                name = "delayed"
+            elif key.isdigit() and int(key) < len(names) and names[int(key)] in TICK_CORE_ATTRS:
+                name = names[int(key)]
+                accepted = (int,) if name in TICK_TIME_ATTRS else (int, float)
+                if value is not None and type(value) not in accepted:
+                    continue
+                quote["core"][name] = value
+            else:
+                if key.isdigit():
+                    name = names[int(key)] if int(key) < len(names) else f"f{key}"
+                else:
+                    name = {"assetMainType": "asset_main_type", "cusip": "cusip"}.get(
+                        key, "new_thing"
+                    )
+                quote["fields"][name] = value
+            changed.append(name)
+        quote["seq"] += 1
+        event = dict.fromkeys(TICK_CORE_ATTRS) | {"delayed": None} | quote["core"]
+        event |= {"symbol": symbol, "seq": quote["seq"], "snapshot": snapshot}
+        event |= {"changed": changed, "fields": dict(quote["fields"])}
+        out.append(event)
+    return out
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"key": st.sampled_from(["A", "B"])},
+            optional={
+                key: _L1_VALUES
+                for key in _L1_KEYS
+                if key != "0"  # field 0 is the symbol again: skipped like `key`
+            },
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_level_one_merge_matches_the_model(items: list[dict[str, Any]]) -> None:
+    """Narrow deltas go key by key, wide items by their shape's plan; a wrong-typed value in
+    either is left out and the rest merged. Every event must equal the model's."""
+    normalizer = Normalizer()
+    events = normalizer.feed(DataMessage(service=_L1, timestamp=1, content=items), 1)
+    got = [
+        {name: getattr(e, name) for name in (*TICK_CORE_ATTRS, "delayed")}
+        | {"symbol": e.symbol, "seq": e.seq, "snapshot": e.snapshot}
+        | {"changed": e.changed, "fields": e.fields}
+        for e in events
+        if isinstance(e, TickEvent)
+    ]
+    assert got == model_ticks(items)
+    bad = sum(n for kind, n in normalizer.stats.items() if kind.startswith("bad_value:"))
+    model_skips = sum(
+        len(item) - 1 - len(event["changed"]) - ("0" in item)
+        for item, event in zip(items, model_ticks(items), strict=True)
+    )
+    assert bad == model_skips

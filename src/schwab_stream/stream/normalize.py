@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeGuard
 
 import msgspec
@@ -85,7 +85,11 @@ _SKIP: Final = -1
 
 
 class _Quote:
-    """The merged level-one state of one (service, symbol): TickEvent arguments and `fields`."""
+    """The merged level-one state of one (service, symbol): TickEvent arguments and `fields`.
+
+    `fields` is copied on write: an event keeps the dict it was given, so events share it until
+    an extra field changes, instead of every event copying it.
+    """
 
     __slots__ = ("args", "fields")
 
@@ -115,6 +119,61 @@ def _tick_slots(service: str) -> dict[str, _Slot]:
         else:
             slots[str(number)] = (_TO_FIELDS, anything, name)
     return slots
+
+
+_MAX_PLANS: Final = 1024  # item shapes remembered per service; Schwab sends a handful
+_PLAN_MIN_KEYS: Final = 8  # items with more keys than this are merged by plan
+
+
+def _kept_name(key: str) -> str:
+    """The name an unknown item key is kept under in `fields`: `f<NUM>` if numeric."""
+    return f"f{key}" if key.isdigit() else _snake(key)
+
+
+def _getter(keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function returning the values of `keys` of an item, as a tuple, in C when it can."""
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if keys:
+        key = keys[0]
+        return lambda item: (item[key],)
+    return lambda item: ()
+
+
+class _Plan:
+    """How to merge one item shape (its keys, in order) into a quote, worked out once: Schwab
+    sends the same few shapes all day (the snapshot's, then a handful of delta shapes), so the
+    per-key lookups happen once per shape and each item is merged by C-level getters."""
+
+    __slots__ = ("changed", "core", "extra_names", "extras", "positions", "types", "unknown")
+
+    def __init__(self, shape: tuple[str, ...], slots: dict[str, _Slot]) -> None:
+        core_keys: list[str] = []
+        extra_keys: list[str] = []
+        self.positions: list[int] = []
+        self.types: list[frozenset[type]] = []
+        self.extra_names: list[str] = []
+        self.changed: list[str] = []
+        self.unknown: list[str] = []
+        for key in shape:
+            slot = slots.get(key)
+            if slot is None:
+                self.unknown.append(key)
+                pos, name = _TO_FIELDS, _kept_name(key)
+            else:
+                pos, types, name = slot
+            if pos == _SKIP:
+                continue
+            if pos == _TO_FIELDS:
+                extra_keys.append(key)
+                self.extra_names.append(name)
+            else:
+                core_keys.append(key)
+                self.positions.append(pos)
+                self.types.append(types)
+            self.changed.append(name)
+        self.core = _getter(core_keys)
+        self.extras = _getter(extra_keys)
 
 
 _BAR_NUMBERS: Final = frozenset({"open", "high", "low", "close", "volume"})
@@ -206,17 +265,48 @@ class Normalizer:
         return symbol
 
     def _unknown_field(self, service: str, key: str) -> str:
-        """Count an unknown item key; return the name it is kept under (`f<NUM>` if numeric)."""
+        """Count an unknown item key; return the name it is kept under."""
         self._problem(f"unknown_field:{service}:{key[:_MAX_NAME]}")
-        return f"f{key}" if key.isdigit() else _snake(key)
+        return _kept_name(key)
 
     # --- level one ----------------------------------------------------------------------------
 
     def _tick_handler(self, service: str) -> _Handler:
-        slot_of = _tick_slots(service).get
+        slots = _tick_slots(service)
+        slot_of = slots.get
+        plans: dict[tuple[str, ...], _Plan] = {}
         quotes = self._quotes[service]
         seqs = self._tick_seq
         problem = self._problem
+
+        def merge_keys(quote: _Quote, item: dict[str, Any]) -> list[str]:
+            """Merge an item key by key; values of the wrong type are counted and left out.
+            Returns the names of the fields it changed."""
+            args = quote.args
+            fields: dict[str, Any] | None = None  # copied on the first extra field
+            changed: list[str] = []
+            for key, value in item.items():
+                slot = slot_of(key)
+                if slot is None:
+                    name = self._unknown_field(service, key)
+                    if fields is None:
+                        fields = quote.fields = quote.fields.copy()
+                    fields[name] = value
+                else:
+                    pos, types, name = slot
+                    if pos > 0:
+                        if value.__class__ not in types:
+                            problem(f"bad_value:{service}:{key}")
+                            continue
+                        args[pos] = value
+                    elif pos == _TO_FIELDS:
+                        if fields is None:
+                            fields = quote.fields = quote.fields.copy()
+                        fields[name] = value
+                    else:
+                        continue
+                changed.append(name)
+            return changed
 
         def ticks(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
@@ -234,25 +324,30 @@ class Normalizer:
                 if quote is None:
                     quote = quotes[symbol] = _Quote(service, symbol)
                 args = quote.args
-                fields = quote.fields
-                changed: list[str] = []
-                for key, value in item.items():
-                    slot = slot_of(key)
-                    if slot is None:
-                        name = self._unknown_field(service, key)
-                        fields[name] = value
+                if len(item) <= _PLAN_MIN_KEYS:  # a delta: key by key is cheapest
+                    changed = merge_keys(quote, item)
+                else:  # a snapshot or a wide delta: merge by its shape's plan
+                    shape = tuple(item)
+                    plan = plans.get(shape)
+                    if plan is None:
+                        if len(plans) >= _MAX_PLANS:
+                            plans.clear()
+                        plan = plans[shape] = _Plan(shape, slots)
+                    # zip without strict=True: the lengths match by construction, and the
+                    # keyword makes zip several times slower.
+                    for pos, types, value in zip(plan.positions, plan.types, plan.core(item)):  # noqa: B905
+                        if value.__class__ not in types:  # the checked path counts it
+                            changed = merge_keys(quote, item)
+                            break
+                        args[pos] = value
                     else:
-                        pos, types, name = slot
-                        if pos > 0:
-                            if value.__class__ not in types:
-                                problem(f"bad_value:{service}:{key}")
-                                continue
-                            args[pos] = value
-                        elif pos == _TO_FIELDS:
-                            fields[name] = value
-                        else:
-                            continue
-                    changed.append(name)
+                        for key in plan.unknown:
+                            problem(f"unknown_field:{service}:{key[:_MAX_NAME]}")
+                        if plan.extra_names:
+                            fields = quote.fields.copy()
+                            fields.update(zip(plan.extra_names, plan.extras(item)))  # noqa: B905
+                            quote.fields = fields
+                        changed = list(plan.changed)
                 seq = seqs.get(symbol, 0) + 1
                 seqs[symbol] = seq
                 args[_SEQ] = seq
@@ -260,7 +355,7 @@ class Normalizer:
                 args[_RECV] = recv_ns
                 args[_SNAPSHOT] = snapshot
                 args[_CHANGED] = changed
-                args[_FIELDS] = fields.copy()
+                args[_FIELDS] = quote.fields  # never mutated once published: replaced on change
                 events.append(TickEvent(*args))
             return events
 
