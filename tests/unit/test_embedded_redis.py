@@ -1,5 +1,14 @@
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import redis
 
 from schwab_stream.embedded_redis import EmbeddedRedis
@@ -31,3 +40,71 @@ def test_a_killed_and_restarted_server_leaves_one_folder() -> None:
     assert second is not None and second.exists()
     server.stop()
     assert not second.exists()
+
+
+# A child Python that starts a server, prints its pid and folder, then waits: kill it, or let it
+# exit after `detach()`.
+CHILD = """
+import sys, time
+from schwab_stream.embedded_redis import EmbeddedRedis
+server = EmbeddedRedis().start()
+print(server.proc.pid, server.dir, flush=True)
+if sys.argv[1] == "detach":
+    server.detach()
+else:
+    time.sleep(60)
+"""
+
+
+def start_child(mode: str) -> tuple[subprocess.Popen[str], int, Path]:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, mode], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    with child.stdout:
+        pid, folder = child.stdout.readline().split()
+    return child, int(pid), Path(folder)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init, which may be slow to reap)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_sigkilled_owner_takes_its_server_and_folder_along() -> None:
+    child, pid, folder = start_child("wait")
+    assert running(pid) and folder.is_dir()
+    child.kill()  # SIGKILL: no atexit, no finally
+    child.wait(timeout=5)
+    deadline = time.monotonic() + 10
+    while (running(pid) or folder.exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid), "redis-server outlived its SIGKILLed owner"
+    assert not folder.exists()
+
+
+def test_detach_keeps_the_server_after_a_normal_exit() -> None:
+    child, pid, folder = start_child("detach")
+    try:
+        assert child.wait(timeout=10) == 0
+        time.sleep(0.3)  # a watcher that had not been released would stop it now
+        assert running(pid) and folder.is_dir()
+    finally:
+        if running(pid):
+            os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_server_started_from_a_thread_outlives_the_thread() -> None:
+    started: list[EmbeddedRedis] = []
+    thread = threading.Thread(target=lambda: started.append(EmbeddedRedis().start()))
+    thread.start()
+    thread.join()
+    server = started[0]
+    time.sleep(0.2)
+    client = redis.Redis.from_url(server.url)
+    assert client.ping()
+    client.close()
+    server.stop()

@@ -11,7 +11,6 @@ Everything started here is stopped and removed at exit, Ctrl-C included.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import logging
@@ -487,7 +486,7 @@ class Demo:
             self.sim.stop()
             self.sim = None
         if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
-            atexit.unregister(self.redis.stop)
+            self.redis.detach()
         elif self.redis is not None:
             self.redis.stop()
         if self.log_file is not None:
