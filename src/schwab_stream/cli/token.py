@@ -50,8 +50,11 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def setup_logging(settings: Settings) -> None:
-    """Redacting logs on stderr at SCHWAB_LOG_LEVEL; httpx's per-request lines only when DEBUG."""
-    telemetry.setup_logging(settings.log_format, settings.log_level)
+    """Logs for the one-shot commands (`login`, `token`), which print their own result: only
+    warnings and errors, as plain lines on stderr, whatever stderr is; SCHWAB_LOG_LEVEL=DEBUG
+    shows everything. `run` keeps SCHWAB_LOG_FORMAT and SCHWAB_LOG_LEVEL as they are."""
+    level = settings.log_level if settings.log_level in ("DEBUG", "ERROR") else "WARNING"
+    telemetry.setup_logging("console", level)
     telemetry.register_secret(settings.app_secret.get_secret_value())
     if settings.log_level != "DEBUG":
         logging.getLogger("httpx").setLevel(logging.WARNING)
