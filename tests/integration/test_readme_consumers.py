@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from schwab_stream.pipeline import Pipeline
@@ -49,11 +51,18 @@ async def filling(sim: SimThread, redis_url: str, tmp_path: Path) -> AsyncIterat
         await client.aclose()
 
 
-async def run_snippet(code: str, redis_url: str, lines: int, tmp_path: Path) -> list[str]:
-    """Run `code` as a program until it has printed `lines` lines, then stop it (SIGTERM) and
-    return everything it printed."""
+# What a terminal's Ctrl-C finds: Python's own SIGINT handler, even when this suite was started
+# with SIGINT ignored (a background job in a shell without job control), which the child inherits.
+CTRL_C_READY = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+async def run_snippet(
+    code: str, redis_url: str, lines: int, tmp_path: Path, stop: int = signal.SIGTERM
+) -> list[str]:
+    """Run `code` as a program until it has printed `lines` lines, then stop it (SIGTERM, or
+    `stop`) and return everything it printed; with SIGINT (Ctrl-C) it must exit 0, silently."""
     script = tmp_path / "consumer.py"
-    script.write_text(code + "\n")
+    script.write_text((CTRL_C_READY if stop == signal.SIGINT else "") + code + "\n")
     env = {**os.environ, "REDIS_URL": redis_url}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -73,12 +82,14 @@ async def run_snippet(code: str, redis_url: str, lines: int, tmp_path: Path) -> 
             out.append(line.decode().rstrip("\n"))
     finally:
         if proc.returncode is None:
-            proc.terminate()
+            proc.send_signal(stop)
         rest, err = await proc.communicate()
     # Only whole lines: SIGTERM may cut a print in the middle (PYTHONUNBUFFERED writes each
     # piece of a print separately), and a cut line is not the snippet's output.
     out.extend(rest.decode().split("\n")[:-1])
     assert "Traceback" not in err.decode(), err.decode()
+    if stop == signal.SIGINT:
+        assert (proc.returncode, err.decode()) == (0, "")
     return out
 
 
@@ -117,3 +128,12 @@ async def test_group_consumer_resumes_where_it_stopped_without_a_gap(
     groups = await client.xinfo_groups("schwab:tick:AAPL")
     await client.aclose()
     assert [g["name"] for g in groups] == [b"quotes-db"]
+
+
+@pytest.mark.parametrize("name", ["xread", "group"])
+async def test_ctrl_c_stops_a_consumer_quietly(
+    sim_factory: Callable[..., SimThread], redis_url: str, tmp_path: Path, name: str
+) -> None:
+    async with filling(sim_factory(rate=50), redis_url, tmp_path):
+        printed = await run_snippet(snippet(name), redis_url, 3, tmp_path, stop=signal.SIGINT)
+    assert len(printed) >= 3
