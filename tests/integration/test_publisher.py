@@ -137,3 +137,35 @@ async def test_a_full_queue_conflates_quotes_says_so_once_and_keeps_bars(
     ticks = await read_stream(client, "p:tick:AAPL")
     assert ticks[-1].seq == 300 and len(ticks) < 300  # type: ignore[attr-defined]
     await client.aclose()
+
+
+@pytest.mark.parametrize("batch", [1, 50])  # plain XADDs, then the script call
+async def test_an_error_reply_is_a_gap_and_the_next_write_starts_clean(
+    redis_url: str, batch: int
+) -> None:
+    """A key of the wrong type makes Redis answer with an error: the batch is kept, the write
+    connection discarded (so no late reply is read as the next batch's), and once the key is
+    fixed every bar arrives, in order (bars are never conflated), then the gap's status event."""
+    prefix = f"err{batch}"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set(f"{prefix}:bar:AAPL", "not a stream")
+    pub = TradingEventPublisher(redis_url, prefix=prefix, maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("AAPL", i) for i in range(1, batch + 1)])
+    deadline = time.monotonic() + 5
+    while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert pub.stats.redis_errors >= 1
+    assert not pub.redis_ok
+    await client.delete(f"{prefix}:bar:AAPL")
+    pub.submit([tick("MSFT", 1, 1.0)])
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    bars = await read_stream(client, f"{prefix}:bar:AAPL")
+    assert [e.seq for e in bars] == list(range(1, batch + 1))  # type: ignore[attr-defined]
+    assert len(await read_stream(client, f"{prefix}:tick:MSFT")) == 1
+    states = [e.state for e in await read_stream(client, f"{prefix}:status")]  # type: ignore[attr-defined]
+    assert "gap" in states
+    assert pub.redis_ok
+    await client.aclose()

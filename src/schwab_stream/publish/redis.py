@@ -18,7 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from schwab_stream.events import (
@@ -32,6 +32,7 @@ from schwab_stream.events import (
     encode_event,
     status_event,
 )
+from schwab_stream.publish.resp import CommandBuffer
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class PublisherStats:
 
 #: Events per script call: bounds how long one call holds the Redis server (~1 ms).
 XADD_CHUNK = 500
+#: Batches this small go as plain XADDs: a reply each costs less than running the script.
+XADD_DIRECT = 4
 #: XADD KEYS[i] MAXLEN ~ ARGV[1] * data ARGV[i + 1], for every key: the same entries as one
 #: XADD each, with one reply. EVAL (not EVALSHA) so a restarted Redis needs no reload step;
 #: Redis caches the compiled script either way.
@@ -142,6 +145,11 @@ class TradingEventPublisher:
         self.redis = aioredis.Redis.from_url(
             redis_url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=0
         )
+        # Batches go out on one connection of their own, packed by `resp.CommandBuffer`.
+        pool = self.redis.connection_pool
+        self._conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        self._maxlen = b"%d" % maxlen
+        self._heartbeat_key = self.keys.heartbeat.encode()
         self._target_cache: dict[tuple[type, str], _Targets] = {}
         self._pending: list[Event] = []
         self._conflated: dict[str, Event] = {}
@@ -225,7 +233,7 @@ class TradingEventPublisher:
                     async with asyncio.timeout(self.heartbeat_ttl / 3):
                         await self._wakeup.wait()
                 if not self._pending and not self._conflated:
-                    await self._maybe_heartbeat(force=True)
+                    await self._heartbeat_when_idle()
                     continue
             batch = self._take_batch()
             try:
@@ -278,11 +286,10 @@ class TradingEventPublisher:
     async def _write(self, batch: list[Event]) -> None:
         """One round trip per batch: the XADDs go as one script call per chunk (one reply each
         instead of one per event: redis-py's per-reply cost was most of our CPU), then one MSET
-        of the latest value per symbol (not one SET per event)."""
+        of the latest value per symbol (not one SET per event), packed in one buffer."""
         mirror = self.pubsub_mirror
         cached = self._target_cache.get
-        pipe = self.redis.pipeline(transaction=False)
-        execute = pipe.execute_command
+        buffer = CommandBuffer()
         streams: list[bytes] = []
         payloads: list[bytes] = []
         latest: dict[bytes, bytes] = {}
@@ -296,45 +303,72 @@ class TradingEventPublisher:
             if latest_key is not None:
                 latest[latest_key] = payload
             if mirror:
-                execute("PUBLISH", self.keys.pubsub(event), payload)
+                buffer.add(b"PUBLISH", self.keys.pubsub(event).encode(), payload)
             counts[kind] += 1
             recv = event.recv_ns
             if recv < oldest:
                 oldest = recv
             elif recv > newest:
                 newest = recv
-        maxlen = str(self.maxlen).encode()
-        for i in range(0, len(batch), XADD_CHUNK):
-            keys = streams[i : i + XADD_CHUNK]
-            execute("EVAL", _XADD_MANY, len(keys), *keys, maxlen, *payloads[i : i + XADD_CHUNK])
+        maxlen = self._maxlen
+        if len(batch) <= XADD_DIRECT:  # a lone event or two: plain XADDs skip the script call
+            for stream, payload in zip(streams, payloads, strict=True):
+                buffer.add(b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", b"data", payload)
+        else:
+            for i in range(0, len(batch), XADD_CHUNK):
+                keys = streams[i : i + XADD_CHUNK]
+                chunk = payloads[i : i + XADD_CHUNK]
+                buffer.add_all([b"EVAL", _XADD_MANY, b"%d" % len(keys), *keys, maxlen, *chunk])
         if latest:
-            execute("MSET", *[item for pair in latest.items() for item in pair])
-        await self._maybe_heartbeat(pipe=pipe)
-        async with asyncio.timeout(self.write_timeout):  # TimeoutError is an OSError: a gap
-            await pipe.execute()
+            buffer.add_all([b"MSET", *[item for pair in latest.items() for item in pair]])
+        beat = self._add_heartbeat(buffer)
+        await self._send(buffer)
+        if beat is not None:
+            self._last_heartbeat = beat
         now = time.time_ns()
         stats = self.stats
         stats.batches += 1
         stats.published.update(counts)
         stats.latencies_ns.append((now - oldest, now - newest))
 
-    async def _maybe_heartbeat(self, pipe: Pipeline | None = None, force: bool = False) -> None:
-        """Keep `PREFIX:heartbeat` alive with a TTL so readers can tell a dead bridge."""
+    async def _send(self, buffer: CommandBuffer) -> None:
+        """Send packed commands on the write connection and read every reply, within the write
+        timeout. Any failure (an error reply, a timeout, a dropped socket) discards the
+        connection, so no late reply can be read as the next batch's; a new one is made on the
+        next write. Errors are RedisError or OSError (TimeoutError is one): the caller's gap."""
+        conn = self._conn
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await conn.send_packed_command(buffer.getvalue(), check_health=False)
+                for _ in range(buffer.commands):
+                    await conn.read_response(disable_decoding=True)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+
+    def _add_heartbeat(self, buffer: CommandBuffer) -> float | None:
+        """Add the `PREFIX:heartbeat` refresh when it is due; returns the time to record as the
+        last heartbeat once the buffer is written (None when not due)."""
         now = time.monotonic()
         if now - self._last_heartbeat < self.heartbeat_ttl / 3:
+            return None
+        value = b"%d" % (time.time_ns() // 1_000_000)
+        buffer.add(b"SET", self._heartbeat_key, value, b"PX", b"%d" % (self.heartbeat_ttl * 1000))
+        return now
+
+    async def _heartbeat_when_idle(self) -> None:
+        """Keep `PREFIX:heartbeat` alive with a TTL while no event flows, so readers can tell a
+        live but quiet bridge from a dead one."""
+        buffer = CommandBuffer()
+        beat = self._add_heartbeat(buffer)
+        if beat is None:
             return
-        value = str(time.time_ns() // 1_000_000)
-        ttl_ms = int(self.heartbeat_ttl * 1000)
-        if pipe is not None:
-            pipe.execute_command("SET", self.keys.heartbeat, value, "PX", ttl_ms)
-            self._last_heartbeat = now
-        elif force:
-            try:
-                async with asyncio.timeout(self.write_timeout):
-                    await self.redis.set(self.keys.heartbeat, value, px=ttl_ms)
-                self._last_heartbeat = now
-            except (RedisError, OSError) as exc:
-                self._enter_gap(exc)
+        try:
+            await self._send(buffer)
+        except (RedisError, OSError) as exc:
+            self._enter_gap(exc)
+        else:
+            self._last_heartbeat = beat
 
     def _enter_pressure(self) -> None:
         """The queue is full while Redis answers (slowly): say so once, count from here."""
@@ -416,4 +450,5 @@ class TradingEventPublisher:
         if not flushed:
             lost = self.depth
             log.error("closing with %d events not written to redis", lost)
+        await self._conn.disconnect()
         await self.redis.aclose()
