@@ -44,20 +44,14 @@ class Snapshot:
     refresh_seconds_left: float | None
 
 
-#: Latency observations per loop slice. prometheus_client takes ~1.6 us per observation and a
-#: second at 2,500 frames/s holds ~1,500 batches: observed in one go, that stalled the event loop
-#: (and the frames arriving meanwhile) for ~2.5 ms once a second.
-_OBSERVE_SLICE = 100
-
-
 class _TelemetrySync:
     """Copies the client's and publisher's plain counters into Prometheus once a second, so the
-    hot path never touches a metric lock."""
+    hot path never touches a metric lock. (Publish latencies need no copy: the publisher counts
+    them straight into `metrics.publish_latency`, a histogram made of plain ints.)"""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
         self.seen: dict[str, Counter[str]] = {}
-        self.batches = 0
 
     def _delta(self, name: str, current: Counter[str]) -> dict[str, int]:
         before = self.seen.setdefault(name, Counter())
@@ -66,22 +60,7 @@ class _TelemetrySync:
         return delta
 
     def sync(self) -> None:
-        """Everything at once (the last sync, at shutdown)."""
         self._sync_state()
-        self._observe(self._new_latencies())
-
-    def _new_latencies(self) -> list[int]:
-        """Oldest-event latency (ns) of each batch published since the last call."""
-        stats = self.p.publisher.stats
-        new_batches = min(stats.batches - self.batches, len(stats.latencies_ns))
-        self.batches = stats.batches
-        if new_batches <= 0:
-            return []
-        return [oldest for oldest, _newest in list(stats.latencies_ns)[-new_batches:]]
-
-    def _observe(self, latencies_ns: list[int]) -> None:
-        for ns in latencies_ns:
-            self.p.metrics.observe_publish_latency(ns / 1e9)
 
     def _sync_state(self) -> None:
         p, metrics, health = self.p, self.p.metrics, self.p.health
@@ -119,10 +98,6 @@ class _TelemetrySync:
     async def run(self) -> None:
         while True:
             self._sync_state()
-            latencies = self._new_latencies()
-            for i in range(0, len(latencies), _OBSERVE_SLICE):
-                self._observe(latencies[i : i + _OBSERVE_SLICE])
-                await asyncio.sleep(0)  # let the reader and the publisher run in between
             await asyncio.sleep(1.0)
 
 
@@ -139,6 +114,7 @@ class Pipeline:
             queue_size=settings.queue_size,
             pubsub_mirror=settings.pubsub_mirror,
         )
+        self.publisher.stats.latency_sink = self.metrics.publish_latency
         self.client = SchwabStreamClient(
             self.auth,
             subscriptions,

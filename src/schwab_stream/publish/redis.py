@@ -16,6 +16,7 @@ import random
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
@@ -75,6 +76,10 @@ class StreamKeys:
         return f"{self.prefix}:pub:{_TYPE_NAMES[type(event)]}:{event.symbol}"
 
 
+class LatencySink(Protocol):
+    def observe_ns(self, ns: int) -> None: ...
+
+
 @dataclass
 class PublisherStats:
     """Plain counters the telemetry layer reads; no locking needed on one event loop."""
@@ -86,6 +91,8 @@ class PublisherStats:
     redis_errors: int = 0
     #: (oldest, newest) receive-to-ack latency in ns of recent batches
     latencies_ns: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=4096))
+    #: Also told each batch's oldest-event latency, when set (the Prometheus histogram)
+    latency_sink: LatencySink | None = None
 
     def latency_quantiles_ms(self) -> tuple[float, float] | None:
         """p50 and p99 of recent batches' oldest-event latency, in milliseconds."""
@@ -330,6 +337,8 @@ class TradingEventPublisher:
         stats.batches += 1
         stats.published.update(counts)
         stats.latencies_ns.append((now - oldest, now - newest))
+        if stats.latency_sink is not None:
+            stats.latency_sink.observe_ns(now - oldest)
 
     async def _send(self, buffer: CommandBuffer) -> None:
         """Send packed commands on the write connection and read every reply, within the write
