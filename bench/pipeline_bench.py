@@ -31,7 +31,7 @@ from schwab_stream.auth.client import UserPreference
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import EmbeddedRedis, free_port
-from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
+from schwab_stream.events import StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.redis import StreamKeys
 from schwab_stream.runtime import freeze_heap
@@ -210,16 +210,16 @@ async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 1
     freeze_heap()  # as `schwab-stream run` does once its pipeline is built
     acks = Acks()
     publisher = pipeline.publisher
-    write = publisher._write
+    acked = publisher._acked
 
-    async def recorded(batch: list[Event]) -> None:
-        await write(batch)
+    def recorded(flight: Any) -> None:
         now = time.time_ns()
-        market = [e.recv_ns for e in batch if not isinstance(e, StatusEvent)]
+        acked(flight)
+        market = [e.recv_ns for e in flight.batch if not isinstance(e, StatusEvent)]
         acks.recv_ns.extend(market)
         acks.ack_ns.extend([now] * len(market))
 
-    publisher._write = recorded  # type: ignore[method-assign]
+    publisher._acked = recorded  # type: ignore[method-assign]
     task = asyncio.create_task(pipeline.run())
     deadline = time.monotonic() + timeout
     while acks.events < expected:

@@ -169,3 +169,78 @@ async def test_an_error_reply_is_a_gap_and_the_next_write_starts_clean(
     assert "gap" in states
     assert pub.redis_ok
     await client.aclose()
+
+
+async def _submit_until_in_flight(
+    pub: TradingEventPublisher, batches: list[list[BarEvent]]
+) -> None:
+    """Submit each batch once the publisher has taken the previous one off its queue."""
+    for batch in batches:
+        pub.submit(list(batch))
+        deadline = time.monotonic() + 5
+        while pub.depth and len(pub._flights) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+
+async def test_two_batches_go_out_before_the_first_reply_and_a_third_waits(
+    redis_url: str,
+) -> None:
+    """With Redis holding writes, two batches are sent (off the queue) and the third waits for a
+    slot; once writes resume every bar arrives once, in order."""
+    client = aioredis.Redis.from_url(redis_url)
+    pub = TradingEventPublisher(redis_url, prefix="fly", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("WARM", 1)])  # connect before writes are held
+    assert await pub.flush(5)
+    await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        await _submit_until_in_flight(
+            pub, [[bar("AAPL", i) for i in range(n, n + 3)] for n in (1, 4, 7)]
+        )
+        await asyncio.sleep(0.05)
+        assert pub.stats.batches == 1  # the warm-up only: nothing answered while held
+        assert pub.depth == 3  # two batches in flight, the third still queued
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+    assert await pub.flush(5)
+    await pub.close()
+    await task
+    bars = await read_stream(client, "fly:bar:AAPL")
+    assert [e.seq for e in bars] == list(range(1, 10))  # type: ignore[attr-defined]
+    assert pub.stats.batches == 4 and pub.stats.redis_errors == 0
+    await client.aclose()
+
+
+async def test_a_connection_lost_with_two_batches_in_flight_sends_both_again_in_order(
+    redis_url: str,
+) -> None:
+    """Both flights die with their connection: both go back in front of the queue, oldest
+    first, ahead of what was submitted meanwhile, and every bar arrives once, in order."""
+    client = aioredis.Redis.from_url(redis_url)
+    pub = TradingEventPublisher(redis_url, prefix="lost", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("WARM", 1)])
+    assert await pub.flush(5)
+    await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        await _submit_until_in_flight(
+            pub, [[bar("AAPL", i) for i in range(n, n + 3)] for n in (1, 4, 7)]
+        )
+        assert pub.depth == 3
+        # Held commands of a killed client are dropped, never run: nothing was written yet.
+        await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        deadline = time.monotonic() + 5
+        while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert pub.stats.redis_errors == 1 and not pub.redis_ok
+        pub.submit([bar("AAPL", 10)])
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    bars = await read_stream(client, "lost:bar:AAPL")
+    assert [e.seq for e in bars] == list(range(1, 11))  # type: ignore[attr-defined]
+    states = [e.state for e in await read_stream(client, "lost:status")]  # type: ignore[attr-defined]
+    assert states.count("gap") == 1
+    await client.aclose()

@@ -1,10 +1,11 @@
 """TradingEventPublisher: the bounded hand-off from the websocket reader to Redis Streams.
 
-The reader calls `submit()` and never waits; one task drains what accumulated while the previous
-batch was in flight into one pipeline (so a lone event goes out at once and a burst goes out in
-one round trip). When Redis is away or slow, quotes, books and screeners are conflated to the
-latest per stream, while bars, account activity and status events are all kept; on recovery the
-backlog goes out and a `gap` status event says what happened.
+The reader calls `submit()` and never waits; one task drains what accumulated into one batch and
+sends it at once, with up to `MAX_IN_FLIGHT` batches on the wire (Redis answers them in order), so
+a lone event goes out at once, a burst goes out in one round trip, and a frame that arrives while a
+batch is in flight does not wait for its reply. When Redis is away or slow, quotes, books and
+screeners are conflated to the latest per stream, while bars, account activity and status events
+are all kept; on recovery the backlog goes out and a `gap` status event says what happened.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class PublisherStats:
 XADD_CHUNK = 500
 #: Batches this small go as plain XADDs: a reply each costs less than running the script.
 XADD_DIRECT = 4
+#: Batches sent and not yet answered. Two lets a frame go out while the previous batch's replies
+#: are on their way back (the wait behind them was a third of the latency at 2,500 frames/s);
+#: more would only add to what a failure sends again.
+MAX_IN_FLIGHT = 2
 #: XADD KEYS[i] MAXLEN ~ ARGV[1] * data ARGV[i + 1], for every key: the same entries as one
 #: XADD each, with one reply. EVAL (not EVALSHA) so a restarted Redis needs no reload step;
 #: Redis caches the compiled script either way.
@@ -119,6 +124,17 @@ return #KEYS
 """
 #: An event's kind, stream key and latest-state key (None for kinds without one), as bytes.
 _Targets = tuple[str, bytes, bytes | None]
+
+
+@dataclass
+class _Flight:
+    """A batch on the wire: what to record once Redis has answered all its commands."""
+
+    batch: list[Event]
+    commands: int
+    counts: Counter[str]
+    oldest_ns: int
+    newest_ns: int
 
 
 @dataclass
@@ -160,6 +176,8 @@ class TradingEventPublisher:
         self._target_cache: dict[tuple[type, str], _Targets] = {}
         self._pending: list[Event] = []
         self._conflated: dict[str, Event] = {}
+        #: Batches sent whose replies are not all read yet, oldest first
+        self._flights: deque[_Flight] = deque()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -227,39 +245,88 @@ class TradingEventPublisher:
 
     async def run(self) -> None:
         """Drain the queue into Redis until `close()`; survives Redis outages."""
+        flights = self._flights
+        replies: asyncio.Task[None] | None = None  # reads the oldest flight's replies
         backoff = 0.05
-        while True:
-            if not self._pending and not self._conflated:
-                self._idle.set()
-                if self._closing:
+        try:
+            while True:
+                error: BaseException | None = None
+                if replies is not None and replies.done():
+                    error = replies.exception()
+                    replies = None
+                    if error is None:
+                        self._acked(flights.popleft())
+                        backoff = 0.05
+                elif (self._pending or self._conflated) and len(flights) < MAX_IN_FLIGHT:
+                    try:
+                        await self._transmit(self._pack(self._take_batch()))
+                    except (RedisError, OSError) as exc:
+                        error = exc
+                elif not flights and self._closing and not self._pending and not self._conflated:
+                    self._idle.set()
                     return
-                self._wakeup.clear()
-                # asyncio.timeout, not wait_for: no extra task, so a lone event is picked up
-                # in the very next loop iteration after submit().
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.heartbeat_ttl / 3):
-                        await self._wakeup.wait()
-                if not self._pending and not self._conflated:
-                    await self._heartbeat_when_idle()
+                else:
+                    await self._wait(idle=not flights)
                     continue
-            batch = self._take_batch()
-            try:
-                await self._write(batch)
-            except (RedisError, OSError) as exc:
-                self.stats.redis_errors += 1
-                self._enter_gap(exc)
-                self._requeue(batch)
-                if self._closing and self._close_deadline_passed():
-                    return
-                delay = backoff * (0.5 + random.random())
-                backoff = min(backoff * 2, 5.0)
-                await asyncio.sleep(delay)
-                continue
-            backoff = 0.05
-            if self._gap is not None:
-                self._leave_gap()
-            if self._pressure is not None and not self._pending and not self._conflated:
-                self._leave_pressure()
+                if error is not None:
+                    if not isinstance(error, (RedisError, OSError)):
+                        raise error
+                    if replies is not None:  # the connection is gone, and its replies with it
+                        if not replies.cancel():
+                            replies.exception()  # it failed too: the same error, already counted
+                        replies = None
+                    if self._fail(error) and self._close_deadline_passed():
+                        return
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                elif replies is None and flights:
+                    replies = asyncio.create_task(self._receive(flights[0].commands))
+                    replies.add_done_callback(lambda _: self._wakeup.set())
+        finally:
+            if replies is not None:
+                replies.cancel()
+
+    async def _wait(self, idle: bool) -> None:
+        """Sleep until events are submitted or a flight is answered; when nothing is in flight
+        either, keep the heartbeat alive while waiting."""
+        if idle and not self._pending and not self._conflated:
+            self._idle.set()
+        self._wakeup.clear()
+        if not idle:
+            await self._wakeup.wait()
+            return
+        # asyncio.timeout, not wait_for: no extra task, so a lone event is picked up in the very
+        # next loop iteration after submit().
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.heartbeat_ttl / 3):
+                await self._wakeup.wait()
+        if not self._pending and not self._conflated:
+            await self._heartbeat_when_idle()
+
+    def _fail(self, exc: RedisError | OSError) -> bool:
+        """A write failed and its connection is gone: every batch in flight goes back in front
+        of the queue, oldest first. True when closing."""
+        void = [event for flight in self._flights for event in flight.batch]
+        self._flights.clear()
+        self._last_heartbeat = 0.0  # the next write carries one
+        self.stats.redis_errors += 1
+        self._enter_gap(exc)
+        self._requeue(void)
+        return self._closing
+
+    def _acked(self, flight: _Flight) -> None:
+        """Redis answered every command of the oldest flight."""
+        now = time.time_ns()
+        stats = self.stats
+        stats.batches += 1
+        stats.published.update(flight.counts)
+        stats.latencies_ns.append((now - flight.oldest_ns, now - flight.newest_ns))
+        if stats.latency_sink is not None:
+            stats.latency_sink.observe_ns(now - flight.oldest_ns)
+        if self._gap is not None:
+            self._leave_gap()
+        if self._pressure is not None and not self._pending and not self._conflated:
+            self._leave_pressure()
 
     def _take_batch(self) -> list[Event]:
         batch = self._pending
@@ -290,10 +357,10 @@ class TradingEventPublisher:
         self._target_cache[(type(event), event.symbol)] = targets
         return targets
 
-    async def _write(self, batch: list[Event]) -> None:
-        """One round trip per batch: the XADDs go as one script call per chunk (one reply each
-        instead of one per event: redis-py's per-reply cost was most of our CPU), then one MSET
-        of the latest value per symbol (not one SET per event), packed in one buffer."""
+    def _pack(self, batch: list[Event]) -> CommandBuffer:
+        """Encode a batch into one buffer and record it as in flight. The XADDs go as one script
+        call per chunk (one reply each instead of one per event: redis-py's per-reply cost was
+        most of our CPU), then one MSET of the latest value per symbol (not one SET per event)."""
         mirror = self.pubsub_mirror
         cached = self._target_cache.get
         buffer = CommandBuffer()
@@ -328,56 +395,57 @@ class TradingEventPublisher:
                 buffer.add_all([b"EVAL", _XADD_MANY, b"%d" % len(keys), *keys, maxlen, *chunk])
         if latest:
             buffer.add_all([b"MSET", *[item for pair in latest.items() for item in pair]])
-        beat = self._add_heartbeat(buffer)
-        await self._send(buffer)
-        if beat is not None:
-            self._last_heartbeat = beat
-        now = time.time_ns()
-        stats = self.stats
-        stats.batches += 1
-        stats.published.update(counts)
-        stats.latencies_ns.append((now - oldest, now - newest))
-        if stats.latency_sink is not None:
-            stats.latency_sink.observe_ns(now - oldest)
+        self._add_heartbeat(buffer)
+        self._flights.append(_Flight(batch, buffer.commands, counts, oldest, newest))
+        return buffer
 
-    async def _send(self, buffer: CommandBuffer) -> None:
-        """Send packed commands on the write connection and read every reply, within the write
-        timeout. Any failure (an error reply, a timeout, a dropped socket) discards the
-        connection, so no late reply can be read as the next batch's; a new one is made on the
-        next write. Errors are RedisError or OSError (TimeoutError is one): the caller's gap."""
+    async def _transmit(self, buffer: CommandBuffer) -> None:
+        """Send packed commands on the write connection, within the write timeout; their
+        replies are read by `_receive`, in order."""
         conn = self._conn
         try:
             async with asyncio.timeout(self.write_timeout):
                 await conn.send_packed_command(buffer.getvalue(), check_health=False)
-                for _ in range(buffer.commands):
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+
+    async def _receive(self, commands: int) -> None:
+        """Read the replies of one sent buffer, within the write timeout. Any failure (an error
+        reply, a timeout, a dropped socket) discards the connection, so no late reply can be read
+        as the next batch's; a new one is made on the next write. Errors are RedisError or
+        OSError (TimeoutError is one): the caller's gap."""
+        conn = self._conn
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                for _ in range(commands):
                     await conn.read_response(disable_decoding=True)
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
 
-    def _add_heartbeat(self, buffer: CommandBuffer) -> float | None:
-        """Add the `PREFIX:heartbeat` refresh when it is due; returns the time to record as the
-        last heartbeat once the buffer is written (None when not due)."""
+    def _add_heartbeat(self, buffer: CommandBuffer) -> bool:
+        """Add the `PREFIX:heartbeat` refresh when it is due (a failed write makes it due)."""
         now = time.monotonic()
         if now - self._last_heartbeat < self.heartbeat_ttl / 3:
-            return None
+            return False
         value = b"%d" % (time.time_ns() // 1_000_000)
         buffer.add(b"SET", self._heartbeat_key, value, b"PX", b"%d" % (self.heartbeat_ttl * 1000))
-        return now
+        self._last_heartbeat = now
+        return True
 
     async def _heartbeat_when_idle(self) -> None:
         """Keep `PREFIX:heartbeat` alive with a TTL while no event flows, so readers can tell a
-        live but quiet bridge from a dead one."""
+        live but quiet bridge from a dead one. Only called with nothing in flight."""
         buffer = CommandBuffer()
-        beat = self._add_heartbeat(buffer)
-        if beat is None:
+        if not self._add_heartbeat(buffer):
             return
         try:
-            await self._send(buffer)
+            await self._transmit(buffer)
+            await self._receive(buffer.commands)
         except (RedisError, OSError) as exc:
+            self._last_heartbeat = 0.0
             self._enter_gap(exc)
-        else:
-            self._last_heartbeat = beat
 
     def _enter_pressure(self) -> None:
         """The queue is full while Redis answers (slowly): say so once, count from here."""
