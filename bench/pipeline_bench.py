@@ -31,7 +31,7 @@ from schwab_stream.auth.client import UserPreference
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import EmbeddedRedis, free_port
-from schwab_stream.events import StatusEvent, decode_event, encode_event
+from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.redis import StreamKeys
 from schwab_stream.runtime import freeze_heap
@@ -212,10 +212,10 @@ async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 1
     publisher = pipeline.publisher
     acked = publisher._acked
 
-    def recorded(flight: Any) -> None:
+    def recorded(flight: Any, written: list[Event]) -> None:
         now = time.time_ns()
-        acked(flight)
-        market = [e.recv_ns for e in flight.batch if not isinstance(e, StatusEvent)]
+        acked(flight, written)
+        market = [e.recv_ns for e in written if not isinstance(e, StatusEvent)]
         acks.recv_ns.extend(market)
         acks.ack_ns.extend([now] * len(market))
 

@@ -244,3 +244,72 @@ async def test_a_connection_lost_with_two_batches_in_flight_sends_both_again_in_
     states = [e.state for e in await read_stream(client, "lost:status")]  # type: ignore[attr-defined]
     assert states.count("gap") == 1
     await client.aclose()
+
+
+@pytest.mark.parametrize("pairs", [2, 30])  # plain XADDs, then the script call
+async def test_a_refused_key_holds_only_its_own_entries_and_nothing_is_written_twice(
+    redis_url: str, pairs: int
+) -> None:
+    """Redis refuses the entries of a key of the wrong type: the other stream's entries of the
+    same batches are written once, however many times the refused ones are tried again, and
+    once the key is fixed the refused ones arrive, in order."""
+    prefix = f"ref{pairs}"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set(f"{prefix}:bar:BAD", "not a stream")
+    pub = TradingEventPublisher(redis_url, prefix=prefix, maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([e for i in range(1, pairs + 1) for e in (bar("GOOD", i), bar("BAD", i))])
+    deadline = time.monotonic() + 5
+    while pub.stats.redis_errors < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert pub.stats.redis_errors >= 3 and not pub.redis_ok  # tried again, refused again
+    pub.submit([bar("GOOD", pairs + 1)])
+    await asyncio.sleep(0.3)
+    await client.delete(f"{prefix}:bar:BAD")
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    good = await read_stream(client, f"{prefix}:bar:GOOD")
+    bad = await read_stream(client, f"{prefix}:bar:BAD")
+    assert [e.seq for e in good] == list(range(1, pairs + 2))  # type: ignore[attr-defined]
+    assert [e.seq for e in bad] == list(range(1, pairs + 1))  # type: ignore[attr-defined]
+    assert pub.stats.published["bar"] == 2 * pairs + 1
+    states = [e.state for e in await read_stream(client, f"{prefix}:status")]  # type: ignore[attr-defined]
+    assert states.count("gap") == 1
+    await client.aclose()
+
+
+async def test_a_refused_latest_key_write_is_tried_again_without_going_back_in_time(
+    redis_server: EmbeddedRedis, redis_url: str
+) -> None:
+    """A user that may XADD but not MSET: stream entries are written once, the latest keys wait,
+    and once MSET is allowed they hold the newest value, even with no new event to carry it."""
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.execute_command(
+        "ACL", "SETUSER", "nomset", "on", ">pw", "~*", "&*", "+@all", "-mset"
+    )
+    url = f"redis://nomset:pw@127.0.0.1:{redis_server.port}/0"
+    pub = TradingEventPublisher(url, prefix="nm", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.submit([tick("AAPL", 1, 1.0)])
+        deadline = time.monotonic() + 5
+        while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        pub.submit([tick("AAPL", 2, 2.0), tick("MSFT", 1, 7.0)])
+        await asyncio.sleep(0.3)
+        assert not pub.redis_ok
+        assert await admin.get("nm:latest:tick:AAPL") is None
+        await admin.execute_command("ACL", "SETUSER", "nomset", "+mset")
+        assert await pub.flush(10)
+        latest = decode_event(await admin.get("nm:latest:tick:AAPL"))
+        assert isinstance(latest, TickEvent) and latest.last == 2.0
+        assert decode_event(await admin.get("nm:latest:tick:MSFT")).last == 7.0  # type: ignore[attr-defined]
+        ticks = await read_stream(admin, "nm:tick:AAPL")
+        assert [e.seq for e in ticks] == [1, 2]  # type: ignore[attr-defined]
+        assert pub.redis_ok
+    finally:
+        await pub.close()
+        await task
+        await admin.execute_command("ACL", "DELUSER", "nomset")
+        await admin.aclose()

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from schwab_stream.events import (
     AccountEvent,
@@ -114,16 +114,26 @@ XADD_DIRECT = 4
 #: more would only add to what a failure sends again.
 MAX_IN_FLIGHT = 2
 #: XADD KEYS[i] MAXLEN ~ ARGV[1] * data ARGV[i + 1], for every key: the same entries as one
-#: XADD each, with one reply. EVAL (not EVALSHA) so a restarted Redis needs no reload step;
-#: Redis caches the compiled script either way.
+#: XADD each, with one reply. An entry Redis refuses (a key of another type, out of memory) does
+#: not stop the others; the reply lists the refused ones as [i, error, i, error, ...], so only
+#: those are sent again. EVAL (not EVALSHA) so a restarted Redis needs no reload step; Redis
+#: caches the compiled script either way.
 _XADD_MANY = b"""
+local refused = {}
 for i, key in ipairs(KEYS) do
-  redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 1])
+  local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 1])
+  if type(reply) == 'table' and reply.err then
+    refused[#refused + 1] = i
+    refused[#refused + 1] = reply.err
+  end
 end
-return #KEYS
+return refused
 """
-#: An event's kind, stream key and latest-state key (None for kinds without one), as bytes.
-_Targets = tuple[str, bytes, bytes | None]
+#: What a command's reply says about a batch: (kind, first entry, entries). Kinds:
+_ENTRY, _SCRIPT, _LATEST, _OTHER = range(4)  # one XADD; EVAL of a chunk; the MSET; anything else
+_Reply = tuple[int, int, int]
+#: An event's stream key and latest-state key (None for kinds without one), as bytes.
+_Targets = tuple[bytes, bytes | None]
 
 
 @dataclass
@@ -131,10 +141,20 @@ class _Flight:
     """A batch on the wire: what to record once Redis has answered all its commands."""
 
     batch: list[Event]
-    commands: int
-    counts: Counter[str]
+    replies: list[_Reply]
+    latest: dict[bytes, bytes]
     oldest_ns: int
     newest_ns: int
+
+
+@dataclass
+class _Answer:
+    """Redis's answer to a flight: the entries it refused (indexes into the batch, in order),
+    whether the latest keys were written, and the first error reply."""
+
+    refused: list[int] = field(default_factory=list)
+    latest_written: bool = True
+    error: ResponseError | None = None
 
 
 @dataclass
@@ -178,6 +198,11 @@ class TradingEventPublisher:
         self._conflated: dict[str, Event] = {}
         #: Batches sent whose replies are not all read yet, oldest first
         self._flights: deque[_Flight] = deque()
+        #: Events Redis refused, in order, held until every flight sent before is answered
+        self._refused: list[Event] = []
+        self._refusal: ResponseError | None = None
+        #: Latest-state values whose MSET was refused and that no later write replaced
+        self._latest_retry: dict[bytes, bytes] = {}
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -246,18 +271,25 @@ class TradingEventPublisher:
     async def run(self) -> None:
         """Drain the queue into Redis until `close()`; survives Redis outages."""
         flights = self._flights
-        replies: asyncio.Task[None] | None = None  # reads the oldest flight's replies
+        replies: asyncio.Task[_Answer] | None = None  # reads the oldest flight's replies
         backoff = 0.05
         try:
             while True:
                 error: BaseException | None = None
                 if replies is not None and replies.done():
                     error = replies.exception()
-                    replies = None
                     if error is None:
-                        self._acked(flights.popleft())
-                        backoff = 0.05
-                elif (self._pending or self._conflated) and len(flights) < MAX_IN_FLIGHT:
+                        self._answered(flights.popleft(), replies.result())
+                        if self._refusal is not None and not flights:
+                            error, self._refusal = self._refusal, None
+                        elif self._refusal is None:
+                            backoff = 0.05
+                    replies = None
+                elif (
+                    (self._pending or self._conflated or (self._latest_retry and not flights))
+                    and len(flights) < MAX_IN_FLIGHT
+                    and self._refusal is None  # refused events go again first, in order
+                ):
                     try:
                         await self._transmit(self._pack(self._take_batch()))
                     except (RedisError, OSError) as exc:
@@ -280,7 +312,7 @@ class TradingEventPublisher:
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
                 elif replies is None and flights:
-                    replies = asyncio.create_task(self._receive(flights[0].commands))
+                    replies = asyncio.create_task(self._receive(flights[0].replies))
                     replies.add_done_callback(lambda _: self._wakeup.set())
         finally:
             if replies is not None:
@@ -304,9 +336,12 @@ class TradingEventPublisher:
             await self._heartbeat_when_idle()
 
     def _fail(self, exc: RedisError | OSError) -> bool:
-        """A write failed and its connection is gone: every batch in flight goes back in front
-        of the queue, oldest first. True when closing."""
-        void = [event for flight in self._flights for event in flight.batch]
+        """Redis refused entries, or a write failed and its connection is gone (voiding every
+        batch in flight): all of them go back in front of the queue, oldest first. True when
+        closing."""
+        void = [*self._refused, *[event for flight in self._flights for event in flight.batch]]
+        self._refused = []
+        self._refusal = None
         self._flights.clear()
         self._last_heartbeat = 0.0  # the next write carries one
         self.stats.redis_errors += 1
@@ -314,15 +349,35 @@ class TradingEventPublisher:
         self._requeue(void)
         return self._closing
 
-    def _acked(self, flight: _Flight) -> None:
-        """Redis answered every command of the oldest flight."""
+    def _answered(self, flight: _Flight, answer: _Answer) -> None:
+        """Redis answered every command of the oldest flight: count what it wrote, and hold
+        what it refused until the flights sent after it are answered too."""
+        if not answer.latest_written:
+            self._latest_retry.update(flight.latest)
+        elif self._latest_retry:
+            for key in flight.latest:  # written: newer than a refused value, or that value
+                self._latest_retry.pop(key, None)
+        if answer.error is None:
+            self._acked(flight, flight.batch)
+            return
+        if self._refusal is None:
+            self._refusal = answer.error
+        refused = set(answer.refused)
+        batch = flight.batch
+        self._refused.extend(batch[i] for i in answer.refused)
+        self._acked(flight, [event for i, event in enumerate(batch) if i not in refused])
+
+    def _acked(self, flight: _Flight, written: list[Event]) -> None:
+        """Count the events of a flight that Redis wrote."""
         now = time.time_ns()
         stats = self.stats
         stats.batches += 1
-        stats.published.update(flight.counts)
+        stats.published.update(_TYPE_NAMES[type(event)] for event in written)
         stats.latencies_ns.append((now - flight.oldest_ns, now - flight.newest_ns))
         if stats.latency_sink is not None:
             stats.latency_sink.observe_ns(now - flight.oldest_ns)
+        if self._refusal is not None or self._refused:
+            return
         if self._gap is not None:
             self._leave_gap()
         if self._pressure is not None and not self._pending and not self._conflated:
@@ -350,10 +405,10 @@ class TradingEventPublisher:
             self._submit_under_pressure(event)
 
     def _targets(self, event: Event) -> _Targets:
-        """Kind, stream and latest key of an event's (type, symbol), encoded once and cached."""
+        """Stream and latest key of an event's (type, symbol), encoded once and cached."""
         kind = _TYPE_NAMES[type(event)]
         latest = self.keys.latest(kind, event.symbol).encode() if kind in LATEST_TYPES else None
-        targets = (kind, self.keys.stream(event).encode(), latest)
+        targets = (self.keys.stream(event).encode(), latest)
         self._target_cache[(type(event), event.symbol)] = targets
         return targets
 
@@ -366,19 +421,21 @@ class TradingEventPublisher:
         buffer = CommandBuffer()
         streams: list[bytes] = []
         payloads: list[bytes] = []
-        latest: dict[bytes, bytes] = {}
-        counts: Counter[str] = Counter()
-        oldest = newest = batch[0].recv_ns
+        # Refused latest values go out only with nothing in flight: a flight in flight may hold
+        # a newer value of the same key, and answers are applied in order.
+        latest = {} if self._flights else self._latest_retry.copy()
+        replies: list[_Reply] = []
+        oldest = newest = batch[0].recv_ns if batch else time.time_ns()
         for event in batch:
             payload = encode_event(event)
-            kind, stream, latest_key = cached((type(event), event.symbol)) or self._targets(event)
+            stream, latest_key = cached((type(event), event.symbol)) or self._targets(event)
             streams.append(stream)
             payloads.append(payload)
             if latest_key is not None:
                 latest[latest_key] = payload
             if mirror:
                 buffer.add(b"PUBLISH", self.keys.pubsub(event).encode(), payload)
-            counts[kind] += 1
+                replies.append((_OTHER, 0, 0))
             recv = event.recv_ns
             if recv < oldest:
                 oldest = recv
@@ -386,17 +443,21 @@ class TradingEventPublisher:
                 newest = recv
         maxlen = self._maxlen
         if len(batch) <= XADD_DIRECT:  # a lone event or two: plain XADDs skip the script call
-            for stream, payload in zip(streams, payloads, strict=True):
+            for i, (stream, payload) in enumerate(zip(streams, payloads, strict=True)):
                 buffer.add(b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", b"data", payload)
+                replies.append((_ENTRY, i, 1))
         else:
             for i in range(0, len(batch), XADD_CHUNK):
                 keys = streams[i : i + XADD_CHUNK]
                 chunk = payloads[i : i + XADD_CHUNK]
                 buffer.add_all([b"EVAL", _XADD_MANY, b"%d" % len(keys), *keys, maxlen, *chunk])
+                replies.append((_SCRIPT, i, len(keys)))
         if latest:
             buffer.add_all([b"MSET", *[item for pair in latest.items() for item in pair]])
-        self._add_heartbeat(buffer)
-        self._flights.append(_Flight(batch, buffer.commands, counts, oldest, newest))
+            replies.append((_LATEST, 0, 0))
+        if self._add_heartbeat(buffer):
+            replies.append((_OTHER, 0, 0))
+        self._flights.append(_Flight(batch, replies, latest, oldest, newest))
         return buffer
 
     async def _transmit(self, buffer: CommandBuffer) -> None:
@@ -410,19 +471,31 @@ class TradingEventPublisher:
             await conn.disconnect(nowait=True)
             raise
 
-    async def _receive(self, commands: int) -> None:
-        """Read the replies of one sent buffer, within the write timeout. Any failure (an error
-        reply, a timeout, a dropped socket) discards the connection, so no late reply can be read
-        as the next batch's; a new one is made on the next write. Errors are RedisError or
-        OSError (TimeoutError is one): the caller's gap."""
+    async def _receive(self, replies: list[_Reply]) -> _Answer:
+        """Read the replies of one sent buffer, within the write timeout. An error reply refuses
+        its entries and leaves the connection in step; any other failure (a timeout, a dropped
+        socket) discards the connection, so no late reply can be read as the next batch's (a
+        new one is made on the next write), and raises RedisError or OSError (TimeoutError is
+        one): the caller's gap."""
         conn = self._conn
+        answer = _Answer()
         try:
             async with asyncio.timeout(self.write_timeout):
-                for _ in range(commands):
-                    await conn.read_response(disable_decoding=True)
+                for kind, first, entries in replies:
+                    try:
+                        reply = await conn.read_response(disable_decoding=True)
+                    except ResponseError as exc:
+                        answer.error = answer.error or exc
+                        answer.refused.extend(range(first, first + entries))
+                        answer.latest_written = answer.latest_written and kind != _LATEST
+                        continue
+                    if kind == _SCRIPT and reply:  # [i, error, ...], i counted from 1
+                        answer.error = answer.error or ResponseError(bytes(reply[1]).decode())
+                        answer.refused.extend(first + i - 1 for i in reply[::2])
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
+        return answer
 
     def _add_heartbeat(self, buffer: CommandBuffer) -> bool:
         """Add the `PREFIX:heartbeat` refresh when it is due (a failed write makes it due)."""
@@ -442,10 +515,12 @@ class TradingEventPublisher:
             return
         try:
             await self._transmit(buffer)
-            await self._receive(buffer.commands)
+            error: RedisError | OSError | None = (await self._receive([(_OTHER, 0, 0)])).error
         except (RedisError, OSError) as exc:
+            error = exc
+        if error is not None:
             self._last_heartbeat = 0.0
-            self._enter_gap(exc)
+            self._enter_gap(error)
 
     def _enter_pressure(self) -> None:
         """The queue is full while Redis answers (slowly): say so once, count from here."""
@@ -479,7 +554,8 @@ class TradingEventPublisher:
             conflated_at_start=sum(self.stats.conflated.values()),
             dropped_at_start=sum(self.stats.dropped.values()),
         )
-        log.error("redis unavailable, holding events (conflating quotes and books): %s", reason)
+        what = "refused a write" if isinstance(exc, ResponseError) else "unavailable"
+        log.error("redis %s, holding events (conflating quotes and books): %s", what, reason)
 
     def _leave_gap(self) -> None:
         gap, self._gap = self._gap, None
