@@ -1,15 +1,23 @@
-"""Sans-I/O RESP packing of the publisher's write commands.
+"""RESP packing of the publisher's write commands, done in C by hiredis.
 
-redis-py packs each argument in Python (type checks, an encode call, a string join per argument)
-and runs its pipeline machinery per batch; for a batch of small JSON payloads that was the larger
-part of a write's CPU, and about 40% of a lone event's write time (measured: 0.59 -> 0.33 ms p50
-for one XADD + MSET after 50 ms idle). Our arguments are already bytes, so a batch is packed here
-into one buffer, and the publisher sends it on a plain redis-py connection and reads the replies.
+redis-py packs each argument in Python and runs its pipeline machinery per batch; for a batch of
+small JSON payloads that was the larger part of a write's CPU, and about 40% of a lone event's
+write time (measured: 0.59 -> 0.33 ms p50 for one XADD + MSET after 50 ms idle). Our arguments
+are already bytes, so a batch is packed into one buffer and the publisher sends it on a plain
+redis-py connection and reads the replies. `hiredis.pack_command` (hiredis is already redis-py's
+reply parser here) packs in C: 11.6 -> 4.9 us for a 20-event script call, against the
+hand-written Python packer this replaced.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import hiredis
+
+#: hiredis (>= 2.2.1, we need >= 2.3) packs any number of arguments; its stub says one.
+_pack = cast(Callable[[tuple[bytes, ...]], bytes], hiredis.pack_command)
 
 
 class CommandBuffer:
@@ -22,17 +30,12 @@ class CommandBuffer:
         self.commands = 0
 
     def add(self, *args: bytes) -> None:
-        self.add_all(args)
+        self._parts.append(_pack(args))
+        self.commands += 1
 
     def add_all(self, args: Sequence[bytes]) -> None:
         """One command whose arguments are `args` (bytes: the caller encodes)."""
-        parts = self._parts
-        append = parts.append
-        append(b"*%d\r\n" % len(args))
-        for arg in args:
-            append(b"$%d\r\n" % len(arg))
-            append(arg)
-            append(b"\r\n")
+        self._parts.append(_pack(tuple(args)))
         self.commands += 1
 
     def getvalue(self) -> bytes:
