@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,6 +14,7 @@ from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.events import (
     AccountEvent,
     BarEvent,
+    Event,
     Level2Event,
     StatusEvent,
     TickEvent,
@@ -33,6 +36,10 @@ def tick(symbol: str, seq: int, last: float) -> TickEvent:
 
 def bar(symbol: str, seq: int) -> BarEvent:
     return BarEvent(service="CHART_EQUITY", symbol=symbol, seq=seq, recv_ns=time.time_ns())
+
+
+async def read_seqs(client: aioredis.Redis, key: str) -> list[int]:
+    return [e.seq for e in await read_stream(client, key)]  # type: ignore[attr-defined]
 
 
 async def read_stream(client: aioredis.Redis, key: str) -> list[object]:
@@ -171,9 +178,7 @@ async def test_an_error_reply_is_a_gap_and_the_next_write_starts_clean(
     await client.aclose()
 
 
-async def _submit_until_in_flight(
-    pub: TradingEventPublisher, batches: list[list[BarEvent]]
-) -> None:
+async def _submit_until_in_flight(pub: TradingEventPublisher, batches: list[list[Event]]) -> None:
     """Submit each batch once the publisher has taken the previous one off its queue."""
     for batch in batches:
         pub.submit(list(batch))
@@ -182,11 +187,15 @@ async def _submit_until_in_flight(
             await asyncio.sleep(0.005)
 
 
+def _quotes(first: int) -> list[Event]:
+    return [tick(f"S{i}", 1, float(i)) for i in range(first, first + 3)]
+
+
 async def test_two_batches_go_out_before_the_first_reply_and_a_third_waits(
     redis_url: str,
 ) -> None:
-    """With Redis holding writes, two batches are sent (off the queue) and the third waits for a
-    slot; once writes resume every bar arrives once, in order."""
+    """With Redis holding writes, two batches of quotes are sent (off the queue) and the third
+    waits for a slot; once writes resume every quote arrives once."""
     client = aioredis.Redis.from_url(redis_url)
     pub = TradingEventPublisher(redis_url, prefix="fly", maxlen=1000)
     task = asyncio.create_task(pub.run())
@@ -194,9 +203,7 @@ async def test_two_batches_go_out_before_the_first_reply_and_a_third_waits(
     assert await pub.flush(5)
     await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
     try:
-        await _submit_until_in_flight(
-            pub, [[bar("AAPL", i) for i in range(n, n + 3)] for n in (1, 4, 7)]
-        )
+        await _submit_until_in_flight(pub, [_quotes(1), _quotes(4), _quotes(7)])
         await asyncio.sleep(0.05)
         assert pub.stats.batches == 1  # the warm-up only: nothing answered while held
         assert pub.depth == 3  # two batches in flight, the third still queued
@@ -205,8 +212,8 @@ async def test_two_batches_go_out_before_the_first_reply_and_a_third_waits(
     assert await pub.flush(5)
     await pub.close()
     await task
-    bars = await read_stream(client, "fly:bar:AAPL")
-    assert [e.seq for e in bars] == list(range(1, 10))  # type: ignore[attr-defined]
+    for i in range(1, 10):
+        assert await read_seqs(client, f"fly:tick:S{i}") == [1]
     assert pub.stats.batches == 4 and pub.stats.redis_errors == 0
     await client.aclose()
 
@@ -215,7 +222,7 @@ async def test_a_connection_lost_with_two_batches_in_flight_sends_both_again_in_
     redis_url: str,
 ) -> None:
     """Both flights die with their connection: both go back in front of the queue, oldest
-    first, ahead of what was submitted meanwhile, and every bar arrives once, in order."""
+    first, ahead of what was submitted meanwhile, so the newest quote of a stream wins."""
     client = aioredis.Redis.from_url(redis_url)
     pub = TradingEventPublisher(redis_url, prefix="lost", maxlen=1000)
     task = asyncio.create_task(pub.run())
@@ -224,23 +231,26 @@ async def test_a_connection_lost_with_two_batches_in_flight_sends_both_again_in_
     await client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
     try:
         await _submit_until_in_flight(
-            pub, [[bar("AAPL", i) for i in range(n, n + 3)] for n in (1, 4, 7)]
+            pub, [[tick("AAPL", 1, 1.0)], [tick("AAPL", 2, 2.0)], [bar("AAPL", 1)]]
         )
-        assert pub.depth == 3
+        assert pub.depth == 1 and len(pub._flights) == 2
         # Held commands of a killed client are dropped, never run: nothing was written yet.
         await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         deadline = time.monotonic() + 5
         while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         assert pub.stats.redis_errors == 1 and not pub.redis_ok
-        pub.submit([bar("AAPL", 10)])
     finally:
         await client.execute_command("CLIENT", "UNPAUSE")
     assert await pub.flush(10)
     await pub.close()
     await task
-    bars = await read_stream(client, "lost:bar:AAPL")
-    assert [e.seq for e in bars] == list(range(1, 11))  # type: ignore[attr-defined]
+    # under the gap the two quotes were conflated to the newer, which alone was written
+    assert await read_seqs(client, "lost:tick:AAPL") == [2]
+    latest = decode_event(await client.get("lost:latest:tick:AAPL"))
+    assert isinstance(latest, TickEvent) and latest.last == 2.0
+    assert pub.stats.conflated["tick"] == 1
+    assert await read_seqs(client, "lost:bar:AAPL") == [1]
     states = [e.state for e in await read_stream(client, "lost:status")]  # type: ignore[attr-defined]
     assert states.count("gap") == 1
     await client.aclose()
@@ -313,3 +323,112 @@ async def test_a_refused_latest_key_write_is_tried_again_without_going_back_in_t
         await task
         await admin.execute_command("ACL", "DELUSER", "nomset")
         await admin.aclose()
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+class _Gate:
+    """Holds back the reading of a publisher's replies until opened: Redis has run a batch, but
+    the publisher does not know the outcome yet (a slow reply path, made repeatable)."""
+
+    def __init__(self, pub: TradingEventPublisher) -> None:
+        self.open = asyncio.Event()
+        receive = pub._receive
+
+        async def gated(replies: Any) -> Any:
+            await self.open.wait()
+            return await receive(replies)
+
+        pub._receive = gated  # type: ignore[method-assign]
+
+
+async def _refused_then_fixed(
+    redis_url: str, prefix: str, first: list[Event], second: list[Event]
+) -> tuple[aioredis.Redis, TradingEventPublisher, int]:
+    """`first` is run by Redis with its BAD keys refused (wrong type), the keys are fixed, then
+    `second` is submitted before the publisher has read `first`'s replies. Returns the client,
+    the closed publisher, and how many flights were out once `second` was submitted."""
+    admin = aioredis.Redis.from_url(redis_url)
+    pub = TradingEventPublisher(redis_url, prefix=prefix, maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("WARM", 1)])
+    assert await pub.flush(5)
+    await admin.set(f"{prefix}:bar:BAD", "not a stream")
+    await admin.set(f"{prefix}:tick:BAD", "not a stream")
+    gate = _Gate(pub)
+    try:
+        pub.submit([*first, tick("MARK", 1, 1.0)])  # MARK, last: Redis has run all of `first`
+        await _until(lambda: _equals(admin.xlen(f"{prefix}:tick:MARK"), 1))
+        await admin.delete(f"{prefix}:bar:BAD", f"{prefix}:tick:BAD")
+        pub.submit(second)
+        await asyncio.sleep(0.1)
+        out = len(pub._flights)
+    finally:
+        gate.open.set()
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    return admin, pub, out
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_no_batch_overtakes_one_holding_bars_so_a_refused_bar_keeps_its_place(
+    redis_url: str,
+) -> None:
+    """A batch with bars (never conflated) is not overtaken: the next one waits for its answer,
+    so a bar refused and sent again still comes before the newer bar of its stream."""
+    admin, _, out = await _refused_then_fixed(redis_url, "ovb", [bar("BAD", 1)], [bar("BAD", 2)])
+    assert out == 1  # the second batch waited
+    assert await read_seqs(admin, "ovb:bar:BAD") == [1, 2]
+    await admin.aclose()
+
+
+async def test_a_refused_quote_overtaken_by_a_newer_one_is_conflated_not_sent_back_in_time(
+    redis_url: str,
+) -> None:
+    """Quotes may be overtaken (two in flight); a refused quote whose stream a later flight has
+    written is worthless: it is counted as conflated, and neither the stream nor the latest key
+    goes back in time."""
+    admin, pub, out = await _refused_then_fixed(
+        redis_url, "ovq", [tick("BAD", 1, 1.0)], [tick("BAD", 2, 2.0)]
+    )
+    assert out == 2  # the second batch went out before the first was answered
+    assert await read_seqs(admin, "ovq:tick:BAD") == [2]
+    latest = decode_event(await admin.get("ovq:latest:tick:BAD"))
+    assert isinstance(latest, TickEvent) and latest.last == 2.0
+    assert pub.stats.conflated["tick"] == 1
+    await admin.aclose()
+
+
+async def test_close_counts_batches_in_flight_as_not_written(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis holds writes and close() gives up: the log counts the events in flight too."""
+    admin = aioredis.Redis.from_url(redis_url)
+    pub = TradingEventPublisher(redis_url, prefix="cl", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("WARM", 1)])
+    assert await pub.flush(5)
+    await admin.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        pub.submit([bar("AAPL", i) for i in range(1, 4)])
+        await _until(lambda: _true(not pub.depth and len(pub._flights) == 1))
+        await pub.close(timeout=0.3)
+        await asyncio.wait_for(task, 5)
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+    lines = [r.getMessage() for r in caplog.records if "closing with" in r.getMessage()]
+    assert lines == ["closing with 3 events not written to redis"]
+
+
+async def _true(value: bool) -> bool:
+    return value

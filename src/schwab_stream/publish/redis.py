@@ -132,8 +132,9 @@ return refused
 #: What a command's reply says about a batch: (kind, first entry, entries). Kinds:
 _ENTRY, _SCRIPT, _LATEST, _OTHER = range(4)  # one XADD; EVAL of a chunk; the MSET; anything else
 _Reply = tuple[int, int, int]
-#: An event's stream key and latest-state key (None for kinds without one), as bytes.
-_Targets = tuple[bytes, bytes | None]
+#: An event's stream key and latest-state key (None for kinds without one), as bytes, and whether
+#: its kind is conflatable (a newer event of its stream makes it worthless).
+_Targets = tuple[bytes, bytes | None, bool]
 
 
 @dataclass
@@ -145,6 +146,9 @@ class _Flight:
     latest: dict[bytes, bytes]
     oldest_ns: int
     newest_ns: int
+    #: It holds events never conflated (bars, account, status): no batch may overtake it, since
+    #: a refused one sent again after a newer one of its stream would break the stream's order.
+    ordered: bool
 
 
 @dataclass
@@ -287,7 +291,7 @@ class TradingEventPublisher:
                     replies = None
                 elif (
                     (self._pending or self._conflated or (self._latest_retry and not flights))
-                    and len(flights) < MAX_IN_FLIGHT
+                    and (not flights or (len(flights) < MAX_IN_FLIGHT and not flights[0].ordered))
                     and self._refusal is None  # refused events go again first, in order
                 ):
                     try:
@@ -304,8 +308,9 @@ class TradingEventPublisher:
                     if not isinstance(error, (RedisError, OSError)):
                         raise error
                     if replies is not None:  # the connection is gone, and its replies with it
-                        if not replies.cancel():
-                            replies.exception()  # it failed too: the same error, already counted
+                        if replies.done() and replies.exception() is None:
+                            self._answered(flights.popleft(), replies.result())  # in before it
+                        replies.cancel()
                         replies = None
                     if self._fail(error) and self._close_deadline_passed():
                         return
@@ -315,8 +320,8 @@ class TradingEventPublisher:
                     replies = asyncio.create_task(self._receive(flights[0].replies))
                     replies.add_done_callback(lambda _: self._wakeup.set())
         finally:
-            if replies is not None:
-                replies.cancel()
+            if replies is not None and not replies.cancel():
+                replies.exception()  # done: retrieved, so asyncio does not warn about it
 
     async def _wait(self, idle: bool) -> None:
         """Sleep until events are submitted or a flight is answered; when nothing is in flight
@@ -357,15 +362,32 @@ class TradingEventPublisher:
         elif self._latest_retry:
             for key in flight.latest:  # written: newer than a refused value, or that value
                 self._latest_retry.pop(key, None)
-        if answer.error is None:
-            self._acked(flight, flight.batch)
-            return
-        if self._refusal is None:
-            self._refusal = answer.error
-        refused = set(answer.refused)
-        batch = flight.batch
-        self._refused.extend(batch[i] for i in answer.refused)
-        self._acked(flight, [event for i, event in enumerate(batch) if i not in refused])
+        written = flight.batch
+        if answer.error is not None:
+            refused = set(answer.refused)
+            written = [event for i, event in enumerate(written) if i not in refused]
+        if self._refused:
+            self._drop_superseded(written)
+        if answer.error is not None:
+            self._refusal = self._refusal or answer.error
+            self._refused.extend(flight.batch[i] for i in answer.refused)
+        self._acked(flight, written)
+
+    def _drop_superseded(self, written: list[Event]) -> None:
+        """Held refused quotes, books and screeners of a stream that a later flight has written
+        to are worthless now (and sending them again would put the stream and its latest key
+        back in time): they count as conflated. Bars, account and status events cannot be in
+        that position, since no flight overtakes one that holds them."""
+        targets = self._target_cache
+        newer = {targets[(type(event), event.symbol)][0] for event in written}
+        kept: list[Event] = []
+        for event in self._refused:
+            stream, _, conflatable = targets[(type(event), event.symbol)]
+            if conflatable and stream in newer:
+                self.stats.conflated[_TYPE_NAMES[type(event)]] += 1
+            else:
+                kept.append(event)
+        self._refused = kept
 
     def _acked(self, flight: _Flight, written: list[Event]) -> None:
         """Count the events of a flight that Redis wrote."""
@@ -373,9 +395,10 @@ class TradingEventPublisher:
         stats = self.stats
         stats.batches += 1
         stats.published.update(_TYPE_NAMES[type(event)] for event in written)
-        stats.latencies_ns.append((now - flight.oldest_ns, now - flight.newest_ns))
-        if stats.latency_sink is not None:
-            stats.latency_sink.observe_ns(now - flight.oldest_ns)
+        if flight.batch:  # not a retry of refused latest keys alone
+            stats.latencies_ns.append((now - flight.oldest_ns, now - flight.newest_ns))
+            if stats.latency_sink is not None:
+                stats.latency_sink.observe_ns(now - flight.oldest_ns)
         if self._refusal is not None or self._refused:
             return
         if self._gap is not None:
@@ -408,7 +431,7 @@ class TradingEventPublisher:
         """Stream and latest key of an event's (type, symbol), encoded once and cached."""
         kind = _TYPE_NAMES[type(event)]
         latest = self.keys.latest(kind, event.symbol).encode() if kind in LATEST_TYPES else None
-        targets = (self.keys.stream(event).encode(), latest)
+        targets = (self.keys.stream(event).encode(), latest, isinstance(event, CONFLATABLE))
         self._target_cache[(type(event), event.symbol)] = targets
         return targets
 
@@ -426,9 +449,13 @@ class TradingEventPublisher:
         latest = {} if self._flights else self._latest_retry.copy()
         replies: list[_Reply] = []
         oldest = newest = batch[0].recv_ns if batch else time.time_ns()
+        ordered = False
         for event in batch:
             payload = encode_event(event)
-            stream, latest_key = cached((type(event), event.symbol)) or self._targets(event)
+            stream, latest_key, conflatable = cached((type(event), event.symbol)) or self._targets(
+                event
+            )
+            ordered = ordered or not conflatable
             streams.append(stream)
             payloads.append(payload)
             if latest_key is not None:
@@ -457,7 +484,7 @@ class TradingEventPublisher:
             replies.append((_LATEST, 0, 0))
         if self._add_heartbeat(buffer):
             replies.append((_OTHER, 0, 0))
-        self._flights.append(_Flight(batch, replies, latest, oldest, newest))
+        self._flights.append(_Flight(batch, replies, latest, oldest, newest, ordered))
         return buffer
 
     async def _transmit(self, buffer: CommandBuffer) -> None:
@@ -601,7 +628,7 @@ class TradingEventPublisher:
         self._wakeup.set()
         flushed = await self.flush(timeout)
         if not flushed:
-            lost = self.depth
+            lost = self.depth + len(self._refused) + sum(len(f.batch) for f in self._flights)
             log.error("closing with %d events not written to redis", lost)
         await self._conn.disconnect()
         await self.redis.aclose()
