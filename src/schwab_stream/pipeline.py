@@ -88,6 +88,7 @@ class _TelemetrySync:
         health.logged_in = client.logged_in
         health.set_subscribed(client.subscribed)
         health.redis_ok = p.publisher.redis_ok
+        health.redis_refused_streams = p.publisher.held_streams
         health.login_needed = (
             "the refresh token is dead or revoked" if state == "login_needed" else None
         )

@@ -324,6 +324,34 @@ async def test_redis_restart_is_seen_in_metrics_logs_and_the_lease_comes_back(
     assert await bridge.stop() == 0
 
 
+async def test_a_refused_stream_key_holds_that_stream_only(
+    sim_factory: Callable[..., SimThread], bridges: Bridges, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another program wrote a string where MSFT's tick stream belongs: MSFT is held (said once,
+    in the log and in /healthz), AAPL keeps flowing untouched, and once the key is deleted MSFT
+    resumes and a `gap` status event names it."""
+    sim = sim_factory(rate=40)
+    admin = aioredis.Redis.from_url(bridges.redis_url)
+    await admin.set("schwab:tick:MSFT", "not a stream")
+    bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL", "MSFT"]})
+    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 20))
+    await wait_for(lambda: bridge.pipeline.health.redis_refused_streams)  # synced each second
+    health = bridge.pipeline.health.report(time.monotonic(), 45)
+    assert health["redis_refused_streams"] == ["schwab:tick:MSFT"] and health["redis_ok"]
+    assert bridge.metric("redis_up") == 1
+    await admin.delete("schwab:tick:MSFT")
+    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:MSFT", 3), timeout=10)
+    await wait_for(lambda: not bridge.pipeline.health.redis_refused_streams)
+    assert len(messages(caplog, "refused writes to schwab:tick:MSFT", logging.ERROR)) == 1
+    assert len(messages(caplog, "takes writes to schwab:tick:MSFT again", logging.WARNING)) == 1
+    gap = next(s for s in await statuses(bridge.redis) if s.state == "gap")
+    assert gap.info["stream"] == "schwab:tick:MSFT"
+    assert bridge.pipeline.publisher.stats.conflated["tick"] == gap.info["conflated"]
+    assert_contiguous([t.seq for t in await bridge.ticks("AAPL")])
+    assert await bridge.stop() == 0
+    await admin.aclose()
+
+
 async def test_sigkilled_active_is_replaced_by_the_standby(
     sim_factory: Callable[..., SimThread], redis_url: str, tmp_path: Path
 ) -> None:

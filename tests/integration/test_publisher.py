@@ -147,12 +147,12 @@ async def test_a_full_queue_conflates_quotes_says_so_once_and_keeps_bars(
 
 
 @pytest.mark.parametrize("batch", [1, 50])  # plain XADDs, then the script call
-async def test_an_error_reply_is_a_gap_and_the_next_write_starts_clean(
-    redis_url: str, batch: int
+async def test_a_key_of_the_wrong_type_holds_its_stream_and_every_bar_arrives_once_fixed(
+    redis_url: str, batch: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A key of the wrong type makes Redis answer with an error: the batch is kept, the write
-    connection discarded (so no late reply is read as the next batch's), and once the key is
-    fixed every bar arrives, in order (bars are never conflated), then the gap's status event."""
+    """Redis refuses the entries of a key of the wrong type: that stream alone is held (Redis is
+    not treated as down), it is tried again, backing off, and once the key is fixed every bar
+    arrives, in order (bars are never conflated), then a `gap` status event naming the stream."""
     prefix = f"err{batch}"
     client = aioredis.Redis.from_url(redis_url)
     await client.set(f"{prefix}:bar:AAPL", "not a stream")
@@ -160,21 +160,124 @@ async def test_an_error_reply_is_a_gap_and_the_next_write_starts_clean(
     task = asyncio.create_task(pub.run())
     pub.submit([bar("AAPL", i) for i in range(1, batch + 1)])
     deadline = time.monotonic() + 5
-    while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
+    while pub.stats.redis_errors < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert pub.stats.redis_errors >= 1
-    assert not pub.redis_ok
-    await client.delete(f"{prefix}:bar:AAPL")
+    assert pub.stats.redis_errors >= 2  # tried again, refused again
+    assert pub.redis_ok and pub.held_streams == [f"{prefix}:bar:AAPL"]
     pub.submit([tick("MSFT", 1, 1.0)])
+    await _until(lambda: _equals(client.xlen(f"{prefix}:tick:MSFT"), 1))
+    await client.delete(f"{prefix}:bar:AAPL")
     assert await pub.flush(10)
     await pub.close()
     await task
     bars = await read_stream(client, f"{prefix}:bar:AAPL")
     assert [e.seq for e in bars] == list(range(1, batch + 1))  # type: ignore[attr-defined]
-    assert len(await read_stream(client, f"{prefix}:tick:MSFT")) == 1
-    states = [e.state for e in await read_stream(client, f"{prefix}:status")]  # type: ignore[attr-defined]
-    assert "gap" in states
-    assert pub.redis_ok
+    status = await read_stream(client, f"{prefix}:status")
+    gaps = [e for e in status if isinstance(e, StatusEvent) and e.state == "gap"]
+    assert len(gaps) == 1 and gaps[0].info["stream"] == f"{prefix}:bar:AAPL"
+    assert gaps[0].info["reason"].startswith("WRONGTYPE")
+    assert pub.held_streams == []
+    held = [r for r in caplog.records if "refused writes to" in r.getMessage()]
+    assert len(held) == 1  # said once, however many tries
+    await client.aclose()
+
+
+async def test_bars_gathered_while_a_held_stream_is_tried_stay_behind_the_tried_ones(
+    redis_url: str,
+) -> None:
+    """A held stream's try is refused again while newer bars of it arrived: the tried (older)
+    bars keep their place in front of the newer ones."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("tb:bar:AAPL", "not a stream")
+    pub = TradingEventPublisher(redis_url, prefix="tb", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("AAPL", 1), bar("AAPL", 2)])
+    await _until(lambda: _true(pub.held_streams == ["tb:bar:AAPL"]))
+    gate = _Gate(pub)
+    await _until(lambda: _true(len(pub._flights) == 1))  # the try is out, its answer held back
+    pub.submit([bar("AAPL", 3)])
+    gate.open.set()
+    await _until(lambda: _true(not pub._flights and pub.depth == 3))  # refused again, all held
+    await client.delete("tb:bar:AAPL")
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    assert await read_seqs(client, "tb:bar:AAPL") == [1, 2, 3]
+    await client.aclose()
+
+
+async def test_a_refused_key_does_not_slow_the_other_streams(redis_url: str) -> None:
+    """While one stream's key is refused, every other stream keeps getting every quote (none
+    conflated, no back-off); the refused one's quotes are conflated to its newest, which
+    arrives once the key is fixed."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("slow:tick:BAD", "not a stream")
+    pub = TradingEventPublisher(redis_url, prefix="slow", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    for seq in range(1, 41):
+        pub.submit([tick("GOOD", seq, float(seq)), tick("BAD", seq, float(seq))])
+        await asyncio.sleep(0.005)
+    await _until(lambda: _equals(client.xlen("slow:tick:GOOD"), 40))
+    assert pub.redis_ok and pub.held_streams == ["slow:tick:BAD"]
+    await client.delete("slow:tick:BAD")
+    assert await pub.flush(10)
+    await pub.close()
+    await task
+    assert await read_seqs(client, "slow:tick:GOOD") == list(range(1, 41))
+    bad = await read_seqs(client, "slow:tick:BAD")
+    assert bad[-1] == 40 and bad == sorted(bad) and len(bad) < 40
+    assert pub.stats.conflated["tick"] == 40 - len(bad)
+    latest = decode_event(await client.get("slow:latest:tick:BAD"))
+    assert isinstance(latest, TickEvent) and latest.seq == 40
+    await client.aclose()
+
+
+async def test_a_refusal_of_every_key_is_a_gap_for_every_stream(
+    redis_server: EmbeddedRedis, redis_url: str
+) -> None:
+    """A refusal that is not about one key (here NOPERM: the user may not XADD at all) is
+    treated as Redis failing: a gap for every stream, not a hold of one."""
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.execute_command(
+        "ACL", "SETUSER", "noxadd", "on", ">pw", "~*", "&*", "+@all", "-xadd"
+    )
+    url = f"redis://noxadd:pw@127.0.0.1:{redis_server.port}/0"
+    pub = TradingEventPublisher(url, prefix="nx", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.submit([bar("AAPL", 1)])
+        deadline = time.monotonic() + 5
+        while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert not pub.redis_ok and pub.held_streams == []
+        await admin.execute_command("ACL", "SETUSER", "noxadd", "+xadd")
+        assert await pub.flush(10)
+        assert await read_seqs(admin, "nx:bar:AAPL") == [1]
+        status = await read_stream(admin, "nx:status")
+        gaps = [e for e in status if isinstance(e, StatusEvent) and e.state == "gap"]
+        assert len(gaps) == 1 and "stream" not in gaps[0].info
+    finally:
+        await pub.close()
+        await task
+        await admin.execute_command("ACL", "DELUSER", "noxadd")
+        await admin.aclose()
+
+
+async def test_close_counts_the_events_of_a_held_stream_as_not_written(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing while a stream's key is still refused: one last try, then its events are
+    counted as not written."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("hc:bar:AAPL", "not a stream")
+    pub = TradingEventPublisher(redis_url, prefix="hc", maxlen=1000)
+    task = asyncio.create_task(pub.run())
+    pub.submit([bar("AAPL", i) for i in range(1, 4)])
+    await _until(lambda: _true(pub.held_streams == ["hc:bar:AAPL"]))
+    await pub.close(timeout=0.3)
+    await asyncio.wait_for(task, 5)
+    lines = [r.getMessage() for r in caplog.records if "closing with" in r.getMessage()]
+    assert lines == ["closing with 3 events not written to redis"]
     await client.aclose()
 
 
@@ -272,7 +375,7 @@ async def test_a_refused_key_holds_only_its_own_entries_and_nothing_is_written_t
     deadline = time.monotonic() + 5
     while pub.stats.redis_errors < 3 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert pub.stats.redis_errors >= 3 and not pub.redis_ok  # tried again, refused again
+    assert pub.stats.redis_errors >= 3 and pub.redis_ok  # tried again, refused again
     pub.submit([bar("GOOD", pairs + 1)])
     await asyncio.sleep(0.3)
     await client.delete(f"{prefix}:bar:BAD")

@@ -5,7 +5,9 @@ sends it at once, with up to `MAX_IN_FLIGHT` batches on the wire (Redis answers 
 a lone event goes out at once, a burst goes out in one round trip, and a frame that arrives while a
 batch is in flight does not wait for its reply. When Redis is away or slow, quotes, books and
 screeners are conflated to the latest per stream, while bars, account activity and status events
-are all kept; on recovery the backlog goes out and a `gap` status event says what happened.
+are all kept; on recovery the backlog goes out and a `gap` status event says what happened. A
+stream whose key Redis refuses (it holds another type) is held and tried alone, so the other
+streams flow on.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -159,6 +163,34 @@ class _Answer:
     refused: list[int] = field(default_factory=list)
     latest_written: bool = True
     error: ResponseError | None = None
+    #: Every refusal was of a key alone (WRONGTYPE): only those streams need holding.
+    per_stream: bool = True
+
+    def refuse(self, entries: Iterable[int], errors: Iterable[str], kind: int) -> None:
+        errors = list(errors)
+        self.error = self.error or ResponseError(errors[0])
+        self.refused.extend(entries)
+        self.latest_written = self.latest_written and kind != _LATEST
+        self.per_stream = (
+            self.per_stream and kind != _LATEST and all(e.startswith("WRONGTYPE") for e in errors)
+        )
+
+
+@dataclass
+class _Hold:
+    """A stream whose key Redis refuses: its events wait here, in order (a quote, book or
+    screener only as its newest), and are tried alone, backing off, while the others flow."""
+
+    reason: str
+    since_ns: int
+    conflatable: bool
+    events: list[Event] = field(default_factory=list)
+    retry_at: float = 0.0
+    backoff: float = 0.05
+    #: Its events are in a flight: the next try waits for that answer.
+    retrying: bool = False
+    conflated: int = 0
+    dropped: int = 0
 
 
 @dataclass
@@ -205,6 +237,9 @@ class TradingEventPublisher:
         #: Events Redis refused, in order, held until every flight sent before is answered
         self._refused: list[Event] = []
         self._refusal: ResponseError | None = None
+        self._refusal_per_stream = True
+        #: Streams whose key Redis refuses, by stream key, with their held events
+        self._holds: dict[bytes, _Hold] = {}
         #: Latest-state values whose MSET was refused and that no later write replaced
         self._latest_retry: dict[bytes, bytes] = {}
         self._wakeup = asyncio.Event()
@@ -222,6 +257,8 @@ class TradingEventPublisher:
         """Queue events for publishing; conflates or drops (counted) instead of blocking."""
         if not events:
             return
+        if self._holds:
+            events = self._hold_back(events)
         pending = self._pending
         if (
             self._gap is None
@@ -268,7 +305,13 @@ class TradingEventPublisher:
 
     @property
     def depth(self) -> int:
-        return len(self._pending) + len(self._conflated)
+        held = sum(len(hold.events) for hold in self._holds.values()) if self._holds else 0
+        return len(self._pending) + len(self._conflated) + held
+
+    @property
+    def held_streams(self) -> list[str]:
+        """Streams whose key Redis refuses, their events held (see `_settle_refusal`)."""
+        return [stream.decode() for stream in self._holds]
 
     # --- the publishing task ----------------------------------------------------------------
 
@@ -285,12 +328,17 @@ class TradingEventPublisher:
                     if error is None:
                         self._answered(flights.popleft(), replies.result())
                         if self._refusal is not None and not flights:
-                            error, self._refusal = self._refusal, None
-                        elif self._refusal is None:
+                            error = self._settle_refusal()
+                        if error is None and self._refusal is None:
                             backoff = 0.05
                     replies = None
                 elif (
-                    (self._pending or self._conflated or (self._latest_retry and not flights))
+                    (
+                        self._pending
+                        or self._conflated
+                        or (self._latest_retry and not flights)
+                        or (self._holds and self._next_try() <= time.monotonic())
+                    )
                     and (not flights or (len(flights) < MAX_IN_FLIGHT and not flights[0].ordered))
                     and self._refusal is None  # refused events go again first, in order
                 ):
@@ -298,7 +346,13 @@ class TradingEventPublisher:
                         await self._transmit(self._pack(self._take_batch()))
                     except (RedisError, OSError) as exc:
                         error = exc
-                elif not flights and self._closing and not self._pending and not self._conflated:
+                elif (
+                    not flights
+                    and self._closing
+                    and not self._pending
+                    and not self._conflated
+                    and (not self._holds or self._close_deadline_passed())
+                ):
                     self._idle.set()
                     return
                 else:
@@ -326,16 +380,20 @@ class TradingEventPublisher:
     async def _wait(self, idle: bool) -> None:
         """Sleep until events are submitted or a flight is answered; when nothing is in flight
         either, keep the heartbeat alive while waiting."""
-        if idle and not self._pending and not self._conflated:
+        if idle and not self._pending and not self._conflated and not self._holds:
             self._idle.set()
         self._wakeup.clear()
         if not idle:
             await self._wakeup.wait()
             return
+        timeout = self.heartbeat_ttl / 3
+        if self._holds:  # wake for the next try of a held stream, or to give up when closing
+            wake = min(self._next_try(), self._close_by if self._closing else math.inf)
+            timeout = max(0.0, min(timeout, wake - time.monotonic()))
         # asyncio.timeout, not wait_for: no extra task, so a lone event is picked up in the very
         # next loop iteration after submit().
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.heartbeat_ttl / 3):
+            async with asyncio.timeout(timeout):
                 await self._wakeup.wait()
         if not self._pending and not self._conflated:
             await self._heartbeat_when_idle()
@@ -344,9 +402,15 @@ class TradingEventPublisher:
         """Redis refused entries, or a write failed and its connection is gone (voiding every
         batch in flight): all of them go back in front of the queue, oldest first. True when
         closing."""
-        void = [*self._refused, *[event for flight in self._flights for event in flight.batch]]
+        void = [
+            *self._refused,
+            *[event for flight in self._flights for event in flight.batch],
+            *[event for hold in self._holds.values() for event in hold.events],
+        ]
         self._refused = []
         self._refusal = None
+        self._refusal_per_stream = True
+        self._holds.clear()  # all go again with the rest: a key still refused is held again
         self._flights.clear()
         self._last_heartbeat = 0.0  # the next write carries one
         self.stats.redis_errors += 1
@@ -363,15 +427,130 @@ class TradingEventPublisher:
             for key in flight.latest:  # written: newer than a refused value, or that value
                 self._latest_retry.pop(key, None)
         written = flight.batch
+        refused: list[Event] = []
         if answer.error is not None:
-            refused = set(answer.refused)
-            written = [event for i, event in enumerate(written) if i not in refused]
+            refused = [flight.batch[i] for i in answer.refused]
+            indexes = set(answer.refused)
+            written = [event for i, event in enumerate(written) if i not in indexes]
         if self._refused:
             self._drop_superseded(written)
+        if self._holds:
+            self._release(written, refused)
         if answer.error is not None:
             self._refusal = self._refusal or answer.error
-            self._refused.extend(flight.batch[i] for i in answer.refused)
+            self._refusal_per_stream = self._refusal_per_stream and answer.per_stream
+            self._refused.extend(refused)
         self._acked(flight, written)
+
+    def _settle_refusal(self) -> ResponseError | None:
+        """Every flight is answered and Redis refused some entries. When it refused only keys
+        of the wrong type, their streams are held and tried alone, backing off, while the others
+        flow on (None). Anything else (out of memory, no permission) is returned: the caller's
+        gap, for every stream."""
+        error, self._refusal = self._refusal, None
+        per_stream, self._refusal_per_stream = self._refusal_per_stream, True
+        if error is None or not per_stream:
+            return error
+        self.stats.redis_errors += 1
+        refused, self._refused = self._refused, []
+        held: dict[bytes, list[Event]] = {}  # stream -> what its hold had gathered meanwhile
+        for event in refused:
+            stream, _, conflatable = self._target_cache[(type(event), event.symbol)]
+            hold = self._holds.get(stream)
+            if hold is None:
+                hold = self._holds[stream] = _Hold(str(error), time.time_ns(), conflatable)
+                log.error(
+                    "redis refused writes to %s, holding its events and trying it alone (the "
+                    "other streams are written): %s",
+                    stream.decode(),
+                    error,
+                )
+            if stream not in held:  # the refused events are older than those gathered
+                held[stream], hold.events = hold.events, []
+            self._keep(hold, event)
+        now = time.monotonic()
+        for stream, newer in held.items():
+            hold = self._holds[stream]
+            for event in newer:
+                self._keep(hold, event)
+            hold.retrying = False
+            hold.retry_at = now + hold.backoff * (0.5 + random.random())
+            hold.backoff = min(hold.backoff * 2, 5.0)
+        self._pending = self._hold_back(self._pending)
+        if self._conflated:
+            self._conflated = {
+                self.keys.stream(event): event
+                for event in self._hold_back(list(self._conflated.values()))
+            }
+        return None
+
+    def _hold_back(self, events: list[Event]) -> list[Event]:
+        """The events not of a held stream; the others join their stream's hold."""
+        holds = self._holds
+        cached = self._target_cache.get
+        free: list[Event] = []
+        for event in events:
+            stream = (cached((type(event), event.symbol)) or self._targets(event))[0]
+            hold = holds.get(stream)
+            if hold is None:
+                free.append(event)
+            else:
+                self._keep(hold, event)
+        return free
+
+    def _keep(self, hold: _Hold, event: Event) -> None:
+        """Add an event to a hold: a quote, book or screener replaces the one held (conflated);
+        bars, account and status events queue, up to the hard cap (then dropped, counted)."""
+        kind = _TYPE_NAMES[type(event)]
+        if hold.conflatable and hold.events:
+            self.stats.conflated[kind] += len(hold.events)
+            hold.conflated += len(hold.events)
+            hold.events = [event]
+        elif len(hold.events) >= self.hard_cap:
+            self.stats.dropped[kind] += 1
+            hold.dropped += 1
+        else:
+            hold.events.append(event)
+
+    def _next_try(self) -> float:
+        """When the first held stream not already being tried is due (monotonic seconds)."""
+        return min(
+            (h.retry_at for h in self._holds.values() if h.events and not h.retrying),
+            default=math.inf,
+        )
+
+    def _release(self, written: list[Event], refused: list[Event]) -> None:
+        """A held stream whose try Redis wrote is held no more: what it gathered meanwhile goes
+        next, and a `gap` status event on the status stream says what the hold cost."""
+        cache = self._target_cache
+        still = {cache[(type(event), event.symbol)][0] for event in refused}
+        for event in written:
+            stream = cache[(type(event), event.symbol)][0]
+            hold = self._holds.get(stream)
+            if hold is None or not hold.retrying or stream in still:
+                continue
+            del self._holds[stream]
+            self._pending.extend(hold.events)
+            name = stream.decode()
+            seconds = (time.time_ns() - hold.since_ns) / 1e9
+            log.warning(
+                "redis takes writes to %s again after %.1f s: %d events conflated, %d dropped "
+                "while it was refused",
+                name,
+                seconds,
+                hold.conflated,
+                hold.dropped,
+            )
+            self.status(
+                "gap",
+                f"redis refused writes to {name} for {seconds:.1f} s",
+                stream=name,
+                start_ns=hold.since_ns,
+                end_ns=time.time_ns(),
+                conflated=hold.conflated,
+                dropped=hold.dropped,
+                reason=hold.reason,
+            )
 
     def _drop_superseded(self, written: list[Event]) -> None:
         """Held refused quotes, books and screeners of a stream that a later flight has written
@@ -412,6 +591,13 @@ class TradingEventPublisher:
         if self._conflated:
             batch.extend(self._conflated.values())
             self._conflated = {}
+        if self._holds:  # held streams that are due go too, alone of their stream
+            now = time.monotonic()
+            for hold in self._holds.values():
+                if hold.events and not hold.retrying and hold.retry_at <= now:
+                    batch.extend(hold.events)
+                    hold.events = []
+                    hold.retrying = True
         return batch
 
     def _requeue(self, batch: list[Event]) -> None:
@@ -512,13 +698,14 @@ class TradingEventPublisher:
                     try:
                         reply = await conn.read_response(disable_decoding=True)
                     except ResponseError as exc:
-                        answer.error = answer.error or exc
-                        answer.refused.extend(range(first, first + entries))
-                        answer.latest_written = answer.latest_written and kind != _LATEST
+                        answer.refuse(range(first, first + entries), [str(exc)], kind)
                         continue
                     if kind == _SCRIPT and reply:  # [i, error, ...], i counted from 1
-                        answer.error = answer.error or ResponseError(bytes(reply[1]).decode())
-                        answer.refused.extend(first + i - 1 for i in reply[::2])
+                        answer.refuse(
+                            (first + i - 1 for i in reply[::2]),
+                            (bytes(error).decode() for error in reply[1::2]),
+                            kind,
+                        )
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
@@ -625,6 +812,8 @@ class TradingEventPublisher:
         """Flush what we hold (bounded by `timeout`), then stop the task and the connection."""
         self._closing = True
         self._close_by = time.monotonic() + timeout
+        for hold in self._holds.values():
+            hold.retry_at = 0.0  # one more try before giving up on them
         self._wakeup.set()
         flushed = await self.flush(timeout)
         if not flushed:

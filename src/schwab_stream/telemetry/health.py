@@ -27,6 +27,8 @@ class Health:
         #: When `subscribed` last became true: the silence clock starts there, not at startup.
         self.subscribed_since: float | None = None
         self.redis_ok = False
+        #: Streams whose key Redis refuses (another type): held by the publisher, others flow.
+        self.redis_refused_streams: list[str] = []
         #: Why a person must run `schwab-stream login`, or None.
         self.login_needed: str | None = None
         #: True while this instance waits as a hot standby; that is a healthy state.
@@ -82,6 +84,7 @@ class Health:
             "subscribed": self.subscribed,
             "standby": self.standby,
             "redis_ok": self.redis_ok,
+            "redis_refused_streams": self.redis_refused_streams,
             "silence_seconds": None if silent is None else round(silent, 3),
             "max_silence_seconds": max_silence,
         }
