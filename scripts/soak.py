@@ -5,9 +5,11 @@
 Everything stays on loopback: the simulator (`schwab-stream sim`, a child process), a throw-away
 redis-server (a child process) and the pipeline (this process, so its memory is what /proc/self
 reports). Faults rotate through a dropped socket, silence past the watchdog, a garbage frame,
-Schwab codes 30 and 3, and Redis killed and restarted. At the end every event the normalizer
-produced must be accounted for: published, conflated (latest-wins while Redis was away), dropped,
-or still queued. The summary is printed as Markdown (and written as JSON with --json).
+Schwab codes 30 and 3, Redis killed and restarted, and a stream key overwritten with a string for
+2 s (Redis refuses that stream's writes: it is held while the others flow). At the end every event
+the normalizer produced must be accounted for: published, conflated (latest-wins while Redis was
+away or a stream was held), dropped, or still queued. The summary is printed as Markdown (and
+written as JSON with --json).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.events import Event, StatusEvent
 from schwab_stream.pipeline import Pipeline
 
-FAULTS = ("drop", "silence", "garbage", "code30", "redis", "code3")
+FAULTS = ("drop", "silence", "garbage", "code30", "redis", "code3", "wrongtype")
 
 
 def rss_kib() -> int:
@@ -105,6 +107,12 @@ async def fault(name: str, http: httpx.AsyncClient, redis_server: EmbeddedRedis)
         redis_server.kill()
         await asyncio.sleep(2.0)
         await asyncio.to_thread(redis_server.start)
+    elif name == "wrongtype":
+        client = aioredis.Redis.from_url(redis_server.url)
+        await client.set("schwab:tick:S001", "not a stream")
+        await asyncio.sleep(2.0)
+        await client.delete("schwab:tick:S001")
+        await client.aclose()
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -230,7 +238,7 @@ def markdown(result: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v}" for k, v in sorted(result["reconnects_by_reason"].items()))
             + ")",
         ),
-        ("gaps (Redis outages marked)", str(result["gaps"])),
+        ("gaps (Redis outages and held streams marked)", str(result["gaps"])),
         ("bad frames counted", str(sum(result["bad_frames"].values()))),
         ("login_needed events", str(result["login_needed"])),
         (
