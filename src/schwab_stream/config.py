@@ -38,6 +38,13 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
+def check_redis_url(value: str) -> str:
+    """A Redis URL redis-py can open; without a scheme it would only fail later, in a traceback."""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
 class Settings(BaseSettings):
     """All knobs of schwab-stream; see `.env.example` for the documented list."""
 
@@ -118,9 +125,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
+        return check_redis_url(value)
 
     @property
     def resolved_token_path(self) -> Path:

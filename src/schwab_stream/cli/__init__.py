@@ -44,6 +44,18 @@ class LazyGroup(click.Group):
         return command
 
 
+def redis_url_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """click callback of `--redis-url`: a URL without a scheme is a usage error."""
+    from schwab_stream.config import check_redis_url  # not for every command: pydantic is slow
+
+    if value is None:
+        return None
+    try:
+        return check_redis_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="schwab-stream")
 def main() -> None:

@@ -36,6 +36,7 @@ from rich.text import Text
 
 from schwab_stream.auth.client import format_duration
 from schwab_stream.auth.sim_login import login_against_simulator
+from schwab_stream.cli import redis_url_option
 from schwab_stream.cli.tail import describe, px, qty
 from schwab_stream.config import Settings, parse_subscribe_option
 from schwab_stream.embedded_redis import EmbeddedRedis
@@ -576,6 +577,7 @@ def _echo_warnings(path: Path) -> None:
 @click.option(
     "--redis-url",
     metavar="URL",
+    callback=redis_url_option,
     help="Write to this Redis instead of starting a throw-away one (the events stay there).",
 )
 @click.option(

@@ -20,6 +20,8 @@ import click
 import redis
 from redis.exceptions import RedisError
 
+from schwab_stream.cli import redis_url_option
+
 #: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
 SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
 #: Event types with one stream each (PREFIX:TYPE).
@@ -246,7 +248,12 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     type=click.IntRange(min=1),
     help="Stop after this many events (for scripts).",
 )
-@click.option("--redis-url", metavar="URL", help="Redis to read (default: REDIS_URL setting).")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    callback=redis_url_option,
+    help="Redis to read (default: REDIS_URL setting).",
+)
 @click.option("--prefix", help="Redis key prefix (default: SCHWAB_REDIS_PREFIX setting).")
 def tail(
     symbols: tuple[str, ...],
