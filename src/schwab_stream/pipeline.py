@@ -135,6 +135,8 @@ class Pipeline:
         self.lease = Lease(settings.redis_url, f"{settings.redis_prefix}:lease", settings.lease_ttl)
         self.metrics_server: MetricsServer | None = None
         self.exit_code = 0
+        #: The last status event's detail and code: it says why the run stopped, once.
+        self._stopped: tuple[str, int | None] = ("schwab-stream run stopped", None)
         self._stop = asyncio.Event()
         self._rate_mark = (time.monotonic(), 0)
 
@@ -248,7 +250,7 @@ class Pipeline:
                 task.cancel()
             await self.expiry.aclose()
             self.telemetry.sync()
-            self.publisher.status("stopped", "schwab-stream run stopped")
+            self.publisher.status("stopped", *self._stopped)
             await self.publisher.close(timeout=5.0)
             publisher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -280,7 +282,7 @@ class Pipeline:
         exc = task.exception()
         if isinstance(exc, StreamStopped):
             log.error("%s; not reconnecting so the two sessions do not fight", exc)
-            self.publisher.status("stopped", str(exc), code=12)
+            self._stopped = (str(exc), 12)
             return 3
         if exc is not None:
             log.error("stream client failed: %r", exc)
