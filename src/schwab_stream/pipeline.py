@@ -89,9 +89,7 @@ class _TelemetrySync:
         health.set_subscribed(client.subscribed)
         health.redis_ok = p.publisher.redis_ok
         health.redis_refused_streams = p.publisher.held_streams
-        health.login_needed = (
-            "the refresh token is dead or revoked" if state == "login_needed" else None
-        )
+        health.login_needed = client.login_reason if state == "login_needed" else None
         last = max(client.last_message.values(), default=None)
         if last is not None:
             health.mark_alive(last)

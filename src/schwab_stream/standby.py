@@ -123,7 +123,8 @@ class Lease:
             except (RedisError, OSError) as exc:
                 now = "redis"
                 reason = (
-                    f"redis is unreachable ({type(exc).__name__}); not streaming without a lease"
+                    f"redis is unreachable ({type(exc).__name__}: {exc}); not streaming without "
+                    "a lease"
                 )
             if now != kind:
                 kind = now

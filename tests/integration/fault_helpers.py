@@ -61,9 +61,11 @@ class Bridges:
         self.running: list[Bridge] = []
 
     async def start(self, sim: SimThread, subs: dict[str, list[str]], **overrides: Any) -> Bridge:
-        token_path = self.tmp_path / "token.json"
-        if not token_path.exists():
-            write_tokens(sim, token_path)
+        token_path = overrides.pop("token_path", None)
+        if token_path is None:  # logged in; pass token_path to start without a login
+            token_path = self.tmp_path / "token.json"
+            if not token_path.exists():
+                write_tokens(sim, token_path)
         redis_url = overrides.pop("redis_url", self.redis_url)
         settings = make_settings(sim, redis_url, token_path, **overrides)
         pipeline = Pipeline(settings, subs)

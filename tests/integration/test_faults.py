@@ -241,8 +241,9 @@ async def test_revoked_refresh_token_asks_for_login_once_and_resumes_after_it(
     errors = messages(caplog, "schwab-stream login", logging.ERROR)
     assert len(errors) == 1 and "revoked" in errors[0]
     assert bridge.metric("connection_state", state="login_needed") == 1
+    await wait_for(lambda: bridge.pipeline.health.login_needed)  # synced each second
     healthy, reason = bridge.pipeline.health.check(time.monotonic(), 45)
-    assert not healthy and "schwab-stream login" in reason
+    assert not healthy and "revoked" in reason and reason.count("schwab-stream login") == 1
     assert await bridge.redis.xlen("schwab:tick:AAPL") == kept  # what it had stays
     assert await bridge.redis.get("schwab:latest:tick:AAPL") is not None
     assert not bridge.task.done()
@@ -253,6 +254,24 @@ async def test_revoked_refresh_token_asks_for_login_once_and_resumes_after_it(
     assert "a new token file was picked up" in [s.detail for s in await statuses(bridge.redis)]
     assert bridge.metric("connection_state", state="subscribed") == 1
     assert bridge.pipeline.health.login_needed is None
+    assert await bridge.stop() == 0
+
+
+async def test_no_token_file_says_so_in_healthz_and_a_login_is_picked_up(
+    sim_factory: Callable[..., SimThread], bridges: Bridges, tmp_path: Path
+) -> None:
+    """Started before any login: /healthz names the real cause (no token file, and where),
+    not a dead refresh token; writing the file is enough to start streaming."""
+    sim = sim_factory(rate=40)
+    token_path = tmp_path / "later" / "token.json"  # nobody has logged in yet
+    bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, token_path=token_path)
+    await wait_for(lambda: bridge.pipeline.health.login_needed, timeout=10)
+    healthy, reason = bridge.pipeline.health.check(time.monotonic(), 45)
+    assert not healthy and f"no token file at {token_path}" in reason
+    assert reason.count("schwab-stream login") == 1
+    write_tokens(sim, token_path)
+    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3), timeout=15)
+    await wait_for(lambda: bridge.pipeline.health.login_needed is None)
     assert await bridge.stop() == 0
 
 

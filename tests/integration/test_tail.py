@@ -128,6 +128,33 @@ async def test_types_alone_discover_every_symbol_and_status(
     ]
 
 
+async def test_last_prints_the_newest_events_of_every_stream_in_order_and_stops(
+    sim_factory: Callable[..., SimThread], redis_url: str, tmp_path: Path
+) -> None:
+    """`--last N` merges the streams by arrival (entry id) and stops, even when they hold fewer
+    than N (the runbook's first look at a bridge's story)."""
+    await fill(sim_factory(rate=50, book_interval=0.1), redis_url, tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    stored = [
+        (entry_id, json.loads(fields[b"data"]))
+        for key in ("schwab:tick:AAPL", "schwab:tick:MSFT")
+        for entry_id, fields in client.xrange(key)
+    ]
+    client.close()
+    stored.sort(key=lambda item: tuple(int(p) for p in item[0].decode().split("-")))
+    done = tail(redis_url, "--json", "--last", "7", "-t", "tick")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [e for _, e in stored[-7:]]
+
+    status = entries(redis_url, "schwab:status")
+    done = tail(redis_url, "--last", str(len(status) + 50), "-t", "status", timeout=10)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[2] for line in done.stdout.splitlines()] == [e["state"] for e in status]
+
+    done = tail(redis_url, "--last", "3", "--from-start")
+    assert done.returncode == 2 and "--last prints and stops" in done.stderr
+
+
 async def test_following_live_starts_at_the_end_and_misses_nothing(
     sim_factory: Callable[..., SimThread], redis_url: str, tmp_path: Path
 ) -> None:

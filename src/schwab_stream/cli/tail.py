@@ -213,6 +213,21 @@ class Follower:
         return out
 
 
+def newest(client: redis.Redis, keys: Iterable[str], n: int) -> list[tuple[str, str, bytes]]:
+    """The newest `n` entries of the streams together, oldest first (entry ids are the server's
+    arrival times, so they interleave the streams in order)."""
+    out: list[tuple[str, str, bytes]] = []
+    for key in keys:
+        reply: Any = client.xrevrange(key, count=n)
+        for raw_id, fields in reply:
+            data = fields.get(b"data")
+            if data is not None:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                out.append((key, entry_id, data))
+    out.sort(key=lambda item: _id_order(item[1]))
+    return out[-n:]
+
+
 def _id_order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -249,6 +264,12 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     help="Stop after this many events (for scripts).",
 )
 @click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Print the newest N events the streams hold, then stop (no following).",
+)
+@click.option(
     "--redis-url",
     metavar="URL",
     callback=redis_url_option,
@@ -261,6 +282,7 @@ def tail(
     as_json: bool,
     from_start: bool,
     count: int | None,
+    last: int | None,
     redis_url: str | None,
     prefix: str | None,
 ) -> None:
@@ -270,8 +292,13 @@ def tail(
     Examples:
       schwab-stream tail --symbol AAPL                  quotes, books and bars of AAPL
       schwab-stream tail --type status                  the bridge's lifecycle events
+      schwab-stream tail -t status --last 20            the bridge's 20 latest lifecycle events
       schwab-stream tail -t tick --from-start -n 10     the first 10 quotes Redis holds
     """
+    if last is not None and (from_start or count is not None):
+        raise click.UsageError(
+            "--last prints and stops: it does not go with --from-start or --count"
+        )
     if redis_url is None or prefix is None:
         from schwab_stream.config import load_settings
         from schwab_stream.errors import ConfigError
@@ -292,7 +319,18 @@ def tail(
         click.echo(f"schwab-stream tail: cannot reach Redis at {redis_url}: {exc}", err=True)
         sys.exit(1)
     try:
-        _follow(client, prefix, wanted_symbols, wanted_types, as_json, from_start, count)
+        if last is not None:
+            keys = fixed_keys(prefix, wanted_symbols, wanted_types)
+            if not wanted_symbols:
+                keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
+            try:
+                entries = newest(client, keys, last)
+            except (RedisError, OSError) as exc:
+                click.echo(f"schwab-stream tail: redis error ({exc})", err=True)
+                sys.exit(1)
+            _print(entries, as_json, sys.stdout.isatty() and not as_json)
+        else:
+            _follow(client, prefix, wanted_symbols, wanted_types, as_json, from_start, count)
     except KeyboardInterrupt:
         pass
     finally:
@@ -328,15 +366,19 @@ def _follow(
             click.echo(f"schwab-stream tail: redis error ({exc}); retrying", err=True)
             time.sleep(1.0)
             continue
-        for _key, _entry_id, data in entries:
-            if as_json:
-                click.echo(data.decode("utf-8", errors="replace"))
-            else:
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    event = {"type": "?", "raw": data.decode("utf-8", errors="replace")}
-                click.echo(format_line(event if isinstance(event, dict) else {}, color))
-            printed += 1
-            if count is not None and printed >= count:
-                break
+        if count is not None:
+            entries = entries[: count - printed]
+        _print(entries, as_json, color)
+        printed += len(entries)
+
+
+def _print(entries: list[tuple[str, str, bytes]], as_json: bool, color: bool) -> None:
+    for _key, _entry_id, data in entries:
+        if as_json:
+            click.echo(data.decode("utf-8", errors="replace"))
+        else:
+            try:
+                event = json.loads(data)
+            except ValueError:
+                event = {"type": "?", "raw": data.decode("utf-8", errors="replace")}
+            click.echo(format_line(event if isinstance(event, dict) else {}, color))

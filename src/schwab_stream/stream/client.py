@@ -62,6 +62,8 @@ class ClientStats:
     reconnects: Counter[str] = field(default_factory=Counter)
     last_message: dict[str, float] = field(default_factory=dict)  # service -> monotonic
     state: str = "starting"
+    #: Why a person must log in, while `state` is "login_needed" (the error's words, no secret)
+    login_reason: str = ""
     logged_in: bool = False
     subscribed: bool = False
 
@@ -165,6 +167,7 @@ class SchwabStreamClient:
         """A person must log in: say so once, then wait for `login` to write a new token file
         (polling the file, not Schwab, so a dead token is not hammered)."""
         self.stats.state = "login_needed"
+        self.stats.login_reason = str(exc)
         self._report("login_needed", str(exc), logging.ERROR)
         await wait_for_new_login(self.auth.store.path, self._stop, self.login_poll_seconds)
         if not self._stop.is_set():

@@ -58,7 +58,10 @@ class Health:
     def check(self, now: float, max_silence: float) -> tuple[bool, str]:
         """(healthy, reason): healthy when logged in, subscribed and not silent past max_silence."""
         if self.login_needed:
-            return False, f"login needed: {self.login_needed} (run `schwab-stream login`)"
+            fix = (
+                "" if "schwab-stream login" in self.login_needed else " (run `schwab-stream login`)"
+            )
+            return False, f"login needed: {self.login_needed}{fix}"
         if self.standby:
             if not self.redis_ok:
                 # No instance can hold the lease, so nobody is streaming: a person must look.
