@@ -351,7 +351,7 @@ class TradingEventPublisher:
                     and self._closing
                     and not self._pending
                     and not self._conflated
-                    and (not self._holds or self._close_deadline_passed())
+                    and (self._next_try() == math.inf or self._close_deadline_passed())
                 ):
                     self._idle.set()
                     return
@@ -400,18 +400,18 @@ class TradingEventPublisher:
 
     def _fail(self, exc: RedisError | OSError) -> bool:
         """Redis refused entries, or a write failed and its connection is gone (voiding every
-        batch in flight): all of them go back in front of the queue, oldest first. True when
-        closing."""
-        void = [
-            *self._refused,
-            *[event for flight in self._flights for event in flight.batch],
-            *[event for hold in self._holds.values() for event in hold.events],
-        ]
+        batch in flight): all of them go back in front of the queue, oldest first (a held
+        stream's back in front of its hold, which lasts). True when closing."""
+        void = [*self._refused, *[event for flight in self._flights for event in flight.batch]]
         self._refused = []
         self._refusal = None
         self._refusal_per_stream = True
-        self._holds.clear()  # all go again with the rest: a key still refused is held again
         self._flights.clear()
+        if self._holds:  # a held stream's try goes back in front of its hold, tried again soon
+            void, tried = self._put_back(void)
+            for hold in tried:
+                hold.retrying = False
+                hold.retry_at = 0.0
         self._last_heartbeat = 0.0  # the next write carries one
         self.stats.redis_errors += 1
         self._enter_gap(exc)
@@ -453,28 +453,14 @@ class TradingEventPublisher:
             return error
         self.stats.redis_errors += 1
         refused, self._refused = self._refused, []
-        held: dict[bytes, list[Event]] = {}  # stream -> what its hold had gathered meanwhile
-        for event in refused:
-            stream, _, conflatable = self._target_cache[(type(event), event.symbol)]
-            hold = self._holds.get(stream)
-            if hold is None:
-                hold = self._holds[stream] = _Hold(str(error), time.time_ns(), conflatable)
-                log.error(
-                    "redis refused writes to %s, holding its events and trying it alone (the "
-                    "other streams are written): %s",
-                    stream.decode(),
-                    error,
-                )
-            if stream not in held:  # the refused events are older than those gathered
-                held[stream], hold.events = hold.events, []
-            self._keep(hold, event)
+        _, tried = self._put_back(refused, error)
         now = time.monotonic()
-        for stream, newer in held.items():
-            hold = self._holds[stream]
-            for event in newer:
-                self._keep(hold, event)
+        for hold in tried:
             hold.retrying = False
-            hold.retry_at = now + hold.backoff * (0.5 + random.random())
+            # Closing: that was the last try (see `close`).
+            hold.retry_at = (
+                math.inf if self._closing else now + hold.backoff * (0.5 + random.random())
+            )
             hold.backoff = min(hold.backoff * 2, 5.0)
         self._pending = self._hold_back(self._pending)
         if self._conflated:
@@ -482,7 +468,45 @@ class TradingEventPublisher:
                 self.keys.stream(event): event
                 for event in self._hold_back(list(self._conflated.values()))
             }
+        # Redis answered, and wrote all it was sent but these keys: it is up.
+        if self._gap is not None:
+            self._leave_gap()
+        if self._pressure is not None and not self._pending and not self._conflated:
+            self._leave_pressure()
         return None
+
+    def _put_back(
+        self, events: list[Event], refusal: ResponseError | None = None
+    ) -> tuple[list[Event], list[_Hold]]:
+        """Events of held streams, older than what their hold gathered since, go back in front
+        of it, in order; with a `refusal`, a stream not held yet gets a hold (said once).
+        Returns the events of streams not held, and the holds that took events."""
+        free: list[Event] = []
+        newer: dict[bytes, list[Event]] = {}  # stream -> what its hold had gathered
+        for event in events:
+            stream, _, conflatable = self._target_cache[(type(event), event.symbol)]
+            hold = self._holds.get(stream)
+            if hold is None and refusal is not None:
+                hold = self._holds[stream] = _Hold(str(refusal), time.time_ns(), conflatable)
+                log.error(
+                    "redis refused writes to %s, holding its events and trying it alone (the "
+                    "other streams are written): %s",
+                    stream.decode(),
+                    refusal,
+                )
+            if hold is None:
+                free.append(event)
+                continue
+            if stream not in newer:
+                newer[stream], hold.events = hold.events, []
+            self._keep(hold, event)
+        tried = []
+        for stream, gathered in newer.items():
+            hold = self._holds[stream]
+            for event in gathered:
+                self._keep(hold, event)
+            tried.append(hold)
+        return free, tried
 
     def _hold_back(self, events: list[Event]) -> list[Event]:
         """The events not of a held stream; the others join their stream's hold."""
@@ -574,7 +598,9 @@ class TradingEventPublisher:
         stats = self.stats
         stats.batches += 1
         stats.published.update(_TYPE_NAMES[type(event)] for event in written)
-        if flight.batch:  # not a retry of refused latest keys alone
+        # Not a retry of refused latest keys alone, nor a batch with refused entries (its oldest
+        # may be a held event that is still not written).
+        if flight.batch and len(written) == len(flight.batch):
             stats.latencies_ns.append((now - flight.oldest_ns, now - flight.newest_ns))
             if stats.latency_sink is not None:
                 stats.latency_sink.observe_ns(now - flight.oldest_ns)
@@ -815,9 +841,9 @@ class TradingEventPublisher:
         for hold in self._holds.values():
             hold.retry_at = 0.0  # one more try before giving up on them
         self._wakeup.set()
-        flushed = await self.flush(timeout)
-        if not flushed:
-            lost = self.depth + len(self._refused) + sum(len(f.batch) for f in self._flights)
+        await self.flush(timeout)
+        lost = self.depth + len(self._refused) + sum(len(f.batch) for f in self._flights)
+        if lost:
             log.error("closing with %d events not written to redis", lost)
         await self._conn.disconnect()
         await self.redis.aclose()
