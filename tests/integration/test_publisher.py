@@ -233,16 +233,21 @@ async def test_a_refused_key_does_not_slow_the_other_streams(redis_url: str) -> 
     await client.aclose()
 
 
+async def _user_without(admin: aioredis.Redis, server: EmbeddedRedis, command: str) -> str:
+    """The URL of a Redis user that may run every command but `command` (user `no<command>`)."""
+    await admin.execute_command(
+        "ACL", "SETUSER", f"no{command}", "on", ">pw", "~*", "&*", "+@all", f"-{command}"
+    )
+    return f"redis://no{command}:pw@127.0.0.1:{server.port}/0"
+
+
 async def test_a_refusal_of_every_key_is_a_gap_for_every_stream(
     redis_server: EmbeddedRedis, redis_url: str
 ) -> None:
     """A refusal that is not about one key (here NOPERM: the user may not XADD at all) is
     treated as Redis failing: a gap for every stream, not a hold of one."""
     admin = aioredis.Redis.from_url(redis_url)
-    await admin.execute_command(
-        "ACL", "SETUSER", "noxadd", "on", ">pw", "~*", "&*", "+@all", "-xadd"
-    )
-    url = f"redis://noxadd:pw@127.0.0.1:{redis_server.port}/0"
+    url = await _user_without(admin, redis_server, "xadd")
     pub = TradingEventPublisher(url, prefix="nx", maxlen=1000)
     task = asyncio.create_task(pub.run())
     try:
@@ -399,10 +404,7 @@ async def test_a_refused_latest_key_write_is_tried_again_without_going_back_in_t
     """A user that may XADD but not MSET: stream entries are written once, the latest keys wait,
     and once MSET is allowed they hold the newest value, even with no new event to carry it."""
     admin = aioredis.Redis.from_url(redis_url)
-    await admin.execute_command(
-        "ACL", "SETUSER", "nomset", "on", ">pw", "~*", "&*", "+@all", "-mset"
-    )
-    url = f"redis://nomset:pw@127.0.0.1:{redis_server.port}/0"
+    url = await _user_without(admin, redis_server, "mset")
     pub = TradingEventPublisher(url, prefix="nm", maxlen=1000)
     task = asyncio.create_task(pub.run())
     try:
