@@ -33,7 +33,7 @@ from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import EmbeddedRedis, free_port
 from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
-from schwab_stream.publish.redis import StreamKeys
+from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.runtime import freeze_heap
 from schwab_stream.sim.server import SimConfig, SimThread
 from schwab_stream.stream.normalize import Normalizer
@@ -210,16 +210,13 @@ async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 1
     freeze_heap()  # as `schwab-stream run` does once its pipeline is built
     acks = Acks()
     publisher = pipeline.publisher
-    acked = publisher._acked
 
-    def recorded(flight: Any, written: list[Event]) -> None:
-        now = time.time_ns()
-        acked(flight, written)
+    def recorded(written: list[Event], now: int) -> None:
         market = [e.recv_ns for e in written if not isinstance(e, StatusEvent)]
         acks.recv_ns.extend(market)
         acks.ack_ns.extend([now] * len(market))
 
-    publisher._acked = recorded  # type: ignore[method-assign]
+    publisher.core.on_written = recorded
     task = asyncio.create_task(pipeline.run())
     deadline = time.monotonic() + timeout
     while acks.events < expected:

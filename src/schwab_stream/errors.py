@@ -1,31 +1,99 @@
-"""The project's exceptions: each one carries a message a person can act on, never a secret."""
+"""The project's exceptions and exit codes: one root, each error a bounded `kind` (the metric and
+log label) and the exit code a command ends with, so no caller ever parses a message.
+
+    SchwabStreamError            kind "error"           exit 1
+    ├── ConfigError              kind "config"          exit 2  a setting is missing or bad
+    ├── TokenFileError           kind "token_file"      exit 1  the token file is missing/corrupt
+    ├── LoginRequiredError       kind "login_required"  exit 3  a person must run `login`
+    ├── AuthError                kind "auth"            exit 1  OAuth/REST failed after retries
+    ├── ProtocolError            kind per instance      exit 1  a streamer frame we cannot read
+    ├── StreamStopped            kind "taken_over"      exit 3  code 12: another session took over
+    ├── LeaseLost                kind "lease_lost"      exit 4  another instance took the lease
+    └── EmbeddedRedisError       kind "embedded_redis"  exit 1  the bundled redis-server failed
+
+Messages are for people and never carry a secret.
+"""
 
 from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """Exit codes of the commands (docs/operations.md). A one-shot command (`token`) folds the
+    ones it cannot meet into FAILED; `run` uses them all."""
+
+    OK = 0
+    FAILED = 1
+    BAD_SETTINGS = 2
+    #: `run`: Schwab ended the session for another (code 12); `token`: a login is needed
+    TAKEN_OVER = 3
+    LOGIN_NEEDED = 3
+    LEASE_LOST = 4
 
 
 class SchwabStreamError(Exception):
     """Base of every error this package raises on purpose."""
 
+    kind: ClassVar[str] = "error"
+    exit_code: ClassVar[ExitCode] = ExitCode.FAILED
+
 
 class ConfigError(SchwabStreamError):
     """A setting is missing or has a bad value; the message names the setting."""
+
+    kind = "config"
+    exit_code = ExitCode.BAD_SETTINGS
 
 
 class TokenFileError(SchwabStreamError):
     """The token file is missing, corrupt or foreign; the message names the file and the fix."""
 
+    kind = "token_file"
+
 
 class LoginRequiredError(SchwabStreamError):
     """The refresh token is dead or revoked: a person must run `schwab-stream login`."""
+
+    kind = "login_required"
+    exit_code = ExitCode.LOGIN_NEEDED
 
 
 class AuthError(SchwabStreamError):
     """An OAuth or REST call failed in a way retries did not fix."""
 
+    kind = "auth"
+
 
 class ProtocolError(SchwabStreamError):
-    """A streamer frame could not be understood."""
+    """A streamer frame could not be understood. `kind` says how (a bounded label, e.g.
+    `not_json`, `bad_shape`): the `frames_bad_total` label."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # type: ignore[misc]  # per instance, unlike the other errors
 
 
 class StreamStopped(SchwabStreamError):
-    """The streamer must stop for good (for example code 12: another session took over)."""
+    """The streamer must stop for good (code 12: another session took over)."""
+
+    kind = "taken_over"
+    exit_code = ExitCode.TAKEN_OVER
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LeaseLost(SchwabStreamError):
+    """Another instance holds the hot-standby lease now: stop streaming at once."""
+
+    kind = "lease_lost"
+    exit_code = ExitCode.LEASE_LOST
+
+
+class EmbeddedRedisError(SchwabStreamError):
+    """The bundled redis-server (demo, tests) could not be started or did not answer."""
+
+    kind = "embedded_redis"

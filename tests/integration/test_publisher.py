@@ -1,4 +1,6 @@
-"""The publisher against a real redis-server: keys, batching, and a Redis outage."""
+"""The publisher against a real redis-server: keys, batching, and a Redis outage. The sequences
+of its rules (which flight may overtake which, what a refusal holds) are unit tests of its core,
+tests/unit/test_publisher_core.py; here they are proven on the wire."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -183,30 +184,6 @@ async def test_a_key_of_the_wrong_type_holds_its_stream_and_every_bar_arrives_on
     await client.aclose()
 
 
-async def test_bars_gathered_while_a_held_stream_is_tried_stay_behind_the_tried_ones(
-    redis_url: str,
-) -> None:
-    """A held stream's try is refused again while newer bars of it arrived: the tried (older)
-    bars keep their place in front of the newer ones."""
-    client = aioredis.Redis.from_url(redis_url)
-    await client.set("tb:bar:AAPL", "not a stream")
-    pub = TradingEventPublisher(redis_url, prefix="tb", maxlen=1000)
-    task = asyncio.create_task(pub.run())
-    pub.submit([bar("AAPL", 1), bar("AAPL", 2)])
-    await _until(lambda: _true(pub.held_streams == ["tb:bar:AAPL"]))
-    gate = _Gate(pub)
-    await _until(lambda: _true(len(pub._flights) == 1))  # the try is out, its answer held back
-    pub.submit([bar("AAPL", 3)])
-    gate.open.set()
-    await _until(lambda: _true(not pub._flights and pub.depth == 3))  # refused again, all held
-    await client.delete("tb:bar:AAPL")
-    assert await pub.flush(10)
-    await pub.close()
-    await task
-    assert await read_seqs(client, "tb:bar:AAPL") == [1, 2, 3]
-    await client.aclose()
-
-
 async def test_a_refused_key_does_not_slow_the_other_streams(redis_url: str) -> None:
     """While one stream's key is refused, every other stream keeps getting every quote (none
     conflated, no back-off); the refused one's quotes are conflated to its newest, which
@@ -292,7 +269,7 @@ async def _submit_until_in_flight(pub: TradingEventPublisher, batches: list[list
     for batch in batches:
         pub.submit(list(batch))
         deadline = time.monotonic() + 5
-        while pub.depth and len(pub._flights) < 2 and time.monotonic() < deadline:
+        while pub.depth and pub.core.in_flight < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
 
 
@@ -342,7 +319,7 @@ async def test_a_connection_lost_with_two_batches_in_flight_sends_both_again_in_
         await _submit_until_in_flight(
             pub, [[tick("AAPL", 1, 1.0)], [tick("AAPL", 2, 2.0)], [bar("AAPL", 1)]]
         )
-        assert pub.depth == 1 and len(pub._flights) == 2
+        assert pub.depth == 1 and pub.core.in_flight == 2
         # Held commands of a killed client are dropped, never run: nothing was written yet.
         await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         deadline = time.monotonic() + 5
@@ -438,80 +415,8 @@ async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> 
         await asyncio.sleep(0.005)
 
 
-class _Gate:
-    """Holds back the reading of a publisher's replies until opened: Redis has run a batch, but
-    the publisher does not know the outcome yet (a slow reply path, made repeatable)."""
-
-    def __init__(self, pub: TradingEventPublisher) -> None:
-        self.open = asyncio.Event()
-        receive = pub._receive
-
-        async def gated(replies: Any) -> Any:
-            await self.open.wait()
-            return await receive(replies)
-
-        pub._receive = gated  # type: ignore[method-assign]
-
-
-async def _refused_then_fixed(
-    redis_url: str, prefix: str, first: list[Event], second: list[Event]
-) -> tuple[aioredis.Redis, TradingEventPublisher, int]:
-    """`first` is run by Redis with its BAD keys refused (wrong type), the keys are fixed, then
-    `second` is submitted before the publisher has read `first`'s replies. Returns the client,
-    the closed publisher, and how many flights were out once `second` was submitted."""
-    admin = aioredis.Redis.from_url(redis_url)
-    pub = TradingEventPublisher(redis_url, prefix=prefix, maxlen=1000)
-    task = asyncio.create_task(pub.run())
-    pub.submit([bar("WARM", 1)])
-    assert await pub.flush(5)
-    await admin.set(f"{prefix}:bar:BAD", "not a stream")
-    await admin.set(f"{prefix}:tick:BAD", "not a stream")
-    gate = _Gate(pub)
-    try:
-        pub.submit([*first, tick("MARK", 1, 1.0)])  # MARK, last: Redis has run all of `first`
-        await _until(lambda: _equals(admin.xlen(f"{prefix}:tick:MARK"), 1))
-        await admin.delete(f"{prefix}:bar:BAD", f"{prefix}:tick:BAD")
-        pub.submit(second)
-        await asyncio.sleep(0.1)
-        out = len(pub._flights)
-    finally:
-        gate.open.set()
-    assert await pub.flush(10)
-    await pub.close()
-    await task
-    return admin, pub, out
-
-
 async def _equals(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
-
-
-async def test_no_batch_overtakes_one_holding_bars_so_a_refused_bar_keeps_its_place(
-    redis_url: str,
-) -> None:
-    """A batch with bars (never conflated) is not overtaken: the next one waits for its answer,
-    so a bar refused and sent again still comes before the newer bar of its stream."""
-    admin, _, out = await _refused_then_fixed(redis_url, "ovb", [bar("BAD", 1)], [bar("BAD", 2)])
-    assert out == 1  # the second batch waited
-    assert await read_seqs(admin, "ovb:bar:BAD") == [1, 2]
-    await admin.aclose()
-
-
-async def test_a_refused_quote_overtaken_by_a_newer_one_is_conflated_not_sent_back_in_time(
-    redis_url: str,
-) -> None:
-    """Quotes may be overtaken (two in flight); a refused quote whose stream a later flight has
-    written is worthless: it is counted as conflated, and neither the stream nor the latest key
-    goes back in time."""
-    admin, pub, out = await _refused_then_fixed(
-        redis_url, "ovq", [tick("BAD", 1, 1.0)], [tick("BAD", 2, 2.0)]
-    )
-    assert out == 2  # the second batch went out before the first was answered
-    assert await read_seqs(admin, "ovq:tick:BAD") == [2]
-    latest = decode_event(await admin.get("ovq:latest:tick:BAD"))
-    assert isinstance(latest, TickEvent) and latest.last == 2.0
-    assert pub.stats.conflated["tick"] == 1
-    await admin.aclose()
 
 
 async def test_close_counts_batches_in_flight_as_not_written(
@@ -526,7 +431,7 @@ async def test_close_counts_batches_in_flight_as_not_written(
     await admin.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
     try:
         pub.submit([bar("AAPL", i) for i in range(1, 4)])
-        await _until(lambda: _true(not pub.depth and len(pub._flights) == 1))
+        await _until(lambda: _true(not pub.depth and pub.core.in_flight == 1))
         await pub.close(timeout=0.3)
         await asyncio.wait_for(task, 5)
     finally:

@@ -354,15 +354,18 @@ def decode_frame(data: bytes | str) -> Frame:
             pass  # decoded again below, as plain dicts, to report what is wrong precisely
     try:
         wire = _decode_wire(data)
+    except msgspec.ValidationError as exc:  # carries only a JSON path, never the frame
+        raise ProtocolError("bad_shape", f"malformed streamer frame: {exc}") from None
     except msgspec.DecodeError as exc:
-        # ValidationError is a DecodeError too: both carry only a position or a path.
-        raise ProtocolError(f"malformed streamer frame: {exc}") from None
+        raise ProtocolError("not_json", f"malformed streamer frame: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec checks UTF-8 only when it builds a string
-        raise ProtocolError(f"malformed streamer frame: invalid UTF-8 ({exc.reason})") from None
+        raise ProtocolError(
+            "invalid_utf8", f"malformed streamer frame: invalid UTF-8 ({exc.reason})"
+        ) from None
     if wire.data is not None and wire.response is None and wire.notify is None:
         return Frame(data=wire.data)  # the hot path: a pure data frame
     if wire.data is None and wire.response is None and wire.notify is None:
-        raise ProtocolError("streamer frame has none of `response`, `notify` or `data`")
+        raise ProtocolError("empty", "streamer frame has none of `response`, `notify` or `data`")
     return Frame(
         responses=[_response(r) for r in wire.response or ()],
         notifies=[_notify(i, n) for i, n in enumerate(wire.notify or ())],
@@ -385,11 +388,13 @@ def _notify(index: int, wire: _WireNotify) -> Notify:
     heartbeat = wire.heartbeat
     if isinstance(heartbeat, str):
         if not (heartbeat.isascii() and heartbeat.isdigit() and len(heartbeat) <= 19):
-            raise ProtocolError(f"notify[{index}].heartbeat is not an epoch-ms number")
+            raise ProtocolError(
+                "bad_notify", f"notify[{index}].heartbeat is not an epoch-ms number"
+            )
         heartbeat = int(heartbeat)
     content = wire.content
     if heartbeat is None and content is None:
-        raise ProtocolError(f"notify[{index}] has neither `heartbeat` nor `content`")
+        raise ProtocolError("bad_notify", f"notify[{index}] has neither `heartbeat` nor `content`")
     return Notify(
         heartbeat=heartbeat,
         service=wire.service,

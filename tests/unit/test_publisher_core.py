@@ -1,0 +1,563 @@
+"""The publisher's rules as a state machine, driven by a fake clock and a model of Redis: every
+sequence is deterministic (the real-Redis proof is tests/integration/test_publisher.py)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from schwab_stream.events import BarEvent, Event, StatusEvent, TickEvent, decode_event
+from schwab_stream.publish import wire
+from schwab_stream.publish.core import MAX_IN_FLIGHT, PublisherCore
+from schwab_stream.publish.flight import Answer, Failure, Flight, Outage
+from schwab_stream.publish.keys import StreamKeys
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+NOPERM = "NOPERM this user has no permissions to run the 'xadd' command"
+
+
+def tick(symbol: str, seq: int, recv_ns: int = 1) -> TickEvent:
+    return TickEvent(service="LEVELONE_EQUITIES", symbol=symbol, seq=seq, recv_ns=recv_ns, last=seq)
+
+
+def bar(symbol: str, seq: int, recv_ns: int = 1) -> BarEvent:
+    return BarEvent(service="CHART_EQUITY", symbol=symbol, seq=seq, recv_ns=recv_ns)
+
+
+@dataclass
+class FakeRedis:
+    """What Redis does with a flight's commands: entries appended to their streams, latest keys
+    set, and refusals for keys of the wrong type (`broken`) or commands not allowed (`denied`).
+    Answers go through `wire.pack` and `wire.read_answer`, as on the real connection."""
+
+    broken: set[str] = field(default_factory=set)
+    denied: set[bytes] = field(default_factory=set)
+    streams: dict[str, list[Event]] = field(default_factory=dict)
+    latest: dict[str, Event] = field(default_factory=dict)
+    heartbeats: int = 0
+
+    def run(self, flight: Flight) -> Answer:
+        _, plan = wire.pack(flight, b"1000", b"t:heartbeat", b"15000")
+        replies: list[object] = []
+        for kind, first, entries in plan:
+            if kind is wire.ReplyKind.ENTRY:
+                replies.append(self._xadd(flight, first) or b"1-0")
+            elif kind is wire.ReplyKind.SCRIPT:
+                refused: list[object] = []
+                for i in range(first, first + entries):
+                    error = self._xadd(flight, i)
+                    if error is not None:
+                        refused += [i - first + 1, error.message.encode()]
+                replies.append(refused)
+            elif kind is wire.ReplyKind.LATEST:
+                if b"MSET" in self.denied:
+                    replies.append(wire.ErrorReply("NOPERM no MSET"))
+                else:
+                    for key, value in flight.latest.items():
+                        self.latest[key.decode()] = decode_event(value)
+                    replies.append(b"OK")
+            else:
+                self.heartbeats += flight.heartbeat_ms is not None
+                replies.append(b"OK")
+        return wire.read_answer(plan, replies)
+
+    def _xadd(self, flight: Flight, i: int) -> wire.ErrorReply | None:
+        if b"XADD" in self.denied:
+            return wire.ErrorReply(NOPERM)
+        stream = flight.streams[i].decode()
+        if stream in self.broken:
+            return wire.ErrorReply(WRONGTYPE)
+        self.streams.setdefault(stream, []).append(decode_event(flight.payloads[i]))
+        return None
+
+    def seqs(self, stream: str) -> list[int]:
+        return [e.seq for e in self.streams.get(stream, [])]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.ns = 1_000_000_000_000
+
+    def wall(self) -> int:
+        return self.ns
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.ns += int(seconds * 1e9)
+
+
+def make_core(clock: Clock, **kwargs: object) -> PublisherCore:
+    return PublisherCore(
+        StreamKeys("t"),
+        clock_ns=clock.wall,
+        rng=lambda: 0.0,  # every backoff at its ceiling
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def drive(core: PublisherCore, redis: FakeRedis, clock: Clock, rounds: int = 50) -> None:
+    """Send and answer until nothing is due; waits out backoffs on the fake clock."""
+    for _ in range(rounds):
+        flight = core.next_flight(clock.now)
+        if flight is not None:
+            core.on_answer(redis.run(flight), clock.now)
+            continue
+        wake = core.wake_at(clock.now)
+        if core.idle or wake == math.inf or core.finished(clock.now):
+            return
+        clock.advance(max(0.0, wake - clock.now))
+
+
+def notices(core: PublisherCore) -> list[str]:
+    said = [n.message for n in core.notices]
+    core.notices.clear()
+    return said
+
+
+def status_states(redis: FakeRedis) -> list[str]:
+    return [e.state for e in redis.streams.get("t:status", []) if isinstance(e, StatusEvent)]
+
+
+# --- batching and flights --------------------------------------------------------------------
+
+
+def test_a_lone_event_goes_at_once_and_a_burst_in_one_flight() -> None:
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock)
+    core.submit([tick("A", 1)])
+    first = core.next_flight(clock.now)
+    assert first is not None and len(first.batch) == 1
+    core.submit([tick("B", i) for i in range(1, 40)])
+    second = core.next_flight(clock.now)
+    assert second is not None and len(second.batch) == 39
+    core.on_answer(redis.run(first), clock.now)
+    core.on_answer(redis.run(second), clock.now)
+    assert redis.seqs("t:tick:B") == list(range(1, 40)) and core.idle
+    assert core.stats.published["tick"] == 40 and core.stats.batches == 2
+
+
+def test_two_quote_flights_go_out_before_the_first_reply_and_a_third_waits() -> None:
+    clock = Clock()
+    core = make_core(clock)
+    flights = []
+    for i in range(3):
+        core.submit([tick(f"S{i}", 1)])
+        flights.append(core.next_flight(clock.now))
+    assert flights[0] is not None and flights[1] is not None and flights[2] is None
+    assert core.in_flight == MAX_IN_FLIGHT and core.depth == 1
+    assert core.wake_at(clock.now) == math.inf  # only an answer can free a slot
+
+
+def test_no_flight_overtakes_one_holding_bars() -> None:
+    clock = Clock()
+    core = make_core(clock)
+    core.submit([bar("A", 1)])
+    assert core.next_flight(clock.now) is not None
+    core.submit([bar("A", 2)])
+    assert core.next_flight(clock.now) is None  # ordered: waits for the answer
+    core.on_answer(Answer(), clock.now)
+    nxt = core.next_flight(clock.now)
+    assert nxt is not None and [e.seq for e in nxt.batch] == [2]
+
+
+def test_a_refused_bar_goes_again_before_the_newer_bar_of_its_stream() -> None:
+    """Redis ran the first flight with BAD refused, then the key was fixed: the refused bar is
+    sent again ahead of the newer one (nothing overtook the flight that held it)."""
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:BAD"})
+    core = make_core(clock)
+    core.submit([bar("BAD", 1), tick("MARK", 1)])
+    first = core.next_flight(clock.now)
+    assert first is not None
+    answer = redis.run(first)
+    redis.broken.clear()
+    core.submit([bar("BAD", 2)])
+    assert core.next_flight(clock.now) is None
+    core.on_answer(answer, clock.now)
+    drive(core, redis, clock)
+    assert redis.seqs("t:bar:BAD") == [1, 2]
+
+
+def test_a_refused_quote_overtaken_by_a_newer_one_is_conflated_not_sent_back_in_time() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:tick:BAD"})
+    core = make_core(clock)
+    core.submit([tick("BAD", 1)])
+    first = core.next_flight(clock.now)
+    assert first is not None
+    first_answer = redis.run(first)
+    redis.broken.clear()
+    core.submit([tick("BAD", 2)])
+    second = core.next_flight(clock.now)  # quotes may overtake
+    assert second is not None
+    core.on_answer(first_answer, clock.now)
+    core.on_answer(redis.run(second), clock.now)
+    drive(core, redis, clock)
+    assert redis.seqs("t:tick:BAD") == [2]
+    assert redis.latest["t:latest:tick:BAD"].seq == 2
+    assert core.stats.conflated["tick"] == 1 and core.idle
+
+
+# --- a lost connection -----------------------------------------------------------------------
+
+
+def test_a_lost_connection_sends_both_flights_again_in_order_and_the_gap_is_reported() -> None:
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock)
+    core.submit([tick("A", 1)])
+    core.next_flight(clock.now)
+    core.submit([tick("A", 2)])
+    core.next_flight(clock.now)
+    core.submit([bar("A", 1)])
+    core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: gone"), clock.now)
+    assert not core.redis_ok and core.in_flight == 0
+    assert notices(core) == [
+        "redis unavailable, holding events (conflating quotes and books): ConnectionError: gone"
+    ]
+    assert core.next_flight(clock.now) is None  # backing off
+    assert core.wake_at(clock.now) == pytest.approx(clock.now + 0.05)
+    clock.advance(1.0)
+    drive(core, redis, clock)
+    assert redis.seqs("t:tick:A") == [2]  # conflated to the newer under the gap
+    assert core.stats.conflated["tick"] == 1 and redis.seqs("t:bar:A") == [1]
+    assert core.redis_ok and status_states(redis) == ["gap"]
+    gap = redis.streams["t:status"][0]
+    assert isinstance(gap, StatusEvent) and gap.info["reason"] == "ConnectionError: gone"
+    assert gap.info["end_ns"] - gap.info["start_ns"] == 1_000_000_000
+
+
+def test_failures_back_off_doubling_to_five_seconds_and_an_answer_resets_it() -> None:
+    clock = Clock()
+    core = make_core(clock)
+    delays = []
+    for _ in range(9):
+        core.submit([bar("A", 1)])
+        core.next_flight(clock.now)
+        core.on_lost(Failure(Outage.UNAVAILABLE, "TimeoutError: "), clock.now)
+        delays.append(round(core.wake_at(clock.now) - clock.now, 3))
+        clock.advance(delays[-1])
+    assert delays == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    flight = core.next_flight(clock.now)
+    assert flight is not None
+    core.on_answer(Answer(), clock.now)
+    core.submit([bar("A", 2)])
+    core.next_flight(clock.now)
+    core.on_lost(Failure(Outage.UNAVAILABLE, "TimeoutError: "), clock.now)
+    assert core.wake_at(clock.now) - clock.now == pytest.approx(0.05)
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def test_a_key_of_the_wrong_type_holds_its_stream_alone_backing_off_and_said_once() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:BAD"})
+    core = make_core(clock)
+    core.submit([bar("BAD", 1), bar("GOOD", 1)])
+    drive(core, redis, clock, rounds=1)
+    assert core.held_streams == ["t:bar:BAD"] and core.redis_ok
+    assert redis.seqs("t:bar:GOOD") == [1]
+    tries = [clock.now]
+    for _ in range(4):
+        wake = core.wake_at(clock.now)
+        clock.advance(wake - clock.now)
+        flight = core.next_flight(clock.now)
+        assert flight is not None and [e.symbol for e in flight.batch] == ["BAD"]
+        core.on_answer(redis.run(flight), clock.now)
+        tries.append(clock.now)
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(tries)]
+    assert gaps == [0.05, 0.1, 0.2, 0.4]
+    core.submit([bar("GOOD", 2), bar("BAD", 2)])
+    flight = core.next_flight(clock.now)
+    assert flight is not None and [e.symbol for e in flight.batch] == ["GOOD"]  # BAD joins its hold
+    core.on_answer(redis.run(flight), clock.now)
+    said = notices(core)
+    assert len([m for m in said if "refused writes to t:bar:BAD" in m]) == 1
+    redis.broken.clear()
+    drive(core, redis, clock)
+    assert redis.seqs("t:bar:BAD") == [1, 2] and core.held_streams == []
+    gap = redis.streams["t:status"][-1]
+    assert isinstance(gap, StatusEvent) and gap.state == "gap"
+    assert gap.info["stream"] == "t:bar:BAD" and gap.info["reason"].startswith("WRONGTYPE")
+    assert core.stats.published["bar"] == 4
+
+
+def test_bars_gathered_while_a_held_stream_is_tried_stay_behind_the_tried_ones() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:A"})
+    core = make_core(clock)
+    core.submit([bar("A", 1), bar("A", 2)])
+    drive(core, redis, clock, rounds=1)
+    clock.advance(1.0)
+    retry = core.next_flight(clock.now)
+    assert retry is not None and [e.seq for e in retry.batch] == [1, 2]
+    core.submit([bar("A", 3)])  # arrives while the try is out
+    core.on_answer(redis.run(retry), clock.now)  # refused again
+    assert core.depth == 3 and core.in_flight == 0
+    redis.broken.clear()
+    drive(core, redis, clock)
+    assert redis.seqs("t:bar:A") == [1, 2, 3]
+
+
+def test_a_held_quote_stream_is_conflated_to_its_newest_and_the_others_keep_every_quote() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:tick:BAD"})
+    core = make_core(clock)
+    for seq in range(1, 41):
+        core.submit([tick("GOOD", seq), tick("BAD", seq)])
+        drive(core, redis, clock, rounds=2)
+        clock.advance(0.005)
+    assert redis.seqs("t:tick:GOOD") == list(range(1, 41))
+    redis.broken.clear()
+    drive(core, redis, clock)
+    bad = redis.seqs("t:tick:BAD")
+    assert bad[-1] == 40 and bad == sorted(bad) and len(bad) < 40
+    assert core.stats.conflated["tick"] == 40 - len(bad)
+    assert redis.latest["t:latest:tick:BAD"].seq == 40
+
+
+def test_a_refusal_of_every_key_is_a_gap_for_every_stream() -> None:
+    clock, redis = Clock(), FakeRedis(denied={b"XADD"})
+    core = make_core(clock)
+    core.submit([bar("A", 1)])
+    drive(core, redis, clock, rounds=1)
+    assert not core.redis_ok and core.held_streams == []
+    assert notices(core)[0].startswith("redis refused a write, holding events")
+    redis.denied.clear()
+    clock.advance(1.0)
+    drive(core, redis, clock)
+    assert redis.seqs("t:bar:A") == [1]
+    gaps = [e for e in redis.streams["t:status"] if isinstance(e, StatusEvent)]
+    assert len(gaps) == 1 and "stream" not in gaps[0].info
+    assert gaps[0].info["reason"] == f"ResponseError: {NOPERM}"
+
+
+def test_a_refused_latest_key_write_is_tried_again_without_going_back_in_time() -> None:
+    clock, redis = Clock(), FakeRedis(denied={b"MSET"})
+    core = make_core(clock)
+    core.submit([tick("A", 1)])
+    drive(core, redis, clock, rounds=1)
+    assert not core.redis_ok and not core.idle  # the latest value still owed
+    core.submit([tick("A", 2), tick("B", 1)])
+    clock.advance(1.0)
+    drive(core, redis, clock, rounds=3)
+    assert "t:latest:tick:A" not in redis.latest
+    redis.denied.clear()
+    clock.advance(10.0)
+    drive(core, redis, clock)
+    assert redis.latest["t:latest:tick:A"].seq == 2 and redis.latest["t:latest:tick:B"].seq == 1
+    assert redis.seqs("t:tick:A") == [1, 2] and core.redis_ok and core.idle
+
+
+def test_a_refused_latest_value_goes_again_only_with_nothing_in_flight() -> None:
+    """A flight out may hold a newer value of the same key (answers apply in order), so the
+    value owed rides only on a flight sent with nothing in flight."""
+    clock = Clock()
+    core = make_core(clock)
+    core.submit([tick("A", 1)])
+    assert core.next_flight(clock.now) is not None
+    core.on_answer(
+        Answer(latest_written=False, refusal=wire.classify("OOM"), per_stream=False), clock.now
+    )
+    assert not core.redis_ok  # OOM: a gap for every stream, A: 1 owed
+    clock.advance(1.0)
+    core.submit([tick("A", 3)])
+    first = core.next_flight(clock.now)
+    assert first is not None and first.latest == {b"t:latest:tick:A": first.payloads[0]}
+    core.submit([tick("B", 1)])
+    second = core.next_flight(clock.now)
+    assert second is not None and set(second.latest) == {b"t:latest:tick:B"}
+    core.on_answer(Answer(), clock.now)
+    core.on_answer(Answer(), clock.now)
+    assert core.redis_ok
+    last = core.next_flight(clock.now)  # the gap's status event; nothing more owed
+    assert last is not None and last.latest == {}
+    assert [e.state for e in last.batch] == ["gap"]  # type: ignore[union-attr]
+
+
+# --- pressure, heartbeat, close --------------------------------------------------------------
+
+
+def test_a_full_queue_conflates_quotes_keeps_bars_and_says_so_once() -> None:
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock, queue_size=10)
+    core.submit([tick("A", i) for i in range(1, 11)])
+    core.submit([tick("A", i) for i in range(11, 31)] + [bar("A", i) for i in range(1, 6)])
+    assert core.stats.conflated["tick"] == 19 and core.depth == 16
+    assert notices(core) == [
+        "publish queue full (10 events): redis is slower than the stream, conflating quotes "
+        "and books until it catches up"
+    ]
+    drive(core, redis, clock)
+    assert redis.seqs("t:tick:A") == [*range(1, 11), 30] and redis.seqs("t:bar:A") == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert notices(core) == [
+        "publish queue drained: 19 events conflated, 0 dropped while it was full"
+    ]
+
+
+def test_bars_past_the_hard_cap_are_dropped_and_counted() -> None:
+    clock = Clock()
+    core = make_core(clock, queue_size=2)
+    core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
+    core.submit([bar("A", i) for i in range(1, 31)])
+    assert core.depth == 20 and core.stats.dropped["bar"] == 10
+
+
+def test_the_heartbeat_rides_along_and_goes_alone_when_quiet() -> None:
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock, heartbeat_every=5.0)
+    core.submit([tick("A", 1)])
+    flight = core.next_flight(clock.now)
+    assert flight is not None and flight.heartbeat_ms == clock.ns // 1_000_000
+    core.on_answer(redis.run(flight), clock.now)
+    clock.advance(1.0)
+    core.submit([tick("A", 2)])
+    flight = core.next_flight(clock.now)
+    assert flight is not None and flight.heartbeat_ms is None  # not due yet
+    core.on_answer(redis.run(flight), clock.now)
+    assert core.next_flight(clock.now) is None
+    assert core.wake_at(clock.now) == pytest.approx(clock.now + 4.0)
+    clock.advance(4.0)
+    alone = core.next_flight(clock.now)
+    assert alone is not None and alone.batch == [] and alone.heartbeat_ms is not None
+    core.on_answer(redis.run(alone), clock.now)
+    assert core.stats.batches == 2 and redis.heartbeats == 2
+
+
+def test_a_quiet_bridge_ends_its_gap_when_the_heartbeat_is_answered() -> None:
+    """With no events to carry it, the heartbeat is what finds Redis back: /healthz and the
+    `gap` event do not wait for the next quote."""
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock, heartbeat_every=5.0)
+    core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
+    assert not core.redis_ok
+    clock.advance(core.wake_at(clock.now) - clock.now)
+    probe = core.next_flight(clock.now)
+    assert probe is not None and probe.batch == [] and probe.heartbeat_ms is not None
+    core.on_answer(redis.run(probe), clock.now)
+    assert core.redis_ok
+    drive(core, redis, clock)
+    assert status_states(redis) == ["gap"]
+
+
+def test_close_gives_a_held_stream_one_last_try_then_counts_it_as_not_written() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:A"})
+    core = make_core(clock)
+    core.submit([bar("A", i) for i in range(1, 4)])
+    drive(core, redis, clock, rounds=1)
+    core.close(clock.now, timeout=600)
+    last = core.next_flight(clock.now)  # at once, not after its backoff
+    assert last is not None and len(last.batch) == 3
+    core.on_answer(redis.run(last), clock.now)
+    assert core.finished(clock.now) and core.unwritten() == 3
+
+
+def test_close_counts_flights_in_flight_and_stops_at_its_deadline() -> None:
+    clock = Clock()
+    core = make_core(clock)
+    core.submit([bar("A", i) for i in range(1, 4)])
+    assert core.next_flight(clock.now) is not None
+    core.close(clock.now, timeout=0.3)
+    assert not core.finished(clock.now) and core.unwritten() == 3
+    core.on_lost(Failure(Outage.UNAVAILABLE, "TimeoutError: "), clock.now)
+    clock.advance(0.3)
+    assert core.finished(clock.now) and core.unwritten() == 3
+
+
+def test_refused_tries_record_no_latency_sample() -> None:
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:BAD"})
+    core = make_core(clock)
+    core.submit([bar("BAD", 1, recv_ns=clock.ns)])
+    for _ in range(4):
+        clock.advance(1.0)
+        drive(core, redis, clock, rounds=1)  # a try, refused
+    assert core.stats.redis_errors == 4 and not core.stats.latencies_ns
+    core.submit([bar("GOOD", 1, recv_ns=clock.ns)])
+    flight = core.next_flight(clock.now)
+    assert flight is not None
+    clock.advance(0.001)
+    core.on_answer(redis.run(flight), clock.now)
+    assert [oldest for oldest, _ in core.stats.latencies_ns] == [1_000_000]
+
+
+# --- everything at once, at random -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("losses", [False, True])
+@pytest.mark.parametrize("seed", range(20))
+def test_keys_broken_and_fixed_at_random_lose_nothing_and_never_go_back(
+    seed: int, losses: bool
+) -> None:
+    """Quotes, bars and status events on several streams, keys made the wrong type and fixed at
+    random, answers delayed, and with `losses` the connection lost now and then (a lost flight
+    may have been run by Redis: written twice). Bars all arrive in order; quotes in order and
+    ending with the newest, as does the latest key; without losses every quote is written or
+    counted as conflated, exactly once."""
+    rnd = random.Random(seed)
+    clock, redis = Clock(), FakeRedis()
+    core = PublisherCore(StreamKeys("t"), queue_size=50, clock_ns=clock.wall, rng=rnd.random)
+    symbols = ["A", "B", "C"]
+    keys = [f"t:{kind}:{s}" for kind in ("tick", "bar") for s in symbols] + ["t:status"]
+    ticks = dict.fromkeys(symbols, 0)
+    bars = dict.fromkeys(symbols, 0)
+    statuses = 0
+    out: list[tuple[Flight, Answer]] = []  # run by Redis, answer not read yet
+    for _ in range(400):
+        events: list[Event] = []
+        for _ in range(rnd.randint(0, 5)):
+            s = rnd.choice(symbols)
+            if rnd.random() < 0.7:
+                ticks[s] += 1
+                events.append(tick(s, ticks[s]))
+            else:
+                bars[s] += 1
+                events.append(bar(s, bars[s]))
+        core.submit(events)
+        if rnd.random() < 0.02:
+            core.status("note", "fuzz")
+            statuses += 1
+        if rnd.random() < 0.05:
+            redis.broken ^= {rnd.choice(keys)}
+        flight = core.next_flight(clock.now)
+        if flight is not None:
+            out.append((flight, redis.run(flight)))
+        if out and rnd.random() < 0.6:
+            core.on_answer(out.pop(0)[1], clock.now)
+        if losses and rnd.random() < 0.02:
+            out.clear()
+            core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: killed"), clock.now)
+        clock.advance(rnd.choice([0.0, 0.001, 0.01, 0.1]))
+    redis.broken.clear()
+    for _, answer in out:
+        core.on_answer(answer, clock.now)
+    drive(core, redis, clock, rounds=500)
+    assert core.idle and core.redis_ok and core.held_streams == []
+    written = 0
+    for s in symbols:
+        assert list(dict.fromkeys(redis.seqs(f"t:bar:{s}"))) == list(range(1, bars[s] + 1))
+        quotes = redis.seqs(f"t:tick:{s}")
+        firsts = list(dict.fromkeys(quotes))
+        assert firsts == sorted(firsts) and (not ticks[s] or firsts[-1] == ticks[s])
+        if ticks[s]:
+            assert redis.latest[f"t:latest:tick:{s}"].seq == ticks[s]
+        written += len(quotes)
+    if not losses:
+        assert core.stats.published["tick"] == written
+        assert written + core.stats.conflated["tick"] == sum(ticks.values())
+        assert core.stats.published["status"] == len(redis.streams.get("t:status", []))
+        notes = [e for e in redis.streams.get("t:status", []) if e.state == "note"]  # type: ignore[union-attr]
+        assert len(notes) == statuses
+
+
+def test_notices_are_log_lines_with_levels() -> None:
+    clock = Clock()
+    core = make_core(clock)
+    core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
+    assert [n.level for n in core.notices] == [logging.ERROR]
