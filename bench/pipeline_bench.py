@@ -35,7 +35,8 @@ from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.runtime import freeze_heap
-from schwab_stream.sim.server import SimConfig, SimThread
+from schwab_stream.sim.server import SimThread
+from schwab_stream.sim.state import SimConfig
 from schwab_stream.stream.normalize import Normalizer
 from schwab_stream.stream.protocol import decode_frame
 
@@ -197,7 +198,9 @@ class Acks:
 async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 120.0) -> Acks:
     """A real Pipeline (latest keys on), its websocket pointed at `url`, until `expected` market
     events are acknowledged by Redis. Conflation is ruled out by a queue larger than the run."""
-    pipeline = Pipeline(world.settings(queue_size=10_000_000), {"LEVELONE_EQUITIES": ["SYM00"]})
+    pipeline = Pipeline.from_settings(
+        world.settings(queue_size=10_000_000), {"LEVELONE_EQUITIES": ["SYM00"]}
+    )
     real_preference = pipeline.auth.user_preference
 
     async def pointed() -> UserPreference:

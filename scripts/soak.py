@@ -135,7 +135,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await login_against_simulator(settings)
         symbols = [f"S{i:03d}" for i in range(args.symbols)]
         subs = {"LEVELONE_EQUITIES": symbols, "NASDAQ_BOOK": symbols[: args.books]}
-        pipeline = Pipeline(settings, subs)
+        pipeline = Pipeline.from_settings(settings, subs)
         counting = Counting(pipeline)
         task = asyncio.create_task(pipeline.run())
         await asyncio.sleep(3.0)  # warm up: connected, subscribed, first snapshots

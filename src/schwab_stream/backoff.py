@@ -14,7 +14,7 @@ class Backoff:
     """Delays `base * 2**(n-1)` capped at `cap`, each scaled by a random factor in
     [`1 - jitter`, 1]. `reset()` after a success starts again from `base`."""
 
-    __slots__ = ("base", "cap", "jitter", "attempts", "_random")
+    __slots__ = ("_random", "attempts", "base", "cap", "jitter")
 
     def __init__(
         self,

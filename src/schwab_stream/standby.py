@@ -18,16 +18,19 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from schwab_stream.events import encode_event, status_event
+from schwab_stream.backoff import Backoff
+from schwab_stream.errors import LeaseLost
+from schwab_stream.events import Event, encode_event, status_event
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,21 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class LeaseLost(Exception):
-    """Another instance holds the lease: this one must stop streaming now."""
+class StandbyReason(Enum):
+    """Why an instance waits instead of streaming."""
+
+    #: Another instance holds the lease: healthy, it takes over when that one dies
+    LEASE_HELD = "lease_held"
+    #: Redis cannot be reached, so no instance can hold the lease: a person must look
+    REDIS_UNREACHABLE = "redis_unreachable"
+
+
+@dataclass(frozen=True)
+class Standby:
+    """What a waiting instance reports: the reason as a value, and words for people."""
+
+    reason: StandbyReason
+    detail: str
 
 
 class Lease:
@@ -106,32 +122,36 @@ class Lease:
         await self.redis.aclose()
 
     async def wait_until_acquired(
-        self, stop: asyncio.Event, on_standby: Callable[[str], Awaitable[None]]
+        self, stop: asyncio.Event, on_standby: Callable[[Standby], None]
     ) -> bool:
         """Try until the lease is ours (True) or `stop` is set (False).
 
-        `await on_standby(reason)` runs when waiting starts and whenever the reason changes
-        (another instance holds the lease; Redis is unreachable), so the user hears each once.
+        `on_standby` is told when waiting starts and whenever the reason changes (another
+        instance holds the lease; Redis is unreachable), so the user hears each once.
         """
-        kind: str | None = None
+        said: StandbyReason | None = None
+        poll = min(STANDBY_POLL, self.ttl / 3)
+        jitter = Backoff(poll, poll, jitter=0.2)  # spread the instances' tries
         while not stop.is_set():
             try:
                 if await self.try_acquire():
                     return True
                 holder = await self.holder()
-                now, reason = "held", f"another instance holds the lease: {holder or 'just freed'}"
-            except (RedisError, OSError) as exc:
-                now = "redis"
-                reason = (
-                    f"redis is unreachable ({type(exc).__name__}: {exc}); not streaming without "
-                    "a lease"
+                standby = Standby(
+                    StandbyReason.LEASE_HELD,
+                    f"another instance holds the lease: {holder or 'just freed'}",
                 )
-            if now != kind:
-                kind = now
-                await on_standby(reason)
-            delay = min(STANDBY_POLL, self.ttl / 3) * random.uniform(0.8, 1.0)
+            except (RedisError, OSError) as exc:
+                standby = Standby(
+                    StandbyReason.REDIS_UNREACHABLE,
+                    f"redis is unreachable ({type(exc).__name__}: {exc}); not streaming without "
+                    "a lease",
+                )
+            if standby.reason is not said:
+                said = standby.reason
+                on_standby(standby)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(stop.wait(), jitter.next())
         return False
 
     async def hold(self) -> None:
@@ -171,23 +191,37 @@ class Lease:
 
 
 class StandbyReporter:
-    """Writes a waiting instance's status events straight to `PREFIX:status`.
+    """The `EventSink` of a waiting instance: its status events go straight to `PREFIX:status`.
 
     A standby does not run the publisher: its heartbeat key would tell consumers a bridge is
-    delivering when none is. Events go out best effort (Redis may be the reason we wait).
+    delivering when none is. Events go out best effort, in the background (Redis may be the
+    reason we wait); `aclose` waits for the writes under way.
     """
 
     def __init__(self, lease: Lease, status_key: str, maxlen: int) -> None:
         self.lease = lease
         self.status_key = status_key
         self.maxlen = maxlen
+        self._writes: set[asyncio.Task[None]] = set()
 
-    async def report(self, state: str, detail: str) -> None:
-        event = status_event(state, detail, instance=self.lease.instance_id)
+    def submit(self, events: list[Event]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(events))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
+        self.submit([status_event(state, detail, code, instance=self.lease.instance_id, **info)])
+
+    async def _write(self, events: list[Event]) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self.lease.redis.xadd(
-                self.status_key,
-                {"data": encode_event(event)},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
+            for event in events:
+                await self.lease.redis.xadd(
+                    self.status_key,
+                    {"data": encode_event(event)},
+                    maxlen=self.maxlen,
+                    approximate=True,
+                )
+
+    async def aclose(self) -> None:
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=2.0)

@@ -68,7 +68,7 @@ class Bridges:
                 write_tokens(sim, token_path)
         redis_url = overrides.pop("redis_url", self.redis_url)
         settings = make_settings(sim, redis_url, token_path, **overrides)
-        pipeline = Pipeline(settings, subs)
+        pipeline = Pipeline.from_settings(settings, subs)
         task = asyncio.create_task(pipeline.run())
         bridge = Bridge(pipeline, task, aioredis.Redis.from_url(self.redis_url))
         self.running.append(bridge)

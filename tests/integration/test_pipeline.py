@@ -53,7 +53,7 @@ async def start_pipeline(redis_url: str, tmp_path: Path) -> AsyncIterator[Callab
         if not token_path.exists():
             write_tokens(sim, token_path)
         settings = make_settings(sim, redis_url, token_path, **overrides)
-        pipeline = Pipeline(settings, subs)
+        pipeline = Pipeline.from_settings(settings, subs)
         task = asyncio.create_task(pipeline.run())
         run = Running(pipeline, task, aioredis.Redis.from_url(redis_url))
         running.append(run)

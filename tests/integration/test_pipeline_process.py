@@ -71,7 +71,9 @@ async def test_redis_restart_mid_stream_loses_nothing_but_conflated_quotes(
     token_path = tmp_path / "token.json"
     write_tokens(sim, token_path)
     settings = make_settings(sim, redis_url, token_path)
-    pipeline = Pipeline(settings, {"LEVELONE_EQUITIES": ["AAPL"], "CHART_EQUITY": ["AAPL"]})
+    pipeline = Pipeline.from_settings(
+        settings, {"LEVELONE_EQUITIES": ["AAPL"], "CHART_EQUITY": ["AAPL"]}
+    )
     task = asyncio.create_task(pipeline.run())
     client = aioredis.Redis.from_url(redis_url)
     await wait_for(lambda: client.xlen("schwab:bar:AAPL"), timeout=15)

@@ -39,7 +39,9 @@ async def filling(sim: SimThread, redis_url: str, tmp_path: Path) -> AsyncIterat
     """The pipeline streaming AAPL into Redis for as long as the block runs."""
     token_path = tmp_path / "token.json"
     write_tokens(sim, token_path)
-    pipeline = Pipeline(make_settings(sim, redis_url, token_path), {"LEVELONE_EQUITIES": ["AAPL"]})
+    pipeline = Pipeline.from_settings(
+        make_settings(sim, redis_url, token_path), {"LEVELONE_EQUITIES": ["AAPL"]}
+    )
     task = asyncio.create_task(pipeline.run())
     client = aioredis.Redis.from_url(redis_url)
     try:

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from schwab_stream.embedded_redis import EmbeddedRedis, free_port
-from schwab_stream.pipeline import EXIT_LEASE_LOST
+from schwab_stream.errors import ExitCode
 from schwab_stream.sim.server import SimThread
 from schwab_stream.standby import Lease
 
@@ -90,7 +90,7 @@ async def test_a_lost_lease_stops_streaming_at_once(
     await wait_for(lambda: bridge.has_state("subscribed"))
     await bridge.redis.set("schwab:lease", "intruder", px=60_000)
     code = await asyncio.wait_for(bridge.task, 5)  # within one renew interval (0.5 s) + logout
-    assert code == EXIT_LEASE_LOST
+    assert code == ExitCode.LEASE_LOST
     assert await bridge.redis.get("schwab:lease") == b"intruder"  # not released: not ours
     lost = [s for s in await statuses(bridge.redis) if s.state == "lease_lost"]
     assert lost and "intruder" in lost[0].detail

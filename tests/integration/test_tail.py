@@ -15,7 +15,7 @@ from pathlib import Path
 import redis
 import redis.asyncio as aioredis
 
-from schwab_stream.cli.tail import describe, px
+from schwab_stream.cli.formatting import describe, px
 from schwab_stream.embedded_redis import free_port
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
@@ -32,7 +32,7 @@ async def pipeline_running(
 ) -> AsyncIterator[Pipeline]:
     token_path = tmp_path / "token.json"
     write_tokens(sim, token_path)
-    pipeline = Pipeline(make_settings(sim, redis_url, token_path), SUBS)
+    pipeline = Pipeline.from_settings(make_settings(sim, redis_url, token_path), SUBS)
     task = asyncio.create_task(pipeline.run())
     try:
         yield pipeline

@@ -1,0 +1,98 @@
+"""One place where the parts' plain counters become Prometheus metrics and the health verdict.
+
+The stream client and the publisher count in plain ints and Counters on the hot path (no metric
+lock); this copies what changed once a second. Publish latencies need no copy: the publisher
+counts them straight into `Metrics.publish_latency`, a histogram made of plain ints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Protocol
+
+from schwab_stream.stream.state import ConnectionState
+
+if TYPE_CHECKING:
+    from schwab_stream.publish.stats import PublisherStats
+    from schwab_stream.stream.client import ClientStats
+    from schwab_stream.telemetry.health import Health
+    from schwab_stream.telemetry.metrics import Metrics
+
+
+class PublisherView(Protocol):
+    @property
+    def stats(self) -> PublisherStats: ...
+    @property
+    def redis_ok(self) -> bool: ...
+    @property
+    def held_streams(self) -> list[str]: ...
+
+
+class TelemetrySync:
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: Health,
+        client: ClientStats,
+        publisher: PublisherView,
+    ) -> None:
+        self.metrics = metrics
+        self.health = health
+        self.client = client
+        self.publisher = publisher
+        self._seen: dict[str, Counter[str]] = {}
+        #: Events written per second over the last sync interval
+        self.events_per_second = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+
+    def _delta(self, name: str, current: Counter[str]) -> dict[str, int]:
+        before = self._seen.setdefault(name, Counter())
+        delta = {k: v - before[k] for k, v in current.items() if v != before[k]}
+        before.update(delta)
+        return delta
+
+    def sync(self) -> None:
+        metrics, health, client = self.metrics, self.health, self.client
+        pub = self.publisher.stats
+        for kind, n in self._delta("frames", client.frames).items():
+            metrics.inc_frame(kind, n)
+        for reason, n in self._delta("bad", client.bad_frames).items():
+            metrics.inc_bad_frame(reason, n)
+        for reason, n in self._delta("reconnects", client.reconnects).items():
+            for _ in range(n):
+                metrics.inc_reconnect(reason)
+        for kind, n in self._delta("published", pub.published).items():
+            metrics.inc_published(kind, n)
+        for kind, n in self._delta("conflated", pub.conflated).items():
+            metrics.inc_conflated(kind, n)
+        for kind, n in self._delta("dropped", pub.dropped).items():
+            metrics.inc_dropped(kind, "queue_full", n)
+        for service, when in client.last_message.items():
+            metrics.mark_message(service, when)
+        state = ConnectionState.STANDBY if health.standby else client.state
+        metrics.set_connection_state(state)
+        redis_ok = self.publisher.redis_ok
+        metrics.set_redis_up(redis_ok)
+        health.logged_in = client.logged_in
+        health.set_subscribed(client.subscribed)
+        health.redis_ok = redis_ok
+        health.redis_refused_streams = self.publisher.held_streams
+        health.login_needed = client.login_reason if state is ConnectionState.LOGIN_NEEDED else None
+        last = max(client.last_message.values(), default=None)
+        if last is not None:
+            health.mark_alive(last)
+        self._measure_rate(sum(pub.published.values()))
+
+    def _measure_rate(self, published: int) -> None:
+        now = time.monotonic()
+        then, count = self._rate_mark
+        if now > then:
+            self.events_per_second = (published - count) / (now - then)
+        self._rate_mark = (now, published)
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            self.sync()
+            await asyncio.sleep(interval)
