@@ -23,8 +23,9 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from schwab_stream.sim.market import EQUITIES
-from schwab_stream.sim.server import SimConfig, start
+from schwab_stream.sim.reference import EQUITIES
+from schwab_stream.sim.server import start
+from schwab_stream.sim.state import SimConfig
 from schwab_stream.sim.tokens import SIM_CORREL_ID, SIM_CUSTOMER_ID
 
 

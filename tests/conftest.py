@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from schwab_stream.embedded_redis import EmbeddedRedis
-from schwab_stream.sim.server import SimConfig, SimThread
+from schwab_stream.sim.server import SimThread
+from schwab_stream.sim.state import SimConfig
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "schwab_frames.json"
 LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "schwab_frames.json"

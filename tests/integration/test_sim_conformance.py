@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from schwab_stream.sim.market import option_symbol
-from schwab_stream.sim.server import SimConfig, SimThread
+from schwab_stream.sim.server import SimThread
+from schwab_stream.sim.state import SimConfig
+from schwab_stream.sim.symbols import option_symbol
 
 from .sim_ws import RawClient, post
 

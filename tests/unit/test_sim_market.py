@@ -8,15 +8,12 @@ from typing import Any
 
 import pytest
 
-from schwab_stream.sim.market import (
-    Market,
-    chart_day,
-    chart_sequence,
-    classify,
-    et_ms_of_day,
-    option_symbol,
-    wire_double,
-)
+from schwab_stream.sim import books, levelone, screeners
+from schwab_stream.sim.charts import chart_day, chart_item, chart_sequence
+from schwab_stream.sim.clock import et_ms_of_day
+from schwab_stream.sim.registry import Market
+from schwab_stream.sim.symbols import classify, option_symbol
+from schwab_stream.sim.wire import wire_double
 
 T0 = 1_718_805_600.0  # 2024-06-19 10:00 ET, a Wednesday in regular hours
 SYMBOLS = {
@@ -46,17 +43,17 @@ def run(market: Market, clock: Clock, steps: int = 60) -> list[Any]:
             for symbol in symbols:
                 inst = market.for_service(service, symbol)
                 assert inst is not None
-                market.step(inst, now)
-                out.append(market.levelone(service, inst, now))
+                inst.step(now)
+                out.append(levelone.fields(service, inst, now))
         if n % 10 == 0:
             inst = market.instrument("MSFT")
             assert inst is not None
-            out.append(market.book("NASDAQ_BOOK", inst, now))
-            out.append(market.screener("SCREENER_EQUITY", "NASDAQ_VOLUME_5", now))
+            out.append(books.snapshot("NASDAQ_BOOK", inst, now))
+            out.append(screeners.snapshot(market, "SCREENER_EQUITY", "NASDAQ_VOLUME_5", now))
         chart = market.instrument("MSFT")
         assert chart is not None
         chart.catch_up(now)
-        out.append([market.chart_item("CHART_EQUITY", bar) for bar in chart.bars])
+        out.append([chart_item("CHART_EQUITY", bar) for bar in chart.bars])
     return out
 
 
@@ -79,7 +76,7 @@ def test_a_symbols_path_does_not_depend_on_other_symbols() -> None:
         inst = market.instrument("AAPL")
         assert inst is not None
         for i in range(50):
-            market.step(inst, market.now_ms() + i)
+            inst.step(market.now_ms() + i)
         paths.append((inst.bid, inst.ask, inst.last, inst.volume))
     assert paths[0] == paths[1]
 
@@ -94,14 +91,14 @@ def test_quotes_and_trades_hold_their_invariants(service: str) -> None:
         volume, high, low = inst.volume, inst.high, inst.low
         for _ in range(500):
             clock.t += 0.5
-            market.step(inst, market.now_ms())
+            inst.step(market.now_ms())
             assert 0 <= inst.bid < inst.ask, (symbol, inst.bid, inst.ask)
             assert inst.volume >= volume
             assert inst.high >= high and inst.low <= low
             assert inst.low <= inst.last <= inst.high
             volume, high, low = inst.volume, inst.high, inst.low
         assert inst.trades > 50 and inst.volume > 0
-        extras, values = market.levelone(service, inst, market.now_ms())
+        extras, values = levelone.fields(service, inst, market.now_ms())
         assert extras["delayed"] is False
         assert all(isinstance(k, str) and k.isdigit() for k in values)
 
@@ -113,7 +110,7 @@ def test_level_one_descriptions_and_static_fields_are_plausible() -> None:
     def fields(service: str, symbol: str) -> tuple[dict[str, Any], dict[str, Any]]:
         inst = market.for_service(service, symbol)
         assert inst is not None
-        return market.levelone(service, inst, now)
+        return levelone.fields(service, inst, now)
 
     extras, eq = fields("LEVELONE_EQUITIES", "MSFT")
     assert extras == {
@@ -155,12 +152,12 @@ def test_options_follow_their_underlying() -> None:
     assert call is not None and put is not None and call.underlying is put.underlying
     underlying = call.underlying
     assert underlying is not None
-    market.step(call, market.now_ms())
-    market.step(put, market.now_ms())
+    call.step(market.now_ms())
+    put.step(market.now_ms())
     intrinsic = underlying.mid() - 150
     assert call.ask >= intrinsic - 0.5  # deep in the money: at least intrinsic
     assert put.bid < 1.0  # deep out of the money
-    _, values = market.levelone("LEVELONE_OPTIONS", call, market.now_ms())
+    _, values = levelone.fields("LEVELONE_OPTIONS", call, market.now_ms())
     assert 0.9 < values["28"] <= 1  # delta
     assert values["35"] == pytest.approx(underlying.mid(), abs=0.01)
 
@@ -178,8 +175,8 @@ def test_book_levels_sorted_sizes_summed_times_since_midnight_new_york() -> None
         for _ in range(20):
             clock.t += 1
             now = market.now_ms()
-            market.step(inst, now)
-            book = market.book(service, inst, now)
+            inst.step(now)
+            book = books.snapshot(service, inst, now)
             assert book["1"] == now
             bids, asks = book["2"], book["3"]
             assert bids and asks
@@ -212,7 +209,7 @@ def test_bars_are_one_minute_candles_built_from_trades() -> None:
     assert inst is not None
     for _ in range(400):
         clock.t += 0.05  # 3 s of market time per step
-        market.step(inst, market.now_ms())
+        inst.step(market.now_ms())
         inst.catch_up(market.now_ms())
     bars = list(inst.bars)
     assert len(bars) >= 15
@@ -221,9 +218,9 @@ def test_bars_are_one_minute_candles_built_from_trades() -> None:
     assert all(b - a == 60_000 for a, b in itertools.pairwise(starts))
     for bar in bars:
         assert bar.low <= min(bar.open, bar.close) and bar.high >= max(bar.open, bar.close)
-    item = market.chart_item("CHART_FUTURES", bars[-1])
+    item = chart_item("CHART_FUTURES", bars[-1])
     assert list(item) == ["1", "2", "3", "4", "5", "6"] and item["1"] == bars[-1].start_ms
-    equity = market.chart_item("CHART_EQUITY", bars[-1])
+    equity = chart_item("CHART_EQUITY", bars[-1])
     assert equity["1"] == chart_sequence(bars[-1].start_ms) and equity["7"] == bars[-1].start_ms
 
 
@@ -236,7 +233,7 @@ def test_bar_volume_is_the_sum_of_its_trades() -> None:
     for _ in range(300):
         clock.t += 1
         before = inst.trades
-        market.step(inst, market.now_ms())
+        inst.step(market.now_ms())
         if inst.trades > before:
             minute = inst.trade_ms - inst.trade_ms % 60_000
             per_minute[minute] = per_minute.get(minute, 0) + inst.last_size
@@ -249,18 +246,18 @@ def test_bar_volume_is_the_sum_of_its_trades() -> None:
 def test_screeners_rank_their_universe() -> None:
     market = Market(6, clock=Clock())
     now = market.now_ms()
-    screen = market.screener("SCREENER_EQUITY", "NASDAQ_VOLUME_0", now)
+    screen = screeners.snapshot(market, "SCREENER_EQUITY", "NASDAQ_VOLUME_0", now)
     assert screen is not None and (screen["2"], screen["3"]) == ("VOLUME", 0)
     volumes = [i["volume"] for i in screen["4"]]
     assert volumes == sorted(volumes, reverse=True)
     assert sum(i["marketShare"] for i in screen["4"]) <= 100.0001
     assert all(i["totalVolume"] == screen["4"][0]["totalVolume"] for i in screen["4"])
-    puts = market.screener("SCREENER_OPTION", "OPTION_PUT_TRADES_30", now)
+    puts = screeners.snapshot(market, "SCREENER_OPTION", "OPTION_PUT_TRADES_30", now)
     assert puts is not None
     assert all(classify(i["symbol"]) == "option" and i["symbol"][12] == "P" for i in puts["4"])
     assert all(i["description"].endswith(" Put") for i in puts["4"])
-    assert market.screener("SCREENER_OPTION", "NYSE_VOLUME_5", now) is None
-    assert market.screener("SCREENER_EQUITY", "NYSE_VOLUME_7", now) is None
+    assert screeners.snapshot(market, "SCREENER_OPTION", "NYSE_VOLUME_5", now) is None
+    assert screeners.snapshot(market, "SCREENER_EQUITY", "NYSE_VOLUME_7", now) is None
 
 
 @pytest.mark.parametrize(
@@ -275,7 +272,7 @@ def test_screeners_rank_their_universe() -> None:
     ],
 )
 def test_screener_keys(key: str, parsed: tuple[str, str, int] | None) -> None:
-    assert Market.parse_screener_key(key) == parsed
+    assert screeners.parse_key(key) == parsed
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,8 @@ from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.pipeline import Pipeline, Snapshot
 from schwab_stream.runtime import run_async
-from schwab_stream.sim.server import SimConfig, SimThread
+from schwab_stream.sim.server import SimThread
+from schwab_stream.sim.state import SimConfig
 
 log = logging.getLogger("schwab_stream.demo")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from schwab_stream.sim.server import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, SimConfig
+from schwab_stream.sim.state import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, SimConfig
 
 _DEFAULTS = SimConfig()
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from schwab_stream.sim.server import STATE_KEY, SimState
-from schwab_stream.sim.streamer import ARMABLE, CONNS_KEY, HUB_KEY, IMMEDIATE_CODES
+from schwab_stream.sim.codes import ARMABLE, IMMEDIATE_CODES
+from schwab_stream.sim.state import STATE_KEY, SimState
+from schwab_stream.sim.streamer import CONNS_KEY, HUB_KEY
 
 #: Counters that /sim/stats always reports, even before they are first incremented.
 BASE_COUNTERS = ("token_exchanges", "token_refreshes", "logins", "connections", "frames_sent")

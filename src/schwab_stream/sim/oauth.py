@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from schwab_stream.sim.server import SimState
+from schwab_stream.sim.state import SimState
 from schwab_stream.sim.tokens import (
     SIM_ACCOUNT,
     SIM_CHANNEL,

@@ -1,76 +1,24 @@
 """The simulator's one aiohttp server: OAuth, userPreference, the streamer websocket and /sim/*.
 
-Each side registers its own routes (`oauth.setup`, `streamer.setup`, `control.setup`) on one app,
-sharing one `SimState`, so one port serves everything as Schwab's hosts do.
+This module only wires: each side registers its own routes (`oauth.setup`, `streamer.setup`,
+`control.setup`) on one app, sharing one `state.SimState`, so one port serves everything as
+Schwab's hosts do; `start` and `SimThread` run that app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from schwab_stream.sim.tokens import TokenAuthority
-
-DEFAULT_APP_KEY = "sim-app-key"
-DEFAULT_APP_SECRET = "sim-app-secret"  # noqa: S105 - a documented default for a local simulator
-
-
-@dataclass
-class SimConfig:
-    """Every knob of the simulator; `schwab-stream sim --help` documents them."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    app_key: str = DEFAULT_APP_KEY
-    app_secret: str = DEFAULT_APP_SECRET
-    callback_url: str = "https://127.0.0.1:8182"
-    access_ttl: float = 1800.0
-    refresh_ttl: float = 7 * 24 * 3600.0
-    symbol_limit: int = 500
-    heartbeat_interval: float = 10.0
-    idle_timeout: float = 30.0
-    seed: int = 1
-    rate: float = 10.0
-    symbols_per_frame: int = 0
-    book_interval: float = 1.0
-    time_scale: float = 1.0
-    replay: Path | None = None
-    replay_pace: bool = False
-    startup_faults: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SimState:
-    """What the sides share: config, counters, the token authority; sides add objects on `extra`."""
-
-    config: SimConfig
-    stats: Counter[str] = field(default_factory=Counter)
-    extra: dict[str, Any] = field(default_factory=dict)
-    base_url: str = ""
-    tokens: TokenAuthority = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = TokenAuthority(self.config.access_ttl, self.config.refresh_ttl)
-
-    @property
-    def streamer_url(self) -> str:
-        """The websocket URL userPreference hands out (ws:// on loopback)."""
-        return "ws" + self.base_url.removeprefix("http") + "/ws"
-
-
-STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
+from schwab_stream.sim import control, oauth, streamer
+from schwab_stream.sim.state import STATE_KEY, SimConfig, SimState
 
 
 def build_app(config: SimConfig) -> web.Application:
-    """Assemble the app; importing the sides here keeps `server` free of their details."""
-    from schwab_stream.sim import control, oauth, streamer
-
+    """Assemble the app: one shared state, each side's routes."""
     app = web.Application()
     state = SimState(config=config)
     app[STATE_KEY] = state

@@ -1,0 +1,273 @@
+"""An instrument's terms and its walk: how one symbol's quote, trades and bars move.
+
+Each instrument draws only from its own seeded RNG, in a fixed order per event, so one symbol's
+path never depends on what else is subscribed. The terms are typed per asset kind (what the
+level-one builders read), the walk state is shared by all kinds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date
+
+from schwab_stream.sim.clock import MINUTE_MS, et_date
+from schwab_stream.sim.pricing import Greeks, black_scholes
+from schwab_stream.sim.reference import QUOTE_IDS, EquityRef, FutureRef
+from schwab_stream.sim.symbols import Kind
+
+
+def round_tick(value: float, tick: float, places: int) -> float:
+    return round(round(value / tick) * tick, places)
+
+
+def tick_places(tick: float) -> int:
+    """Decimal places a price on this tick needs (at least 2)."""
+    text = f"{tick:.10f}".rstrip("0")
+    return max(2, len(text.partition(".")[2]))
+
+
+# ---- terms -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Print:
+    """A trade: price, size, time (epoch ms)."""
+
+    price: float
+    size: int
+    ms: int
+
+
+@dataclass
+class EquityTerms:
+    """An equity or an index: its reference row and asset main type ("EQUITY" or "INDEX")."""
+
+    ref: EquityRef
+    main_type: str
+    #: The last trade seen in regular hours (equity fields 29-31, 36 keep it after the close).
+    regular: Print | None = None
+
+
+@dataclass
+class OptionTerms:
+    """An option on a stock: what Black-Scholes needs, plus the contract's identity."""
+
+    root: str
+    expiry: date
+    call: bool
+    strike: float
+    iv: float  # drifts a little with every re-quote
+    open_interest: int
+    rate: float  # risk-free rate for pricing (futures options are margined: 0)
+
+    def greeks(self, underlying: float, now_ms: int) -> Greeks:
+        days = (self.expiry - et_date(now_ms)).days
+        t = max(days, 0.5) / 365
+        return black_scholes(underlying, self.strike, t, self.iv, self.call, self.rate)
+
+
+@dataclass
+class FutureOptionTerms(OptionTerms):
+    """An option on a future: an option's terms plus its product name and series style."""
+
+    description: str
+    style: str  # "Weeklys" or "Monthlys"
+
+
+@dataclass
+class FutureTerms:
+    """A future: its root's product, and the contract month if the symbol names one (/ESZ24)."""
+
+    ref: FutureRef
+    root: str
+    contract: tuple[str, str] | None  # (month code, YY)
+    open_interest: int
+
+
+@dataclass
+class ForexTerms:
+    """A currency pair: its description ("Euro/USDollar Spot")."""
+
+    description: str
+
+
+Terms = EquityTerms | OptionTerms | FutureTerms | ForexTerms
+
+
+# ---- the walk --------------------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    """One one-minute candle built from simulated trades."""
+
+    start_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+
+
+@dataclass
+class Instrument:
+    """One symbol's live state; `step` is one market event (a quote move and maybe a trade)."""
+
+    symbol: str
+    kind: Kind
+    rng: random.Random
+    tick: float
+    places: int
+    lot: int  # bid/ask size unit as reported (1 = lots of 100 shares for equities)
+    trade_lot: int  # granularity of trade sizes
+    close: float
+    last: float
+    terms: Terms
+    bid: float = 0.0
+    ask: float = 0.0
+    bid_size: int = 1
+    ask_size: int = 1
+    last_size: int = 0
+    volume: int = 0
+    open: float = 0.0
+    high: float = 0.0
+    low: float = 0.0
+    quote_ms: int = 0
+    trade_ms: int = 0
+    bid_ms: int = 0
+    ask_ms: int = 0
+    bid_id: str = "Q"
+    ask_id: str = "Q"
+    last_id: str = "Q"
+    sigma: float = 0.00012  # per-event relative volatility: ~0.1% a second at demo rates
+    trades: int = 0
+    high52: float = 0.0  # the 52-week range, fixed at creation
+    low52: float = 0.0
+    underlying: Instrument | None = None
+    bar: Bar | None = None
+    bars: deque[Bar] = field(default_factory=lambda: deque(maxlen=240))
+    last_event_ms: int = 0
+
+    def step(self, now_ms: int) -> None:
+        """One market event at now_ms (options re-quote from their underlying's move)."""
+        if self.underlying is None:
+            self.walk(now_ms)
+            return
+        now_ms = max(now_ms, self.last_event_ms)
+        self.last_event_ms = now_ms
+        self.underlying.walk(now_ms, trade=self.rng.random() < 0.5)
+        self.finish_bar(now_ms)
+        self.quote_from_underlying(now_ms)
+        if self.rng.random() < 0.3:
+            self.trade(now_ms)
+
+    def walk(self, now_ms: int, trade: bool | None = None) -> None:
+        """One random-walk event at now_ms: move the quote, and trade with some probability."""
+        now_ms = max(now_ms, self.last_event_ms)
+        self.last_event_ms = now_ms
+        rng = self.rng
+        self.finish_bar(now_ms)
+        if rng.random() < 0.8 or self.bid <= 0:
+            self._move_quote(now_ms)
+        if rng.random() < 0.6 if trade is None else trade:
+            self.trade(now_ms)
+
+    def catch_up(self, now_ms: int, spacing_ms: int = 10_000) -> None:
+        """Trade at least every spacing_ms of market time up to now, so every minute has a bar."""
+        if now_ms - self.last_event_ms > 2 * 3_600_000:
+            self.last_event_ms = now_ms - 2 * 3_600_000
+        while self.last_event_ms + spacing_ms <= now_ms:
+            self.walk(self.last_event_ms + spacing_ms, trade=True)
+        self.finish_bar(now_ms)
+
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2 if self.ask > 0 else self.last
+
+    def mark(self) -> float:
+        """Schwab's mark: last if it lies inside the spread, else the mid."""
+        if self.bid <= self.last <= self.ask:
+            return self.last
+        return round(self.mid(), self.places + 1)
+
+    def _fair(self) -> float:
+        """Where the quote centres next: a mean-reverting random walk around the close."""
+        drift = (self.close - self.mid()) * 0.001
+        return self.mid() * math.exp(self.sigma * self.rng.gauss(0.0, 1.0)) + drift
+
+    def _move_quote(self, now_ms: int) -> None:
+        rng = self.rng
+        fair = self._fair() if self.bid > 0 else self.last
+        spread = self.tick * rng.choice((1, 1, 1, 2, 2, 3, 5))
+        bid = round_tick(max(fair - spread / 2, self.tick), self.tick, self.places)
+        ask = round_tick(bid + max(spread, self.tick), self.tick, self.places)
+        if ask <= bid:
+            ask = round_tick(bid + self.tick, self.tick, self.places)
+        if bid != self.bid:
+            self.bid_ms = now_ms
+            self.bid_id = rng.choice(QUOTE_IDS)
+        if ask != self.ask:
+            self.ask_ms = now_ms
+            self.ask_id = rng.choice(QUOTE_IDS)
+        self.bid, self.ask = bid, ask
+        if rng.random() < 0.7:
+            self.bid_size = self.lot * rng.randint(1, 30)
+            self.ask_size = self.lot * rng.randint(1, 30)
+        self.quote_ms = now_ms
+
+    def quote_from_underlying(self, now_ms: int) -> None:
+        """Options quote around their model value from the underlying's mid, not a random walk."""
+        und, terms = self.underlying, self.terms
+        assert und is not None and isinstance(terms, OptionTerms)
+        terms.iv = min(2.0, max(0.05, terms.iv * math.exp(self.rng.gauss(0, 0.002))))
+        greeks = terms.greeks(und.mid(), now_ms)
+        tick = 0.01 if greeks.price < 3 else 0.05
+        half = max(tick, greeks.price * 0.01)
+        bid = max(0.0, math.floor((greeks.price - half) / tick) * tick)
+        ask = max(bid + tick, math.ceil((greeks.price + half) / tick) * tick)
+        new_bid, new_ask = round(bid, 2), round(ask, 2)
+        if new_bid != self.bid:
+            self.bid_ms = now_ms
+        if new_ask != self.ask:
+            self.ask_ms = now_ms
+        self.bid, self.ask, self.tick = new_bid, new_ask, tick
+        self.quote_ms = now_ms
+        if self.rng.random() < 0.7:
+            self.bid_size = self.rng.randint(1, 60)
+            self.ask_size = self.rng.randint(1, 60)
+
+    def trade(self, now_ms: int) -> None:
+        rng = self.rng
+        side = rng.random()
+        if side < 0.4:
+            price = self.bid
+        elif side < 0.8:
+            price = self.ask
+        else:
+            price = round_tick(self.mid(), self.tick, self.places)
+        size = self.trade_lot * rng.choice((1, 1, 1, 2, 3, 5, 10, 20))
+        self.last, self.last_size = price, size
+        self.volume += size
+        self.trades += 1
+        if self.open == 0:
+            self.open = self.high = self.low = price
+        self.high = max(self.high, price)
+        self.low = min(self.low, price)
+        self.trade_ms = now_ms
+        self.last_id = rng.choice(QUOTE_IDS)
+        start = now_ms - now_ms % MINUTE_MS
+        if self.bar is None or self.bar.start_ms != start:
+            self.bar = Bar(start, price, price, price, price, size)
+        else:
+            bar = self.bar
+            bar.high = max(bar.high, price)
+            bar.low = min(bar.low, price)
+            bar.close = price
+            bar.volume += size
+
+    def finish_bar(self, now_ms: int) -> None:
+        if self.bar is not None and now_ms - now_ms % MINUTE_MS > self.bar.start_ms:
+            self.bars.append(self.bar)
+            self.bar = None
