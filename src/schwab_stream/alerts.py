@@ -1,10 +1,10 @@
-"""Refresh-token expiry alerts: which threshold was crossed (sans-I/O), and the user's hook command.
+"""Refresh-token expiry alerts: the channels a person notices from afar, and the user's hook.
 
-Schwab's refresh token dies about 7 days after the browser login and refreshing never extends it,
-so a bridge left alone for a week stops unless a person logs in again. At 48 h, 24 h and 1 h before
-that, the bridge logs a warning, publishes a `token_expiring` status event, and runs the optional
-`SCHWAB_EXPIRY_HOOK` so the person hears about it wherever they are. The hook runs in the
-background with a timeout: a slow or broken hook is logged, never a reason to stop streaming.
+When the refresh token's end comes near (the thresholds are `expiry.THRESHOLDS`: 48 h, 24 h, 1 h),
+the auth client logs a warning and calls the pipeline's `ExpiryNotifier`, which publishes a
+`token_expiring` status event and runs the optional `SCHWAB_EXPIRY_HOOK` so the person hears about
+it wherever they are. The hook runs in the background with a timeout: a slow or broken hook is
+logged, never a reason to stop streaming.
 """
 
 from __future__ import annotations
@@ -18,32 +18,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from schwab_stream.auth.token_store import TokenRecord
+if TYPE_CHECKING:
+    from schwab_stream.auth.token_store import TokenRecord
+    from schwab_stream.sink import EventSink
 
 log = logging.getLogger(__name__)
 
-#: Refresh-token time left (seconds) at which a person is told, once each per login.
-EXPIRY_THRESHOLDS: tuple[float, ...] = (48 * 3600.0, 24 * 3600.0, 3600.0)
 #: How long the hook may run before it is killed.
 HOOK_TIMEOUT = 30.0
 #: Environment variables the hook must not inherit: the app secret may be exported by the user.
 _WITHHELD = frozenset({"SCHWAB_APP_SECRET"})
 #: The most hook output kept for the log line (its tail), in characters.
 _OUTPUT_TAIL = 500
-
-
-def crossed_threshold(
-    seconds_left: float, thresholds: tuple[float, ...] = EXPIRY_THRESHOLDS
-) -> float | None:
-    """The most urgent threshold `seconds_left` is at or below; None above them all or expired.
-
-    A bridge started at 20 h left announces the 24 h threshold only: the 48 h one is old news.
-    """
-    if seconds_left <= 0:
-        return None
-    crossed = [t for t in thresholds if seconds_left <= t]
-    return min(crossed) if crossed else None
 
 
 @dataclass(frozen=True)
@@ -61,7 +49,7 @@ class ExpiryAlert:
     ) -> ExpiryAlert:
         return cls(
             threshold=threshold,
-            seconds_left=record.refresh_seconds_left(now),
+            seconds_left=record.refresh_seconds_left(time.time() if now is None else now),
             expires_at=record.refresh_expires_at,
             message=message,
         )
@@ -133,27 +121,33 @@ async def run_hook(command: str, alert: ExpiryAlert, timeout: float = HOOK_TIMEO
     return code
 
 
-StatusSink = Callable[..., None]
-
-
 class ExpiryNotifier:
     """The pipeline's `on_expiry_warning`: a status event at once, the hook in the background.
 
     The auth client decides when (once per threshold per login) and logs the warning; this adds the
-    channels a person notices from afar.
+    channels a person notices from afar. `sink` takes the status event (the publisher, or a list in
+    tests); `clock` is the wall clock the time left is read on.
     """
 
-    def __init__(self, hook: str, status: StatusSink, timeout: float = HOOK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        hook: str,
+        sink: EventSink,
+        timeout: float = HOOK_TIMEOUT,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.hook = hook.strip()
-        self.status = status
+        self.sink = sink
         self.timeout = timeout
+        self.clock = clock
         self.alerts: list[ExpiryAlert] = []
         self._tasks: set[asyncio.Task[int | None]] = set()
 
     def __call__(self, record: TokenRecord, threshold: float, message: str) -> None:
-        alert = ExpiryAlert.from_record(record, threshold, message)
+        alert = ExpiryAlert.from_record(record, threshold, message, now=self.clock())
         self.alerts.append(alert)
-        self.status(
+        self.sink.status(
             "token_expiring",
             message,
             threshold=alert.threshold_label,

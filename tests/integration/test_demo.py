@@ -19,7 +19,8 @@ import pytest
 import redis
 from rich.console import Console
 
-from schwab_stream.cli.demo import DemoSettings, ViewData, demo_option, render
+from schwab_stream.cli.demo import DemoSettings, demo_option
+from schwab_stream.cli.demo_view import ViewData, render
 from schwab_stream.pipeline import Snapshot
 
 DECOY_ENV = (
@@ -192,6 +193,33 @@ def test_live_view_runs_without_a_terminal(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Quotes (schwab:latest:tick:*)" in done.stdout and "Pipeline" in done.stdout
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_a_redis_server_that_will_not_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """Before: a RuntimeError traceback. Now: what the server said, in one line, exit 1."""
+    cwd, tmpdir = _workdir(tmp_path)
+    broken = tmp_path / "bin" / "redis-server"
+    broken.parent.mkdir()
+    broken.write_text(
+        "#!/bin/sh\necho '*** FATAL CONFIG FILE ERROR ***' >&2\necho 'Bad port' >&2\nexit 1\n"
+    )
+    broken.chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-m", "schwab_stream", "demo", "--no-ui", "--duration", "3"],
+        cwd=cwd,
+        env={**_demo_env(tmpdir), "SCHWAB_STREAM_REDIS_SERVER": str(broken)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    said = "*** FATAL CONFIG FILE ERROR *** / Bad port"
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        f"schwab-stream demo: redis-server exited at start: {said}"
+    ]
     assert list(tmpdir.iterdir()) == []
 
 

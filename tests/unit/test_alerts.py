@@ -1,4 +1,5 @@
-"""Expiry alerts: the threshold decision, the hook's environment, and a hook that fails or hangs."""
+"""Expiry alerts: the threshold decision (expiry.py), the hook's environment, and a hook that fails
+or hangs."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from typing import Any
 
 import pytest
 
-from schwab_stream.alerts import (
-    ExpiryAlert,
-    ExpiryNotifier,
-    crossed_threshold,
-    run_hook,
-)
+from schwab_stream.alerts import ExpiryAlert, ExpiryNotifier, run_hook
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.config import Settings
+from schwab_stream.events import Event
+from schwab_stream.expiry import (
+    ExpiryWarnings,
+    crossed_threshold,
+    next_warning_in,
+    refresh_state,
+)
 
 H = 3600.0
 
@@ -43,6 +46,31 @@ H = 3600.0
 )
 def test_the_most_urgent_crossed_threshold_is_chosen(left: float, expected: float | None) -> None:
     assert crossed_threshold(left) == expected
+
+
+@pytest.mark.parametrize(
+    ("left", "state", "next_in"),
+    [
+        (72 * H, "ok", 24 * H),
+        (48 * H + 1, "ok", 1.0),
+        (48 * H, "expiring", 24 * H),
+        (1 * H + 5, "expiring", 5.0),
+        (60.0, "expiring", None),  # the last warning is behind: none ahead
+        (0.0, "expired", None),
+    ],
+)
+def test_token_state_and_the_next_warning(left: float, state: str, next_in: float | None) -> None:
+    assert refresh_state(left) == state
+    assert next_warning_in(left) == next_in
+
+
+def test_each_threshold_is_said_once_per_login() -> None:
+    warnings = ExpiryWarnings()
+    login = 1_700_000_000.0
+    said = [warnings.due(login, left) for left in (50 * H, 47 * H, 30 * H, 23 * H, 20 * H, 0.5 * H)]
+    assert said == [None, 48 * H, None, 24 * H, None, H]
+    assert warnings.due(login, 0.4 * H) is None
+    assert warnings.due(login + 1, 20 * H) == 24 * H  # a new login starts over
 
 
 def record(refresh_left: float, now: float | None = None) -> TokenRecord:
@@ -109,13 +137,24 @@ async def test_slow_hook_is_killed_with_its_children(
     assert not marker.exists()
 
 
+class ListSink:
+    """An `EventSink` that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.statuses: list[tuple[str, str, dict[str, Any]]] = []
+
+    def submit(self, events: list[Event]) -> None:
+        self.events.extend(events)
+
+    def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
+        self.statuses.append((state, detail, info))
+
+
 async def test_notifier_publishes_at_once_and_runs_the_hook_in_the_background() -> None:
-    sent: list[tuple[str, str, dict[str, Any]]] = []
-
-    def status(state: str, detail: str = "", code: int | None = None, **info: Any) -> None:
-        sent.append((state, detail, info))
-
-    notifier = ExpiryNotifier("sleep 30", status, timeout=10)
+    sink = ListSink()
+    sent = sink.statuses
+    notifier = ExpiryNotifier("sleep 30", sink, timeout=10)
     started = time.monotonic()
     notifier(record(3000.0), H, "the refresh token expires in 50 min")
     assert time.monotonic() - started < 0.5  # the hook does not hold up the caller

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from schwab_stream.cli.token import setup_logging
+from schwab_stream.cli.common import setup_one_shot_logging as setup_logging
 from schwab_stream.config import Settings
 
 

@@ -9,9 +9,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
-from schwab_stream.embedded_redis import EmbeddedRedis
+from schwab_stream.embedded_redis import EmbeddedRedis, find_redis_server
+from schwab_stream.errors import EmbeddedRedisError, ExitCode
 
 
 def test_embedded_redis_starts_serves_and_cleans_up() -> None:
@@ -28,6 +30,39 @@ def test_embedded_redis_starts_serves_and_cleans_up() -> None:
     server.stop()
     assert proc is not None and proc.poll() is not None
     assert not folder.exists()
+
+
+def _fake_server(tmp_path: Path, script: str) -> Path:
+    path = tmp_path / "redis-server"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_server_that_exits_at_start_is_one_error_in_one_line(tmp_path: Path) -> None:
+    """Before: a bare RuntimeError with the server's lines in it (a traceback in the demo)."""
+    fake = _fake_server(tmp_path, "echo 'FATAL CONFIG FILE ERROR' >&2; echo 'Bad port' >&2; exit 1")
+    server = EmbeddedRedis(binary=fake)
+    with pytest.raises(EmbeddedRedisError) as info:
+        server.start()
+    assert str(info.value) == "redis-server exited at start: FATAL CONFIG FILE ERROR / Bad port"
+    assert info.value.exit_code == ExitCode.FAILED and info.value.kind == "embedded_redis"
+    assert server.proc is None and server.dir is None  # stopped and removed
+
+
+def test_a_server_that_never_answers_is_the_same_error(tmp_path: Path) -> None:
+    server = EmbeddedRedis(binary=_fake_server(tmp_path, "exec sleep 30"))
+    with pytest.raises(EmbeddedRedisError, match=r"did not answer on port \d+ in 0.3s"):
+        server.start(timeout=0.3)
+    assert server.proc is None and server.dir is None
+
+
+def test_a_named_binary_that_is_not_executable_is_the_same_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCHWAB_STREAM_REDIS_SERVER", str(tmp_path / "nothing-here"))
+    with pytest.raises(EmbeddedRedisError, match=r"REDIS_SERVER=.*: not an executable"):
+        find_redis_server()
 
 
 def test_a_killed_and_restarted_server_leaves_one_folder() -> None:

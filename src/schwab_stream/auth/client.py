@@ -11,28 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from schwab_stream.alerts import EXPIRY_THRESHOLDS, crossed_threshold
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
+from schwab_stream.backoff import Backoff
 from schwab_stream.config import Settings
 from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, TokenFileError
-from schwab_stream.telemetry import register_secret
+from schwab_stream.expiry import (
+    ExpiryWarnings,
+    format_duration,
+    format_when,
+    next_warning_in,
+    warning_message,
+)
+from schwab_stream.telemetry.logging import register_secret
 
 log = logging.getLogger(__name__)
 
-#: Refresh-token time left (seconds) at which a warning is logged, once each per login.
-REFRESH_WARNING_THRESHOLDS: tuple[float, ...] = EXPIRY_THRESHOLDS
 #: Upper bound on how long refresh_forever sleeps, so a new token file is noticed promptly.
 POLL_INTERVAL = 15.0
 #: Longest pause between refresh_forever's attempts while Schwab keeps failing.
@@ -113,7 +116,10 @@ ExpiryWarning = Callable[[TokenRecord, float, str], None]
 
 
 class SchwabAuthClient:
-    """Tokens and REST calls for one Schwab app and one token file."""
+    """Tokens and REST calls for one Schwab app and one token file.
+
+    `clock` is the wall clock every expiry is judged on (tests pass a fake one); sleeps stay real.
+    """
 
     #: Attempts for one call when Schwab times out, answers 429 or 5xx.
     retry_attempts = 4
@@ -126,6 +132,8 @@ class SchwabAuthClient:
         settings: Settings,
         store: TokenStore | None = None,
         http: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not settings.app_key:
             raise ConfigError("SCHWAB_APP_KEY is not set: put your Schwab app key in .env")
@@ -133,6 +141,7 @@ class SchwabAuthClient:
             raise ConfigError("SCHWAB_APP_SECRET is not set: put your Schwab app secret in .env")
         register_secret(settings.app_secret.get_secret_value())
         self.settings = settings
+        self._clock = clock
         self.store = store or TokenStore(settings.resolved_token_path)
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=10.0))
         self._owns_http = http is None
@@ -140,7 +149,7 @@ class SchwabAuthClient:
         self._record: TokenRecord | None = None
         self._fingerprint: tuple[int, int, int] | None = None
         self._lock = asyncio.Lock()
-        self._warned_expiry: tuple[float, float] | None = None  # (login_at, threshold)
+        self._warnings = ExpiryWarnings()
 
     def __repr__(self) -> str:
         return f"SchwabAuthClient(api_base_url={self._base!r}, token_path={str(self.store.path)!r})"
@@ -161,7 +170,7 @@ class SchwabAuthClient:
 
     async def exchange_code(self, code: str) -> TokenRecord:
         """Trade a login code for tokens and save them; this login starts the 7-day clock."""
-        started = time.time()
+        started = self._clock()
         response = await self._token_request(
             {
                 "grant_type": "authorization_code",
@@ -198,11 +207,10 @@ class SchwabAuthClient:
         try:
             return (await self.refresh()).access_token
         except AuthError as exc:
-            if record.access_seconds_left() > 0:
+            left = record.access_seconds_left(self._clock())
+            if left > 0:
                 log.warning(
-                    "token refresh failed (%s); the current access token has %.0f s left",
-                    exc,
-                    record.access_seconds_left(),
+                    "token refresh failed (%s); the current access token has %.0f s left", exc, left
                 )
                 return record.access_token
             raise
@@ -225,22 +233,25 @@ class SchwabAuthClient:
                 if on_disk.access_token != current.access_token and self._usable(on_disk):
                     log.info("another process refreshed the access token; using it")
                     return on_disk
-                started = time.time()
+                started = self._clock()
                 response = await self._token_request(
                     {"grant_type": "refresh_token", "refresh_token": on_disk.refresh_token},
                     what="token refresh",
                 )
                 if response.status_code in (400, 401):
-                    raise LoginRequiredError(_dead_refresh_message(response, on_disk))
+                    raise LoginRequiredError(
+                        _dead_refresh_message(response, on_disk, self._clock())
+                    )
                 record = self._record_from(
                     response, started, previous=on_disk, what="token refresh"
                 )
                 self.store.save(record)
                 self._adopt(record)
+        now = self._clock()
         log.info(
             "access token refreshed; valid for %.0f s, refresh token for %s",
-            record.access_seconds_left(),
-            format_duration(record.refresh_seconds_left()),
+            record.access_seconds_left(now),
+            format_duration(record.refresh_seconds_left(now)),
         )
         return record
 
@@ -258,7 +269,8 @@ class SchwabAuthClient:
         expiry warning is logged (48 h, 24 h, 1 h ahead, once each per login).
         """
         announced: str | None = None
-        failures = 0
+        # 4x a call's first delay (2 s), doubling up to a minute
+        backoff = Backoff(self.retry_base_delay * 4, MAX_FAILURE_BACKOFF)
         while True:
             try:
                 record = self._current()
@@ -266,21 +278,22 @@ class SchwabAuthClient:
                     _notify(on_refresh, record)
                 announced = record.access_token
                 self._warn_refresh_expiry(record, on_expiry_warning)
-                wait = record.access_expires_at - self.settings.token_refresh_margin - time.time()
+                now = self._clock()
+                wait = record.access_seconds_left(now) - self.settings.token_refresh_margin
                 if wait > 0:
-                    await asyncio.sleep(min(wait, POLL_INTERVAL, self._next_warning_in(record)))
+                    warning = next_warning_in(record.refresh_seconds_left(now))
+                    until = POLL_INTERVAL if warning is None else warning
+                    await asyncio.sleep(min(wait, POLL_INTERVAL, until))
                     continue
                 record = await self.refresh()
             except LoginRequiredError:
                 raise
             except (AuthError, TokenFileError) as exc:
-                failures += 1
-                delay = min(MAX_FAILURE_BACKOFF, self.retry_base_delay * 2.0 ** (failures + 1))
-                delay *= random.uniform(0.5, 1.0)
+                delay = backoff.next()
                 log.warning("background token refresh failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            failures = 0
+            backoff.reset()
             if record.access_token != announced:
                 announced = record.access_token
                 _notify(on_refresh, record)
@@ -291,7 +304,7 @@ class SchwabAuthClient:
         """(access, refresh) seconds left, from the record last loaded (no I/O)."""
         if self._record is None:
             return (None, None)
-        now = time.time()
+        now = self._clock()
         return (self._record.access_seconds_left(now), self._record.refresh_seconds_left(now))
 
     # --- REST -----------------------------------------------------------------------------
@@ -332,7 +345,7 @@ class SchwabAuthClient:
     # --- internals ------------------------------------------------------------------------
 
     def _usable(self, record: TokenRecord) -> bool:
-        return record.access_seconds_left() > self.settings.token_refresh_margin
+        return record.access_seconds_left(self._clock()) > self.settings.token_refresh_margin
 
     def _current(self) -> TokenRecord:
         """The record in memory, re-read when the file changed on disk (e.g. a new login)."""
@@ -383,6 +396,7 @@ class SchwabAuthClient:
     async def _send(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
         """One HTTP call, retried with exponential backoff and jitter on timeouts, 429 and 5xx."""
         last = ""
+        backoff = Backoff(self.retry_base_delay, self.retry_max_delay)
         for attempt in range(1, self.retry_attempts + 1):
             retry_after = 0.0
             try:
@@ -396,8 +410,8 @@ class SchwabAuthClient:
                 retry_after = _retry_after(response)
             if attempt == self.retry_attempts:
                 break
-            delay = min(self.retry_max_delay, self.retry_base_delay * 2 ** (attempt - 1))
-            delay = max(random.uniform(delay / 2, delay), min(retry_after, self.retry_max_delay))
+            # Schwab's Retry-After, when it asks for longer, up to the longest backoff
+            delay = max(backoff.next(), min(retry_after, self.retry_max_delay))
             log.warning(
                 "%s to %s failed (%s); retry %d of %d in %.1f s",
                 what,
@@ -410,27 +424,15 @@ class SchwabAuthClient:
             await asyncio.sleep(delay)
         raise AuthError(f"{what}: Schwab did not answer after {self.retry_attempts} tries ({last})")
 
-    def _next_warning_in(self, record: TokenRecord) -> float:
-        left = record.refresh_seconds_left()
-        upcoming = [left - t for t in REFRESH_WARNING_THRESHOLDS if left > t]
-        return max(min(upcoming), 0.0) if upcoming else POLL_INTERVAL
-
     def _warn_refresh_expiry(
         self, record: TokenRecord, on_warning: ExpiryWarning | None = None
     ) -> None:
         """Log once per threshold (48 h, 24 h, 1 h) so a person can log in before streams stop."""
-        left = record.refresh_seconds_left()
-        threshold = crossed_threshold(left, REFRESH_WARNING_THRESHOLDS)
+        left = record.refresh_seconds_left(self._clock())
+        threshold = self._warnings.due(record.login_at, left)
         if threshold is None:
             return
-        key = (record.login_at, threshold)
-        if self._warned_expiry == key:
-            return
-        self._warned_expiry = key
-        message = (
-            f"the Schwab refresh token expires in {format_duration(left)} "
-            f"(at {format_when(record.refresh_expires_at)}): run `schwab-stream login` before then"
-        )
+        message = warning_message(left, record.refresh_expires_at)
         log.warning(message)
         if on_warning is not None:
             try:
@@ -464,11 +466,11 @@ def _error_code(response: httpx.Response) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "", str(code))[:64] if code else ""
 
 
-def _dead_refresh_message(response: httpx.Response, record: TokenRecord) -> str:
+def _dead_refresh_message(response: httpx.Response, record: TokenRecord, now: float) -> str:
     text = response.text
     reasons = [name for name in _DEAD_REFRESH_ERRORS if name in text]
     reason = ", ".join(reasons) or f"HTTP {response.status_code}"
-    if record.refresh_seconds_left() <= 0:
+    if record.refresh_seconds_left(now) <= 0:
         why = f"it expired at {format_when(record.refresh_expires_at)}, 7 days after the login"
     else:
         why = (
@@ -484,24 +486,3 @@ def _retry_after(response: httpx.Response) -> float:
         return max(0.0, float(value))
     except ValueError:
         return 0.0
-
-
-def format_when(epoch: float) -> str:
-    """Local wall-clock time of an epoch, for messages people read."""
-    return datetime.fromtimestamp(epoch).astimezone().strftime("%Y-%m-%d %H:%M %Z")
-
-
-def format_duration(seconds: float) -> str:
-    """A compact "2 d 3 h" for messages people read."""
-    if seconds <= 0:
-        return "0 s (expired)"
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {secs} s"
-    return f"{secs} s"

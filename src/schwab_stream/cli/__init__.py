@@ -1,4 +1,9 @@
-"""The `schwab-stream` command. Subcommands load lazily so `run` never pays for the simulator."""
+"""The `schwab-stream` command. Subcommands load lazily so `run` never pays for the simulator.
+
+Each command is its own module and imports no other command module: what they share is in
+`common` (errors and exit codes, logging of the one-shot commands, `--redis-url`) and `formatting`
+(how events and numbers are shown); the demo's rich view is `demo_view`.
+"""
 
 from __future__ import annotations
 
@@ -42,18 +47,6 @@ class LazyGroup(click.Group):
         command: Any = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
-
-
-def redis_url_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """click callback of `--redis-url`: a URL without a scheme is a usage error."""
-    from schwab_stream.config import check_redis_url  # not for every command: pydantic is slow
-
-    if value is None:
-        return None
-    try:
-        return check_redis_url(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

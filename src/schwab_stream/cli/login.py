@@ -8,14 +8,14 @@ from urllib.parse import urlsplit
 
 import click
 
-from schwab_stream.auth.client import format_when
 from schwab_stream.auth.login import login as run_login
-from schwab_stream.cli.token import friendly_errors, setup_logging
+from schwab_stream.cli.common import one_shot_errors, setup_one_shot_logging
 from schwab_stream.config import load_settings
+from schwab_stream.expiry import format_when
 
 
 def callback_problems(url: str) -> list[str]:
-    """What Schwab will refuse in a callback URL (schwab-api.md 1.3), said before the browser."""
+    """What Schwab refuses in a callback URL (docs/schwab-protocol.md §2.3), said up front."""
     parts = urlsplit(url)
     problems = []
     if parts.scheme != "https":
@@ -39,14 +39,14 @@ def callback_problems(url: str) -> list[str]:
     is_flag=True,
     help="Do not open a browser; print the URL (the local callback server still waits).",
 )
-@friendly_errors
+@one_shot_errors
 def login(manual: bool, no_browser: bool) -> None:
     """Log in to Schwab and save the tokens; starts the refresh token's 7-day clock.
 
     A running `schwab-stream run` picks up the new tokens without a restart.
     """
     settings = load_settings()
-    setup_logging(settings)
+    setup_one_shot_logging(settings)
     for problem in callback_problems(settings.callback_url):
         click.echo(f"warning: SCHWAB_CALLBACK_URL={settings.callback_url}: {problem}", err=True)
     record = asyncio.run(

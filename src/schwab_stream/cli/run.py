@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from schwab_stream.cli.common import exits_on_error
 from schwab_stream.config import (
     Settings,
     load_settings,
@@ -31,6 +32,7 @@ log = logging.getLogger("schwab_stream.run")
     help="Subscribe SERVICE to comma-separated KEYS (repeatable); replaces the settings for "
     "that service. Example: --subscribe LEVELONE_EQUITIES=AAPL,MSFT",
 )
+@exits_on_error("run")
 def run(subscribe: tuple[str, ...]) -> None:
     """Stream market data from Schwab into Redis Streams until stopped (SIGINT/SIGTERM).
 
@@ -41,17 +43,14 @@ def run(subscribe: tuple[str, ...]) -> None:
     Exit codes: 0 stopped, 1 failed, 2 bad settings,
     3 another Schwab session took over (code 12), 4 another instance took the lease.
     """
-    from schwab_stream.telemetry import setup_logging
+    from schwab_stream.telemetry.logging import setup_logging
 
-    try:
-        settings = load_settings()
-        subscriptions = settings.subscriptions()
-        if settings.acct_activity:
-            subscriptions["ACCT_ACTIVITY"] = ["ACCOUNT"]
-        subscriptions.update(parse_subscribe_option(subscribe))
-    except SchwabStreamError as exc:
-        click.echo(f"schwab-stream run: {exc}", err=True)
-        sys.exit(2)
+    # A bad setting raises ConfigError: one line and its exit code (2), by exits_on_error.
+    settings = load_settings()
+    subscriptions = settings.subscriptions()
+    if settings.acct_activity:
+        subscriptions["ACCT_ACTIVITY"] = ["ACCOUNT"]
+    subscriptions.update(parse_subscribe_option(subscribe))
     setup_logging(settings.log_format, settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
     for name in unknown_setting_names():
@@ -74,10 +73,10 @@ async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
     from schwab_stream.pipeline import Pipeline
 
     try:
-        pipeline = Pipeline(settings, subscriptions)
+        pipeline = Pipeline.from_settings(settings, subscriptions)
     except SchwabStreamError as exc:
         log.error("cannot start: %s", exc)
-        return 2
+        return exc.exit_code
     freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too

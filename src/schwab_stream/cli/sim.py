@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
-import sys
 from pathlib import Path
 
 import click
 
+from schwab_stream.cli.common import exits_on_error
+from schwab_stream.errors import ConfigError
 from schwab_stream.sim.state import DEFAULT_APP_KEY, DEFAULT_APP_SECRET, SimConfig
 
 _DEFAULTS = SimConfig()
@@ -132,6 +133,7 @@ _DEFAULTS = SimConfig()
     help="Scheduled fault, repeatable: drop@5, silence:3@10/60, garbage@2, "
     "code:12@30 (see docs/simulator.md).",
 )
+@exits_on_error("sim")
 def sim(
     host: str,
     port: int,
@@ -185,9 +187,8 @@ def sim(
     )
     try:
         asyncio.run(_serve(config))
-    except OSError as exc:
-        click.echo(f"schwab-stream sim: cannot listen on {host}:{port}: {exc}", err=True)
-        sys.exit(2)
+    except OSError as exc:  # a bad --host or --port: a setting (exit 2)
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
 
 
 async def _serve(config: SimConfig) -> None:

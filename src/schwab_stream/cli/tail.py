@@ -13,14 +13,15 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import click
 import redis
 from redis.exceptions import RedisError
 
-from schwab_stream.cli import redis_url_option
+from schwab_stream.cli.common import exits_on_error, redis_url_option
+from schwab_stream.cli.formatting import format_line
+from schwab_stream.errors import SchwabStreamError
 
 #: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
 SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
@@ -32,115 +33,6 @@ ALL_TYPES = (*SYMBOL_TYPES, *SINGLE_TYPES)
 RESCAN_SECONDS = 3.0
 #: XREAD BLOCK timeout in milliseconds; also bounds how late a rescan can be.
 BLOCK_MS = 1000
-
-#: Changed-field names shown on a tick line; a snapshot changes them all and just says so.
-MAX_CHANGED = 6
-
-_COLORS = {
-    "tick": "cyan",
-    "level2": "magenta",
-    "bar": "yellow",
-    "screener": "blue",
-    "account": "green",
-    "status": "red",
-}
-
-
-# --- formatting ---------------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def px(value: Any) -> str:
-    """A price: two decimals, four below 1 (forex, cheap options)."""
-    if not _is_number(value):
-        return "-"
-    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.4f}"
-
-
-def qty(value: Any) -> str:
-    """A size or volume: whole, with thousands separators."""
-    return f"{int(value):,}" if _is_number(value) else "-"
-
-
-def _clock(epoch_ms: Any) -> str:
-    if not isinstance(epoch_ms, int | float):
-        return "-"
-    return datetime.fromtimestamp(epoch_ms / 1000).strftime("%H:%M")
-
-
-def _level(level: Any) -> str:
-    if not isinstance(level, dict):
-        return "-"
-    return f"{px(level.get('price'))} x {qty(level.get('size'))} ({level.get('count', '-')})"
-
-
-def describe(event: dict[str, Any]) -> str:
-    """The key numbers of one event, by type; unknown types fall back to their JSON."""
-    kind = event.get("type")
-    if kind == "tick":
-        text = (
-            f"bid {px(event.get('bid'))} x {qty(event.get('bid_size'))}  "
-            f"ask {px(event.get('ask'))} x {qty(event.get('ask_size'))}  "
-            f"last {px(event.get('last'))} x {qty(event.get('last_size'))}  "
-            f"vol {qty(event.get('volume'))}  chg {_signed(event.get('net_change'))}"
-        )
-        if event.get("snapshot"):
-            return f"{text}  snapshot"
-        changed = [str(name) for name in event.get("changed") or []]
-        more = f",+{len(changed) - MAX_CHANGED}" if len(changed) > MAX_CHANGED else ""
-        return f"{text}  [{','.join(changed[:MAX_CHANGED])}{more}]"
-    if kind == "level2":
-        bids, asks = event.get("bids") or [], event.get("asks") or []
-        return (
-            f"{event.get('venue', '')} bid {_level(bids[0] if bids else None)}  "
-            f"ask {_level(asks[0] if asks else None)}  levels {len(bids)}/{len(asks)}"
-        )
-    if kind == "bar":
-        return (
-            f"{_clock(event.get('start'))} O {px(event.get('open'))} H {px(event.get('high'))}"
-            f" L {px(event.get('low'))} C {px(event.get('close'))}"
-            f" V {qty(event.get('volume'))}"
-        )
-    if kind == "screener":
-        items = event.get("items") or []
-        top = ", ".join(
-            f"{item.get('symbol')} {px(item.get('last_price'))}"
-            for item in items[:5]
-            if isinstance(item, dict)
-        )
-        return f"{event.get('sort_field') or ''} top: {top}"
-    if kind == "account":
-        return f"{event.get('message_type') or '-'} account {event.get('account') or '-'}"
-    if kind == "status":
-        code = event.get("code")
-        detail = event.get("detail") or ""
-        return f"{event.get('state', '')}{f' code={code}' if code is not None else ''}  {detail}"
-    return json.dumps(event, separators=(",", ":"))
-
-
-def _signed(value: Any) -> str:
-    return (
-        f"{value:+.2f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
-    )
-
-
-def format_line(event: dict[str, Any], color: bool = False) -> str:
-    """`HH:MM:SS.mmm type symbol numbers`, timed by local receive time."""
-    recv_ns = event.get("recv_ns")
-    when = (
-        datetime.fromtimestamp(recv_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
-        if isinstance(recv_ns, int)
-        else "--:--:--.---"
-    )
-    kind = str(event.get("type", "?"))
-    label = f"{kind:<8}"
-    if color:
-        label = click.style(label, fg=_COLORS.get(kind))
-    symbol = str(event.get("symbol") or "")
-    return f"{when} {label} {symbol:<21} {describe(event)}"
 
 
 # --- which streams ------------------------------------------------------------------------
@@ -276,6 +168,7 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     help="Redis to read (default: REDIS_URL setting).",
 )
 @click.option("--prefix", help="Redis key prefix (default: SCHWAB_REDIS_PREFIX setting).")
+@exits_on_error("tail")
 def tail(
     symbols: tuple[str, ...],
     types: tuple[str, ...],
@@ -316,8 +209,7 @@ def tail(
     try:
         client.ping()
     except (RedisError, OSError) as exc:
-        click.echo(f"schwab-stream tail: cannot reach Redis at {redis_url}: {exc}", err=True)
-        sys.exit(1)
+        raise SchwabStreamError(f"cannot reach Redis at {redis_url}: {exc}") from None
     try:
         if last is not None:
             keys = fixed_keys(prefix, wanted_symbols, wanted_types)
@@ -326,8 +218,7 @@ def tail(
             try:
                 entries = newest(client, keys, last)
             except (RedisError, OSError) as exc:
-                click.echo(f"schwab-stream tail: redis error ({exc})", err=True)
-                sys.exit(1)
+                raise SchwabStreamError(f"redis error ({exc})") from None
             _print(entries, as_json, sys.stdout.isatty() and not as_json)
         else:
             _follow(client, prefix, wanted_symbols, wanted_types, as_json, from_start, count)

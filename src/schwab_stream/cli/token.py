@@ -1,63 +1,25 @@
 """`schwab-stream token status|refresh|import`: the token file, headless.
 
 Exit codes (for cron and scripts): 0 fine, 1 an error (bad setting, broken file, Schwab down),
-3 a person must run `schwab-stream login`.
+3 a person must run `schwab-stream login`. They are `ExitCode`s; an error whose own code is another
+(a bad setting's 2) folds into 1 here (`cli.common.one_shot_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import click
 
-from schwab_stream import telemetry
-from schwab_stream.auth.client import SchwabAuthClient, format_duration, format_when
+from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord, TokenStore, import_schwab_py
+from schwab_stream.cli.common import one_shot_errors, setup_one_shot_logging
 from schwab_stream.config import Settings, load_settings
-from schwab_stream.errors import LoginRequiredError, SchwabStreamError, TokenFileError
-
-EXIT_ERROR = 1
-EXIT_LOGIN_NEEDED = 3
-#: Refresh-token time left under which `token status` warns.
-WARN_REFRESH_LEFT = 48 * 3600.0
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Our own errors become one line on stderr and an exit code, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except LoginRequiredError as exc:
-            click.echo(f"login needed: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_LOGIN_NEEDED) from None
-        except SchwabStreamError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_ERROR) from None
-
-    return wrapper
-
-
-def setup_logging(settings: Settings) -> None:
-    """Logs for the one-shot commands (`login`, `token`), which print their own result: only
-    warnings and errors, as plain lines on stderr, whatever stderr is; SCHWAB_LOG_LEVEL=DEBUG
-    shows everything. `run` keeps SCHWAB_LOG_FORMAT and SCHWAB_LOG_LEVEL as they are."""
-    level = settings.log_level if settings.log_level in ("DEBUG", "ERROR") else "WARNING"
-    telemetry.setup_logging("console", level)
-    telemetry.register_secret(settings.app_secret.get_secret_value())
-    if settings.log_level != "DEBUG":
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+from schwab_stream.errors import ExitCode, LoginRequiredError, SchwabStreamError, TokenFileError
+from schwab_stream.expiry import format_duration, format_when, refresh_state
 
 
 @click.group()
@@ -67,7 +29,7 @@ def token() -> None:
 
 @token.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@friendly_errors
+@one_shot_errors
 def status(as_json: bool) -> None:
     """Time left on both tokens and when the login was; exits 3 when a login is needed.
 
@@ -85,10 +47,10 @@ def status(as_json: bool) -> None:
             )
         else:
             click.echo(f"login needed: {exc}", err=True)
-        raise click.exceptions.Exit(EXIT_LOGIN_NEEDED) from None
+        raise click.exceptions.Exit(ExitCode.LOGIN_NEEDED) from None
     now = time.time()
     access_left, refresh_left = record.access_seconds_left(now), record.refresh_seconds_left(now)
-    login_needed = refresh_left <= 0
+    login_needed = refresh_state(refresh_left) == "expired"
     if as_json:
         click.echo(
             json.dumps(
@@ -106,7 +68,7 @@ def status(as_json: bool) -> None:
     else:
         _print_status(store, record, now)
     if login_needed:
-        raise click.exceptions.Exit(EXIT_LOGIN_NEEDED)
+        raise click.exceptions.Exit(ExitCode.LOGIN_NEEDED)
 
 
 def _print_status(store: TokenStore, record: TokenRecord, now: float) -> None:
@@ -124,11 +86,12 @@ def _print_status(store: TokenStore, record: TokenRecord, now: float) -> None:
         f"refresh token  {format_duration(refresh_left)} left "
         f"(until {format_when(record.refresh_expires_at)})"
     )
-    if refresh_left <= 0:
+    state = refresh_state(refresh_left)
+    if state == "expired":
         click.echo(
             "login needed: the refresh token has expired: run `schwab-stream login`", err=True
         )
-    elif refresh_left <= WARN_REFRESH_LEFT:
+    elif state == "expiring":
         click.echo(
             "warning: the refresh token expires soon: run `schwab-stream login` before then",
             err=True,
@@ -139,20 +102,21 @@ def _print_status(store: TokenStore, record: TokenRecord, now: float) -> None:
 
 @token.command()
 @click.option("--force", is_flag=True, help="Refresh even when the access token is still fresh.")
-@friendly_errors
+@one_shot_errors
 def refresh(force: bool) -> None:
     """Refresh the access token when it is near expiry (headless; for cron or a check)."""
     settings = load_settings()
-    setup_logging(settings)
+    setup_one_shot_logging(settings)
     before, after = asyncio.run(_refresh(settings, force))
+    now = time.time()
     if after.access_token != before.access_token:
         click.echo(
-            f"access token refreshed: valid for {format_duration(after.access_seconds_left())}; "
-            f"refresh token {format_duration(after.refresh_seconds_left())} left"
+            f"access token refreshed: valid for {format_duration(after.access_seconds_left(now))}; "
+            f"refresh token {format_duration(after.refresh_seconds_left(now))} left"
         )
     else:
         click.echo(
-            f"access token still valid for {format_duration(after.access_seconds_left())} "
+            f"access token still valid for {format_duration(after.access_seconds_left(now))} "
             f"(margin {settings.token_refresh_margin:.0f} s): nothing to do; --force refreshes"
         )
 
@@ -169,7 +133,7 @@ async def _refresh(settings: Settings, force: bool) -> tuple[TokenRecord, TokenR
 @token.command("import")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace a token file that holds a newer login.")
-@friendly_errors
+@one_shot_errors
 def import_(path: Path, force: bool) -> None:
     """Import a schwab-py token file (keeps its login: no new browser login needed)."""
     settings = load_settings()
@@ -179,7 +143,8 @@ def import_(path: Path, force: bool) -> None:
             f"SCHWAB_TOKEN_PATH is the schwab-py file {path} itself: point it at another file"
         )
     record = import_schwab_py(path)
-    if record.refresh_seconds_left() <= 0:
+    now = time.time()
+    if refresh_state(record.refresh_seconds_left(now)) == "expired":
         raise LoginRequiredError(
             f"the refresh token in {path} expired at {format_when(record.refresh_expires_at)} "
             "(7 days after its login): run `schwab-stream login`"
@@ -194,7 +159,7 @@ def import_(path: Path, force: bool) -> None:
     store.save(record)
     click.echo(
         f"imported {path} into {store.path}: login {format_when(record.login_at)}, refresh token "
-        f"{format_duration(record.refresh_seconds_left())} left"
+        f"{format_duration(record.refresh_seconds_left(now))} left"
     )
 
 
