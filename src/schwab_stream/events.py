@@ -17,8 +17,8 @@ SCHEMA_VERSION = 1
 
 
 # gc=False: events are never part of a reference cycle, so the garbage collector need not track
-# them; at 50,000 events/s that removes a third of the tracked allocations (fewer, shorter GC
-# pauses on the hot path). It changes nothing in the JSON.
+# them, and a large share of the hot path's allocations go untracked (fewer, shorter GC pauses;
+# figure in docs/performance.md, "Figures behind design choices"). It changes nothing in the JSON.
 class _Event(msgspec.Struct, tag_field="type", gc=False):
     v: int = SCHEMA_VERSION
     service: str = ""

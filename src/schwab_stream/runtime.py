@@ -1,10 +1,11 @@
 """How the long-running commands run their event loop: uvloop when installed, and a garbage
 collector that does not stall the hot path.
 
-Measured on the bench (docs/performance.md): a full (gen-2) collection walks every object the
-interpreter holds, imports included (35-90 ms on the bench machine, every few seconds at 2,500
-frames/s); those pauses were the p99 latency. The gen-0 threshold stays at Python's default: a
-larger one made each young collection longer (0.3-4 ms at 5,000-20,000 instead of ~0.05 ms).
+A full (gen-2) collection walks every object the interpreter holds, imports included, so on a
+busy stream its pauses were the p99 latency; freezing the heap once start-up is done takes all
+of that out of their reach. The gen-0 threshold stays at Python's default: a larger one made
+each young collection much longer. The measurements are in docs/performance.md,
+"Figures behind design choices".
 """
 
 from __future__ import annotations

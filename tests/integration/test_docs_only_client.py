@@ -1,7 +1,7 @@
 """A client written from Schwab's documentation alone (httpx for OAuth, a raw websocket and json for
 the streamer, no project code) logs in to the simulator, subscribes and gets valid data.
 
-Every request below is the one schwab-py/authlib send (../shared/schwab-api.md §1.1, §2.1-2.3).
+Every request below is the one schwab-py/authlib send (docs/schwab-protocol.md §2.1, §3, §5).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ of the matching real frame in tests/fixtures; level one is a snapshot, then delt
 JSON types: strings, booleans and ints must match the real frame exactly. Fields the Streamer
 Guide types as double are "a number": Schwab writes a whole double without ".0" (`"10": 235`,
 `"13": 100` in the real frames), so a double may arrive as an int or a float. The doubles below
-are transcribed from the field tables in ../shared/schwab-api.md §2.7-2.13, and the first test
+are transcribed from the Guide's field tables (docs/schwab-protocol.md §9.8), and the first test
 checks that every real frame agrees with them.
 """
 

@@ -24,7 +24,7 @@ from schwab_stream.stream.fields import (
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
 
-# Highest field number per service (schwab-api.md sections 2.5 and 2.7-2.13).
+# Highest field number per service (docs/schwab-protocol.md §9.1).
 LAST_FIELD = {
     "LEVELONE_EQUITIES": 51,
     "LEVELONE_OPTIONS": 55,

@@ -4,7 +4,7 @@ Schwab sends fields as numeric string keys ("1", "2", ...). Every field gets exa
 name, used everywhere: in `TickEvent.changed`, as the key in `TickEvent.fields`, and in docs.
 Level-one fields that are attributes of `TickEvent` (bid, ask, ...) are named after that attribute.
 
-Corrections to Schwab's Streamer Guide and to schwab-py (see schwab-api.md section 5):
+Corrections to Schwab's Streamer Guide and to schwab-py (docs/schwab-protocol.md §10):
 CHART_EQUITY uses the real order (1 sequence, 2-5 OHLC, 6 volume, 7 chart time, 8 chart day),
 LEVELONE_OPTIONS field 20 is the strike price, and field 2 of a book market maker is its quote
 time in ms since midnight America/New_York.
@@ -313,7 +313,7 @@ FIELD_NAMES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 
-#: Every streamer service, in the order the Streamer Guide documents them.
+#: Every streamer service, in the Streamer Guide's order (docs/schwab-protocol.md §9.1).
 SERVICES: Final[tuple[str, ...]] = tuple(FIELD_NAMES)
 
 #: The event type each service produces (the first part of its Redis stream name).

@@ -64,7 +64,8 @@ def _is_number(value: object) -> TypeGuard[float]:
     return type(value) is float or type(value) is int
 
 
-# A TickEvent is built positionally from a per-quote argument list (3x cheaper than keywords).
+# A TickEvent is built positionally from a per-quote argument list, which is much cheaper than
+# keywords (docs/performance.md, "Figures behind design choices").
 # Positions come from the Struct itself, so a field added to the contract cannot shift them.
 _TICK_FIELDS: Final = TickEvent.__struct_fields__
 _TICK_POS: Final = {name: pos for pos, name in enumerate(_TICK_FIELDS)}
@@ -334,7 +335,7 @@ class Normalizer:
                             plans.clear()
                         plan = plans[shape] = _Plan(shape, slots)
                     # zip without strict=True: the lengths match by construction, and the
-                    # keyword makes zip several times slower.
+                    # keyword adds to the cost of every call on the hot path.
                     for pos, types, value in zip(plan.positions, plan.types, plan.core(item)):  # noqa: B905
                         if value.__class__ not in types:  # the checked path counts it
                             changed = merge_keys(quote, item)

@@ -1,6 +1,9 @@
 """Sans-I/O codec of the Schwab streamer protocol: requests to bytes, frames to typed objects.
 
-No sockets here, so the websocket client, the simulator and the tests share one exact codec.
+No sockets here, so the websocket client and the tests share one exact codec. The simulator
+deliberately has its own: it builds frames from Schwab's documentation and is held to the captured
+frames, so a mistake on one side cannot hide in the other (docs/architecture.md, "Sans-I/O where
+it matters").
 Frames are decoded by msgspec straight into typed Structs (fast, and every shape error is caught
 in one place). Level-one, chart, screener and account items stay plain dicts because their keys
 are numeric field strings that the normalizer maps through per-service tables; a book frame that
@@ -26,7 +29,7 @@ COMMANDS: Final[frozenset[str]] = frozenset({"LOGIN", "SUBS", "ADD", "UNSUBS", "
 
 
 class ResponseCode(IntEnum):
-    """Streamer response codes (Streamer Guide section 1.4)."""
+    """Streamer response codes (Streamer Guide s.1.4; docs/schwab-protocol.md §7)."""
 
     SUCCESS = 0
     LOGIN_DENIED = 3

@@ -96,10 +96,11 @@ class LatencyHistogram:
     """`publish_latency_seconds`, counted in plain ints by the publisher (one bisect per batch)
     and turned into a Prometheus histogram only when scraped.
 
-    prometheus_client's Histogram takes a lock and ~1.6 µs per observation; copying a second's
-    batches into it held the event loop up to 2 ms once a second, which showed as the p99 of
-    the latency bench. Counts are only ever incremented, so a scrape from the metrics thread
-    sees at worst a batch counted in one bucket and not yet in the sum.
+    prometheus_client's Histogram takes a lock and a Python call per observation; copying a
+    second's batches into it held the event loop long enough, once a second, to show as the p99
+    of the latency bench (figures: docs/performance.md, "Figures behind design choices"). Counts
+    are only ever incremented, so a scrape from the metrics thread sees at worst a batch counted
+    in one bucket and not yet in the sum.
     """
 
     name = f"{NAMESPACE}_publish_latency_seconds"
