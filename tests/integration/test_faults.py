@@ -111,7 +111,7 @@ async def test_socket_faults_are_logged_counted_and_lose_nothing(
     assert bridge.metric("reconnects_total", reason="silence") == 1
     assert bridge.metric("reconnects_total", reason="code_30") == 1
     assert bridge.metric("reconnects_total", reason="code_3") == 1
-    assert bridge.metric("frames_bad_total", reason="malformed streamer frame") == 2
+    assert bridge.metric("frames_bad_total", reason="not_json") == 2  # the error kind, no prose
     assert bridge.metric("frames_received_total", kind="heartbeat") > 0
     assert bridge.metric("events_dropped_total", type="tick", reason="queue_full") == 0
     # Logs: a line per disconnect with the reason, a malformed frame only once, codes by number.
@@ -140,6 +140,44 @@ async def test_socket_faults_are_logged_counted_and_lose_nothing(
     assert published == await xlen_total(bridge.redis)
     assert bridge.pipeline.publisher.stats.conflated.total() == 0
     assert (await sim_stats(sim))["logins"] == logins  # code 12: no fight
+
+
+async def test_bad_items_inside_a_good_frame_are_counted_by_kind(
+    sim_factory: Callable[..., SimThread],
+    bridges: Bridges,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """Item-level problems (no key, a value of the wrong type, an unknown field) reach
+    `frames_bad_total` under a bounded reason, each logged once; the good items still stream."""
+    items = [
+        {"key": "AAPL", "1": 233.22, "2": 233.33},
+        {"1": 1.5},  # no key: dropped
+        {"key": "AAPL", "1": "n/a"},  # bid of the wrong type: left out of the event
+        {"key": "AAPL", "99": 7},  # a field Schwab added: kept as f99
+        {"3": 2.0},
+    ]
+    frames = [
+        {
+            "data": [
+                {"service": "LEVELONE_EQUITIES", "timestamp": 1, "command": "SUBS", "content": c}
+            ]
+        }
+        for c in (items, [{"key": "AAPL", "3": 233.3}])
+    ]
+    replay = tmp_path / "bad_items.jsonl"
+    replay.write_text("".join(json.dumps(f) + "\n" for f in frames))
+    sim = sim_factory(replay=replay)
+    bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]})
+    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 4))
+    assert bridge.metric("frames_bad_total", reason="item_no_key") == 2
+    assert bridge.metric("frames_bad_total", reason="bad_value") == 1
+    assert bridge.metric("frames_bad_total", reason="unknown_field") == 1
+    assert len(messages(caplog, "stream data problem", logging.WARNING)) == 3  # once per kind
+    ticks = await bridge.ticks("AAPL")
+    assert [t.bid for t in ticks] == [233.22, 233.22, 233.22, 233.22]
+    assert ticks[2].fields["f99"] == 7
+    assert await bridge.stop() == 0
 
 
 async def test_access_token_dying_early_is_refreshed_on_401(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from schwab_stream.errors import ProtocolError
 from schwab_stream.events import TickEvent, decode_event, encode_event
 from schwab_stream.stream.fields import FIELD_NAMES, TICK_CORE_ATTRS, TICK_TIME_ATTRS
-from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.normalize import Normalizer, Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, Frame, decode_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
@@ -60,14 +60,13 @@ def decode_or_protocol_error(raw: bytes | str) -> Frame | None:
 def check_feed(frame: Frame) -> None:
     """Feed every data message; account for every item; every event must round-trip."""
     normalizer = Normalizer()
+    kinds = normalizer.by_kind
     for message in frame.data:
-        before = sum(n for kind, n in normalizer.stats.items() if kind.startswith("bad_item:"))
-        unknown_before = normalizer.stats[f"unknown_service:{message.service[:64]}"]
+        before = kinds[Problem.ITEM_NO_KEY] + kinds[Problem.ITEM_NOT_OBJECT]
+        unknown_before = kinds[Problem.UNKNOWN_SERVICE]
         events = normalizer.feed(message, 1)
-        bad_items = (
-            sum(n for kind, n in normalizer.stats.items() if kind.startswith("bad_item:")) - before
-        )
-        if normalizer.stats[f"unknown_service:{message.service[:64]}"] > unknown_before:
+        bad_items = kinds[Problem.ITEM_NO_KEY] + kinds[Problem.ITEM_NOT_OBJECT] - before
+        if kinds[Problem.UNKNOWN_SERVICE] > unknown_before:
             assert events == []
             continue
         keyed = [
@@ -76,7 +75,7 @@ def check_feed(frame: Frame) -> None:
             if isinstance(i, BookItem) or (isinstance(i.get("key"), str) and i["key"])
         ]
         assert len(events) == len(keyed)
-        assert bad_items >= len(message.content) - len(keyed)
+        assert bad_items == len(message.content) - len(keyed)  # each dropped item counted once
         for event in events:
             # Decoding validates every field against the schema. (No equality check: an int
             # past 2**53 in a float field legitimately comes back rounded.)
@@ -86,10 +85,12 @@ def check_feed(frame: Frame) -> None:
                 event.symbol,
                 event.seq,
             )
-    # Each problem kind is reported exactly once.
+    # Each problem detail is reported exactly once, and every problem is counted by its kind.
     problems = normalizer.new_problems()
     assert sorted(problems) == sorted(normalizer.stats)
     assert normalizer.new_problems() == []
+    assert kinds.total() == normalizer.stats.total()
+    assert set(kinds) <= set(Problem)
 
 
 @FUZZ

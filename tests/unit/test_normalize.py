@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from schwab_stream.events import (
     encode_event,
 )
 from schwab_stream.stream.fields import TICK_CORE_ATTRS
-from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.normalize import Normalizer, Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, decode_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
@@ -499,6 +500,7 @@ def test_unknown_service_is_counted_once_as_a_new_problem() -> None:
     assert normalizer.stats["unknown_service:TIMESALE_EQUITY"] == 2
     assert normalizer.new_problems() == ["unknown_service:TIMESALE_EQUITY"]
     assert normalizer.new_problems() == []
+    assert normalizer.by_kind == {"unknown_service": 2}
 
 
 def test_unknown_fields_are_kept_and_counted() -> None:
@@ -521,6 +523,7 @@ def test_unknown_fields_are_kept_and_counted() -> None:
         "unknown_field:CHART_FUTURES:9",
         "unknown_field:NYSE_BOOK:4",
     ]
+    assert normalizer.by_kind == {"unknown_field": 4}
 
 
 def test_items_without_a_key_and_wrong_types_are_counted() -> None:
@@ -545,12 +548,13 @@ def test_items_without_a_key_and_wrong_types_are_counted() -> None:
     )
     assert event.changed == ["last"]
     assert normalizer.stats == {
-        "bad_item:LEVELONE_EQUITIES:no_key": 2,
+        "item_no_key:LEVELONE_EQUITIES": 2,
         "bad_value:LEVELONE_EQUITIES:1": 1,
         "bad_value:LEVELONE_EQUITIES:2": 1,
         "bad_value:LEVELONE_EQUITIES:34": 1,
         "bad_value:LEVELONE_EQUITIES:delayed": 1,
     }
+    assert normalizer.by_kind == {"item_no_key": 2, "bad_value": 4}
 
 
 def test_malformed_book_levels_and_makers_are_dropped_and_counted() -> None:
@@ -582,10 +586,11 @@ def test_malformed_book_levels_and_makers_are_dropped_and_counted() -> None:
     ]
     assert normalizer.stats == {
         "bad_value:NASDAQ_BOOK:1": 1,
-        "bad_item:NASDAQ_BOOK:maker": 2,
-        "bad_item:NASDAQ_BOOK:level": 2,
+        "bad_maker:NASDAQ_BOOK": 2,
+        "bad_level:NASDAQ_BOOK": 2,
         "bad_value:NASDAQ_BOOK:3": 1,
     }
+    assert normalizer.by_kind == {"bad_value": 2, "bad_maker": 2, "bad_level": 2}
 
 
 def test_bad_bar_screener_and_account_values_are_counted() -> None:
@@ -619,10 +624,11 @@ def test_bad_bar_screener_and_account_values_are_counted() -> None:
         "bad_value:SCREENER_EQUITY:item.lastPrice": 1,
         "bad_value:SCREENER_EQUITY:item.description": 1,
         "unknown_field:SCREENER_EQUITY:item.foo": 1,
-        "bad_item:SCREENER_EQUITY:screener_item": 1,
+        "bad_screener_item:SCREENER_EQUITY": 1,
         "bad_value:ACCT_ACTIVITY:1": 1,
         "bad_value:ACCT_ACTIVITY:seq": 1,
     }
+    assert normalizer.by_kind == {"bad_value": 8, "unknown_field": 1, "bad_screener_item": 1}
 
 
 def test_problem_names_are_bounded() -> None:
@@ -630,3 +636,25 @@ def test_problem_names_are_bounded() -> None:
     normalizer.feed(message("X" * 500), 1)
     normalizer.feed(message("CHART_FUTURES", {"key": "A", "y" * 500: 1}), 1)
     assert all(len(kind) < 100 for kind in normalizer.stats)
+    assert set(normalizer.by_kind) <= set(Problem)
+
+
+def test_problems_are_counted_by_kind_into_the_counter_given() -> None:
+    """The client hands its `bad_frames` counter in: every problem lands there by kind, next to
+    the frame-level reasons already in it, whether the item took the fast or the checked path."""
+    bad_frames: Counter[str] = Counter({"not_json": 1})
+    normalizer = Normalizer(bad_frames)
+    wide = {"key": "A", **{str(n): 1.0 for n in range(1, 10)}, "1": "x", "77": 1}
+    normalizer.feed(message("LEVELONE_EQUITIES", {"1": 1.0}, 3, wide), 1)
+    normalizer.feed(message("LEVELONE_EQUITIES", {"key": "A", "77": 2}), 1)
+    normalizer.feed(message("TIMESALE_EQUITY", {"key": "A"}), 1)
+    assert normalizer.by_kind is bad_frames
+    assert bad_frames == {
+        "not_json": 1,
+        "item_no_key": 1,
+        "item_not_object": 1,
+        "bad_value": 1,
+        "unknown_field": 2,
+        "unknown_service": 1,
+    }
+    assert all(type(kind) is Problem for kind in bad_frames if kind != "not_json")

@@ -1,8 +1,9 @@
 """SchwabStreamClient: the one websocket to Schwab's streamer, kept alive for weeks.
 
 I/O lives here and only here: connect, LOGIN, subscribe, read, reconnect. Frames are turned into
-events by the sans-I/O `protocol` and `normalize` modules; events go to the publisher, which never
-makes the reader wait.
+events by the sans-I/O `protocol` and `normalize` modules, and what a response code means comes
+from the `codes` table; events go to an `EventSink` (the Redis publisher), which never makes the
+reader wait. The connection state and the reconnect reasons are the enums of `state`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from schwab_stream.auth.client import SchwabAuthClient
+from schwab_stream.backoff import Backoff
 from schwab_stream.errors import (
     AuthError,
     LoginRequiredError,
@@ -31,25 +32,32 @@ from schwab_stream.errors import (
     StreamStopped,
     TokenFileError,
 )
-from schwab_stream.publish.redis import TradingEventPublisher
+from schwab_stream.sink import EventSink
 from schwab_stream.stream import protocol
+from schwab_stream.stream.codes import COMMAND_ATTEMPTS, OUTSIDE_COMMAND, CodeAction, action_for
 from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.protocol import ResponseCode
+from schwab_stream.stream.state import ConnectionState, ReconnectReason
 
 log = logging.getLogger(__name__)
 
-#: Codes after which the same command may simply be sent again (schwab-api.md §2.4).
-RETRY_CODES = frozenset({20, 22, 23, 24, 25})
 #: A connection that stayed up this long resets the backoff.
 STABLE_AFTER_SECONDS = 60.0
+#: Backoff of a subscription command answered with a transient code (20, 22-25).
+COMMAND_RETRY_BASE = 0.2
+COMMAND_RETRY_CAP = 1.0
+
+#: Actions that end the session (see `codes`).
+_SESSION_ENDING = frozenset({CodeAction.RELOGIN, CodeAction.STOP, CodeAction.RECONNECT})
 
 
 class _Reconnect(Exception):
     """End this session and connect again (after backoff unless `immediate`)."""
 
-    def __init__(self, reason: str, kind: str, immediate: bool = False) -> None:
+    def __init__(self, reason: str, kind: ReconnectReason, immediate: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # a short, bounded label for the reconnect counter
+        self.kind = kind  # the reconnect counter's label
         self.immediate = immediate
 
 
@@ -58,11 +66,13 @@ class ClientStats:
     """Plain counters for telemetry; the hot path only touches ints."""
 
     frames: Counter[str] = field(default_factory=Counter)
+    #: Frames we could not decode (`ProtocolError.kind`) and items the normalizer could not use
+    #: (`normalize.Problem`), by kind: the `frames_bad_total` reasons
     bad_frames: Counter[str] = field(default_factory=Counter)
-    reconnects: Counter[str] = field(default_factory=Counter)
+    reconnects: Counter[str] = field(default_factory=Counter)  # by ReconnectReason
     last_message: dict[str, float] = field(default_factory=dict)  # service -> monotonic
-    state: str = "starting"
-    #: Why a person must log in, while `state` is "login_needed" (the error's words, no secret)
+    state: ConnectionState = ConnectionState.DISCONNECTED
+    #: Why a person must log in, while `state` is LOGIN_NEEDED (the error's words, no secret)
     login_reason: str = ""
     logged_in: bool = False
     subscribed: bool = False
@@ -73,7 +83,7 @@ class SchwabStreamClient:
         self,
         auth: SchwabAuthClient,
         subscriptions: dict[str, list[str]],
-        publisher: TradingEventPublisher,
+        sink: EventSink,
         *,
         watchdog_seconds: float = 45.0,
         command_timeout: float = 10.0,
@@ -83,14 +93,13 @@ class SchwabStreamClient:
     ) -> None:
         self.auth = auth
         self.desired = {service: list(keys) for service, keys in subscriptions.items() if keys}
-        self.publisher = publisher
+        self.sink = sink
         self.watchdog_seconds = watchdog_seconds
         self.command_timeout = command_timeout
-        self.reconnect_max_delay = reconnect_max_delay
-        self.reconnect_base_delay = reconnect_base_delay
         self.login_poll_seconds = login_poll_seconds
-        self.normalizer = Normalizer()
         self.stats = ClientStats()
+        self.normalizer = Normalizer(self.stats.bad_frames)
+        self.backoff = Backoff(reconnect_base_delay, reconnect_max_delay, jitter=0.5)
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._creds: protocol.StreamerCreds | None = None
@@ -105,32 +114,43 @@ class SchwabStreamClient:
 
     async def run(self) -> None:
         """Stream until `stop()`, reconnecting forever; raises StreamStopped on code 12."""
-        attempt = 0
+        try:
+            await self._run()
+        finally:
+            self._set_disconnected()
+            self.stats.state = ConnectionState.STOPPED
+
+    async def _run(self) -> None:
+        attempt = 0  # since the last reset, immediate reconnects included (for the reports)
         while not self._stop.is_set():
             started = time.monotonic()
             immediate = False
+            kind: ReconnectReason
             try:
                 await self._session()
-                reason, kind = "connection closed", "closed"
+                reason, kind = "connection closed", ReconnectReason.CLOSED
             except (LoginRequiredError, TokenFileError) as exc:
                 await self._wait_for_login(exc)
                 attempt = 0
+                self.backoff.reset()
                 continue
             except _Reconnect as exc:
                 reason, kind, immediate = exc.reason, exc.kind, exc.immediate
             except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-                reason, kind = f"{type(exc).__name__}: {exc}", "network"
+                reason, kind = f"{type(exc).__name__}: {exc}", ReconnectReason.NETWORK
             except (httpx.HTTPError, AuthError) as exc:
-                reason, kind = f"Schwab API: {type(exc).__name__}: {exc}", "api_error"
+                reason, kind = f"Schwab API: {type(exc).__name__}: {exc}", ReconnectReason.API_ERROR
             self._set_disconnected()
             if self._stop.is_set():
                 break
             if time.monotonic() - started > STABLE_AFTER_SECONDS:
                 attempt = 0
+                self.backoff.reset()
             attempt += 1
             self.stats.reconnects[kind] += 1
             self._report("disconnected", reason, logging.WARNING)
-            delay = 0.0 if immediate else self._backoff(attempt)
+            delay = 0.0 if immediate else self.backoff.next()
+            self.stats.state = ConnectionState.RECONNECTING
             self._report(
                 "reconnecting",
                 f"attempt {attempt} in {delay:.2f} s",
@@ -140,7 +160,6 @@ class SchwabStreamClient:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
-        self.stats.state = "stopped"
 
     async def stop(self) -> None:
         """Log out politely and close; `run()` then returns."""
@@ -149,7 +168,9 @@ class SchwabStreamClient:
         if ws is None:
             return
         if self.stats.logged_in and self._creds is not None:
-            with contextlib.suppress(TimeoutError, ConnectionClosed, _Reconnect, OSError):
+            with contextlib.suppress(
+                TimeoutError, ConnectionClosed, _Reconnect, StreamStopped, OSError
+            ):
                 creds = self._creds
                 await asyncio.wait_for(
                     self._send_command(
@@ -159,14 +180,10 @@ class SchwabStreamClient:
                 )
         await ws.close()
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.reconnect_max_delay, self.reconnect_base_delay * 2.0 ** (attempt - 1))
-        return ceiling * (0.5 + random.random() / 2)
-
     async def _wait_for_login(self, exc: LoginRequiredError | TokenFileError) -> None:
         """A person must log in: say so once, then wait for `login` to write a new token file
         (polling the file, not Schwab, so a dead token is not hammered)."""
-        self.stats.state = "login_needed"
+        self.stats.state = ConnectionState.LOGIN_NEEDED
         self.stats.login_reason = str(exc)
         self._report("login_needed", str(exc), logging.ERROR)
         await wait_for_new_login(self.auth.store.path, self._stop, self.login_poll_seconds)
@@ -189,7 +206,7 @@ class SchwabStreamClient:
             channel=info.channel,
             function_id=info.function_id,
         )
-        self.stats.state = "connecting"
+        self.stats.state = ConnectionState.CONNECTING
         self._end_reason = None
         async with websockets.connect(
             info.streamer_socket_url,
@@ -202,7 +219,7 @@ class SchwabStreamClient:
         ) as ws:
             self._ws = ws
             self._last_rx = time.monotonic()
-            self.stats.state = "connected"
+            self.stats.state = ConnectionState.CONNECTED
             self._report("connected", info.streamer_socket_url, logging.INFO)
             reader = asyncio.create_task(self._read_loop(ws), name="stream-reader")
             watchdog = asyncio.create_task(self._watchdog(ws), name="stream-watchdog")
@@ -224,15 +241,11 @@ class SchwabStreamClient:
         response = await self._send_command(
             "ADMIN", "LOGIN", lambda rid: protocol.login_request(creds, rid, token)
         )
-        if response.code == 3:
-            self._code3 = True
-            raise _Reconnect(f"login denied (code 3): {response.msg}", "code_3", immediate=True)
-        if response.code != 0:
-            raise _Reconnect(
-                f"login failed (code {response.code}): {response.msg}", f"code_{response.code}"
-            )
+        action = action_for(response.code, "LOGIN")
+        if action is not CodeAction.OK:
+            raise self._session_end(action, response.code, response.msg, "login")
         self.stats.logged_in = True
-        self.stats.state = "logged_in"
+        self.stats.state = ConnectionState.LOGGED_IN
         self._report("logged_in", response.msg, logging.INFO)
 
     async def _subscribe_all(self) -> None:
@@ -246,7 +259,7 @@ class SchwabStreamClient:
         for service, keys in self.desired.items():
             await self._subscribe(service, keys)
         self.stats.subscribed = True
-        self.stats.state = "subscribed"
+        self.stats.state = ConnectionState.SUBSCRIBED
         self._report(
             "subscribed",
             ", ".join(f"{s}={len(k)}" for s, k in self.desired.items()),
@@ -259,31 +272,29 @@ class SchwabStreamClient:
         # ACCT_ACTIVITY's key is ours to choose; schwab-py uses the correl id, so do we.
         wire_keys = [creds.correl_id] if service == "ACCT_ACTIVITY" else keys
         self.normalizer.reset(service)
-        for attempt in range(1, 4):
+        retry = Backoff(COMMAND_RETRY_BASE, COMMAND_RETRY_CAP, jitter=0.5)
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
             response = await self._send_command(
                 service, "SUBS", lambda rid: protocol.subs_request(creds, rid, service, wire_keys)
             )
             code = response.code
-            if code == 0:
+            action = action_for(code, "SUBS")
+            if action is CodeAction.OK:
                 return
-            if code in RETRY_CODES and attempt < 3:
+            if action is CodeAction.RETRY and attempt < COMMAND_ATTEMPTS:
                 log.warning(
-                    "%s SUBS got code %d (%s); retrying (%d/3)",
+                    "%s SUBS got code %d (%s); retrying (%d/%d)",
                     service,
                     code,
                     response.msg,
                     attempt,
+                    COMMAND_ATTEMPTS,
                 )
-                await asyncio.sleep(0.2 * attempt)
+                await asyncio.sleep(retry.next())
                 continue
-            if code == 3:
-                self._code3 = True
-                raise _Reconnect(
-                    f"{service} SUBS denied (code 3): {response.msg}", "code_3", immediate=True
-                )
-            if code == 12:
-                raise StreamStopped(f"another session took over (code 12): {response.msg}")
-            state = "symbol_limit" if code == 19 else "subscribe_failed"
+            if action in _SESSION_ENDING:
+                raise self._session_end(action, code, response.msg, f"{service} SUBS")
+            state = "symbol_limit" if action is CodeAction.SYMBOL_LIMIT else "subscribe_failed"
             self._report(
                 state,
                 f"{service} SUBS failed (code {code}): {response.msg}",
@@ -293,6 +304,24 @@ class SchwabStreamClient:
                 keys=len(keys),
             )
             return
+
+    def _session_end(
+        self, action: CodeAction, code: int, msg: str, what: str
+    ) -> _Reconnect | StreamStopped:
+        """The exception that ends the session for a code whose action is RELOGIN, STOP or
+        RECONNECT (`what` names the command, or "login" for a notice)."""
+        if action is CodeAction.STOP:
+            return StreamStopped(f"another session took over (code {code}): {msg}", code=code)
+        if action is CodeAction.RELOGIN:
+            self._code3 = True  # the next session refreshes the access token first
+            return _Reconnect(
+                f"{what} denied (code {code}): {msg}", ReconnectReason.CODE_3, immediate=True
+            )
+        if code == ResponseCode.STOP_STREAMING:
+            return _Reconnect(
+                f"streaming stopped by Schwab (code {code}): {msg}", ReconnectReason.CODE_30
+            )
+        return _Reconnect(f"{what} failed (code {code}): {msg}", ReconnectReason.LOGIN_FAILED)
 
     def _require_creds(self) -> protocol.StreamerCreds:
         assert self._creds is not None
@@ -305,7 +334,7 @@ class SchwabStreamClient:
         time, with a timeout, so a silent server can never hang us (schwab-py#237)."""
         ws = self._ws
         if ws is None:
-            raise _Reconnect("not connected", "closed")
+            raise _Reconnect("not connected", ReconnectReason.CLOSED)
         async with self._command_lock:
             self._request_id += 1
             request_id = str(self._request_id)
@@ -317,7 +346,7 @@ class SchwabStreamClient:
             except TimeoutError:
                 raise _Reconnect(
                     f"no response to {service} {command} in {self.command_timeout:.0f} s",
-                    "command_timeout",
+                    ReconnectReason.COMMAND_TIMEOUT,
                 ) from None
             finally:
                 self._waiting.pop(request_id, None)
@@ -328,7 +357,7 @@ class SchwabStreamClient:
         stats = self.stats
         frames = stats.frames
         normalizer = self.normalizer
-        submit = self.publisher.submit
+        submit = self.sink.submit
         last_message = stats.last_message
         try:
             while True:
@@ -359,14 +388,19 @@ class SchwabStreamClient:
                         self._on_notify(notify, now)
         except ConnectionClosed as exc:
             if self._end_reason is None and not self._stop.is_set():
-                self._end_reason = _Reconnect(f"websocket closed: {exc}", "closed")
+                self._end_reason = _Reconnect(f"websocket closed: {exc}", ReconnectReason.CLOSED)
         finally:
+            # A command still waiting ends with the session's reason (code 12 must not read as
+            # a mere closed socket, which would reconnect and fight the other session).
+            ended = self._end_reason or _Reconnect(
+                "connection closed while waiting", ReconnectReason.CLOSED
+            )
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(_Reconnect("connection closed while waiting", "closed"))
+                    future.set_exception(ended)
 
     def _bad_frame(self, exc: ProtocolError, raw: bytes | str) -> None:
-        kind = str(exc).split(":", 1)[0]
+        kind = exc.kind
         self.stats.bad_frames[kind] += 1
         if self.stats.bad_frames[kind] == 1:
             log.warning(
@@ -381,6 +415,7 @@ class SchwabStreamClient:
         if future is not None and not future.done():
             future.set_result(response)
             return
+        # Not the answer to a command we wait for (a late one, after its timeout): no retry.
         self._on_code(response.code, response.msg, f"{response.service} {response.command}")
 
     def _on_notify(self, notify: protocol.Notify, now: float) -> None:
@@ -394,18 +429,12 @@ class SchwabStreamClient:
 
     def _on_code(self, code: int, msg: str, where: str) -> None:
         """Codes that arrive outside a command: log each, and end the session when Schwab does."""
-        if code == 0:
+        action = action_for(code, OUTSIDE_COMMAND)
+        if action is CodeAction.OK:
             return
         log.warning("streamer code %d from %s: %s", code, where, msg)
-        if code == 12:
-            self._end_reason = StreamStopped(f"another session took over (code 12): {msg}")
-        elif code == 3:
-            self._code3 = True
-            self._end_reason = _Reconnect(f"login denied (code 3): {msg}", "code_3", immediate=True)
-        elif code == 30:
-            self._end_reason = _Reconnect(
-                f"streaming stopped by Schwab (code 30): {msg}", "code_30"
-            )
+        if action in _SESSION_ENDING:
+            self._end_reason = self._session_end(action, code, msg, "login")
         else:
             self._report("stream_code", f"{where}: {msg}", logging.WARNING, code=code)
 
@@ -417,7 +446,7 @@ class SchwabStreamClient:
             silent = time.monotonic() - self._last_rx
             if silent > self.watchdog_seconds:
                 self._end_reason = _Reconnect(
-                    f"no data or heartbeat for {silent:.1f} s (watchdog)", "silence"
+                    f"no data or heartbeat for {silent:.1f} s (watchdog)", ReconnectReason.SILENCE
                 )
                 ws.transport.abort()
                 return
@@ -427,13 +456,13 @@ class SchwabStreamClient:
     def _set_disconnected(self) -> None:
         self.stats.logged_in = False
         self.stats.subscribed = False
-        self.stats.state = "disconnected"
+        self.stats.state = ConnectionState.DISCONNECTED
 
     def _report(
         self, state: str, detail: str, level: int, code: int | None = None, **info: Any
     ) -> None:
         log.log(level, "%s: %s", state, detail, extra={"state": state, **info})
-        self.publisher.status(state, detail, code, **info)
+        self.sink.status(state, detail, code, **info)
 
 
 async def wait_for_new_login(path: Path, stop: asyncio.Event, poll: float) -> None:

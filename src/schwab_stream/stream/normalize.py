@@ -1,8 +1,10 @@
 """Turn decoded data messages into contract events: the level-one merge state and the seq counters.
 
 Pure and synchronous, so the reader task calls it inline. It never raises on what Schwab sends:
-unknown services, unknown fields, items without a key and values of the wrong type are counted in
-`Normalizer.stats`, and `new_problems()` names each kind once so the client logs it once.
+unknown services, unknown fields, items without a key and values of the wrong type are each a
+`Problem`, a bounded kind counted in `Normalizer.by_kind` (the client passes its `bad_frames`
+counter, so they reach `frames_bad_total{reason}`). `Normalizer.stats` counts them in detail
+(kind, service and field), and `new_problems()` names each detail once so the client logs it once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeGuard
 
@@ -42,7 +45,30 @@ from schwab_stream.stream.fields import (
 )
 from schwab_stream.stream.protocol import BookItem, BookLevel, DataMessage
 
-_MAX_NAME: Final = 64  # problem keys quote server-sent names; keep them bounded
+_MAX_NAME: Final = 64  # problem details quote server-sent names; keep them bounded
+
+
+class Problem(StrEnum):
+    """What was wrong in a data message: a closed set, the `frames_bad_total` reasons."""
+
+    #: A data message of a service we have no table for: all its items are dropped
+    UNKNOWN_SERVICE = "unknown_service"
+    #: An item that is not a JSON object: dropped
+    ITEM_NOT_OBJECT = "item_not_object"
+    #: An item without a non-empty string `key` (the symbol): dropped
+    ITEM_NO_KEY = "item_no_key"
+    #: A known field with a value of the wrong type: left out of the event
+    BAD_VALUE = "bad_value"
+    #: A field we have no name for: kept (`fields["f<NUM>"]`, or a level or item's extra key)
+    UNKNOWN_FIELD = "unknown_field"
+    #: A malformed book level: dropped from its side
+    BAD_LEVEL = "bad_level"
+    #: A malformed market maker of a book level: dropped from its level
+    BAD_MAKER = "bad_maker"
+    #: A malformed screener entry: dropped from the screener's items
+    BAD_SCREENER_ITEM = "bad_screener_item"
+
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _PRICE = attrgetter("price")
 
@@ -197,7 +223,10 @@ _Handler = Callable[[DataMessage[Any], int], list[Event]]
 class Normalizer:
     """Per-connection normalization state; `reset` it when Schwab will resend snapshots."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_kind: Counter[str] | None = None) -> None:
+        #: Problems by `Problem` kind: bounded, so fit for a metric label
+        self.by_kind: Counter[str] = Counter() if by_kind is None else by_kind
+        #: Problems in detail, `KIND:SERVICE[:FIELD]`: for the once-per-detail log line
         self.stats: Counter[str] = Counter()
         self._new: list[str] = []
         self._quotes: dict[str, dict[str, _Quote]] = {s: {} for s in LEVELONE_SERVICES}
@@ -225,7 +254,7 @@ class Normalizer:
         """The events of one data message (one per well-formed item), in item order."""
         handler = self._handlers.get(message.service)
         if handler is None:
-            self._problem(f"unknown_service:{message.service[:_MAX_NAME]}")
+            self._problem(Problem.UNKNOWN_SERVICE, message.service[:_MAX_NAME])
             return []
         return handler(message, recv_ns)
 
@@ -242,32 +271,34 @@ class Normalizer:
                 quotes.pop(key, None)
 
     def new_problems(self) -> list[str]:
-        """Problem kinds (keys of `stats`) seen for the first time since the last call."""
+        """Problem details (keys of `stats`) seen for the first time since the last call."""
         new, self._new = self._new, []
         return new
 
     # --- problems -----------------------------------------------------------------------------
 
-    def _problem(self, kind: str) -> None:
-        count = self.stats[kind] + 1
-        self.stats[kind] = count
+    def _problem(self, kind: Problem, service: str, field: str = "") -> None:
+        self.by_kind[kind] += 1
+        detail = f"{kind}:{service}:{field}" if field else f"{kind}:{service}"
+        count = self.stats[detail] + 1
+        self.stats[detail] = count
         if count == 1:
-            self._new.append(kind)
+            self._new.append(detail)
 
     def _symbol(self, service: str, item: Any) -> str | None:
         """The item's `key`, or None (counted) when the item is not an object with a key."""
         if type(item) is not dict:
-            self._problem(f"bad_item:{service}:not_object")
+            self._problem(Problem.ITEM_NOT_OBJECT, service)
             return None
         symbol = item.get("key")
         if type(symbol) is not str or not symbol:
-            self._problem(f"bad_item:{service}:no_key")
+            self._problem(Problem.ITEM_NO_KEY, service)
             return None
         return symbol
 
     def _unknown_field(self, service: str, key: str) -> str:
         """Count an unknown item key; return the name it is kept under."""
-        self._problem(f"unknown_field:{service}:{key[:_MAX_NAME]}")
+        self._problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
         return _kept_name(key)
 
     # --- level one ----------------------------------------------------------------------------
@@ -297,7 +328,7 @@ class Normalizer:
                     pos, types, name = slot
                     if pos > 0:
                         if value.__class__ not in types:
-                            problem(f"bad_value:{service}:{key}")
+                            problem(Problem.BAD_VALUE, service, key)
                             continue
                         args[pos] = value
                     elif pos == _TO_FIELDS:
@@ -314,11 +345,11 @@ class Normalizer:
             events: list[Event] = []
             for item in message.content:
                 if type(item) is not dict:
-                    problem(f"bad_item:{service}:not_object")
+                    problem(Problem.ITEM_NOT_OBJECT, service)
                     continue
                 symbol = item.get("key")
                 if type(symbol) is not str or not symbol:
-                    problem(f"bad_item:{service}:no_key")
+                    problem(Problem.ITEM_NO_KEY, service)
                     continue
                 quote = quotes.get(symbol)
                 snapshot = quote is None
@@ -343,7 +374,7 @@ class Normalizer:
                         args[pos] = value
                     else:
                         for key in plan.unknown:
-                            problem(f"unknown_field:{service}:{key[:_MAX_NAME]}")
+                            problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
                         if plan.extra_names:
                             fields = quote.fields.copy()
                             fields.update(zip(plan.extra_names, plan.extras(item)))  # noqa: B905
@@ -415,7 +446,7 @@ class Normalizer:
             if key == "1":
                 book_time = _as_int(value)
                 if book_time is None and value is not None:
-                    self._problem(f"bad_value:{service}:1")
+                    self._problem(Problem.BAD_VALUE, service, "1")
             elif key == "2":
                 bids = self._levels(service, value, True)
             elif key == "3":
@@ -429,7 +460,7 @@ class Normalizer:
         if raw is None:
             return []
         if type(raw) is not list:
-            self._problem(f"bad_value:{service}:{2 if bids else 3}")
+            self._problem(Problem.BAD_VALUE, service, "2" if bids else "3")
             return []
         levels: list[Level] = []
         for entry in raw:
@@ -454,7 +485,7 @@ class Normalizer:
                         )
                     )
                     continue
-            self._problem(f"bad_item:{service}:level")
+            self._problem(Problem.BAD_LEVEL, service)
         levels.sort(key=_PRICE, reverse=bids)
         return levels
 
@@ -465,7 +496,7 @@ class Normalizer:
 
     def _makers(self, service: str, raw: Any) -> list[Maker]:
         if type(raw) is not list:
-            self._problem(f"bad_item:{service}:maker")
+            self._problem(Problem.BAD_MAKER, service)
             return []
         makers: list[Maker] = []
         for entry in raw:
@@ -482,7 +513,7 @@ class Normalizer:
                 if type(maker_id) is str and size is not None and valid_time:
                     makers.append(Maker(maker_id, size, time_ms))
                     continue
-            self._problem(f"bad_item:{service}:maker")
+            self._problem(Problem.BAD_MAKER, service)
         return makers
 
     # --- bars ---------------------------------------------------------------------------------
@@ -510,10 +541,10 @@ class Normalizer:
                     if integral:
                         value = _as_int(value)
                         if value is None:
-                            self._problem(f"bad_value:{service}:{key}")
+                            self._problem(Problem.BAD_VALUE, service, key)
                             continue
                     elif not _is_number(value):
-                        self._problem(f"bad_value:{service}:{key}")
+                        self._problem(Problem.BAD_VALUE, service, key)
                         continue
                     values[attr] = value
                 seq = seqs.get(symbol, 0) + 1
@@ -555,7 +586,7 @@ class Normalizer:
                         if type(value) is str:
                             sort_field = value
                         elif value is not None:
-                            self._problem(f"bad_value:{service}:2")
+                            self._problem(Problem.BAD_VALUE, service, "2")
                     elif key == "3":
                         frequency = self._int_field(service, key, value)
                     elif key == "4":
@@ -584,19 +615,19 @@ class Normalizer:
     def _int_field(self, service: str, key: str, value: Any) -> int | None:
         number = _as_int(value)
         if number is None and value is not None:
-            self._problem(f"bad_value:{service}:{key}")
+            self._problem(Problem.BAD_VALUE, service, key)
         return number
 
     def _screener_items(self, service: str, raw: Any) -> list[ScreenerItem]:
         if raw is None:
             return []
         if type(raw) is not list:
-            self._problem(f"bad_value:{service}:4")
+            self._problem(Problem.BAD_VALUE, service, "4")
             return []
         items: list[ScreenerItem] = []
         for entry in raw:
             if type(entry) is not dict or type(entry.get("symbol")) is not str:
-                self._problem(f"bad_item:{service}:screener_item")
+                self._problem(Problem.BAD_SCREENER_ITEM, service)
                 continue
             values: dict[str, Any] = {}
             for key, value in entry.items():
@@ -609,11 +640,11 @@ class Normalizer:
                     if type(value) is str:
                         values[name] = value
                     else:
-                        self._problem(f"bad_value:{service}:item.{key}")
+                        self._problem(Problem.BAD_VALUE, service, f"item.{key}")
                 elif _is_number(value):
                     values[name] = value
                 else:
-                    self._problem(f"bad_value:{service}:item.{key}")
+                    self._problem(Problem.BAD_VALUE, service, f"item.{key}")
             items.append(ScreenerItem(symbol=entry["symbol"], **values))
         return items
 
@@ -665,7 +696,7 @@ class Normalizer:
         if type(value) is int:
             return str(value)
         if value is not None:
-            self._problem(f"bad_value:{service}:{key}")
+            self._problem(Problem.BAD_VALUE, service, key)
         return None
 
 

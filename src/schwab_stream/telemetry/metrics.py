@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from schwab_stream import __version__
+from schwab_stream.stream.state import ConnectionState
 from schwab_stream.telemetry.logging import log_once
 
 __all__ = [
@@ -37,18 +38,9 @@ NAMESPACE = "schwab_stream"
 FRAME_KINDS: tuple[str, ...] = ("data", "response", "notify", "heartbeat")
 #: Event `type` values of the v1 contract.
 EVENT_TYPES: tuple[str, ...] = ("tick", "level2", "bar", "screener", "account", "status")
-#: Values of the `state` label of `connection_state`; exactly one is 1 at any time.
-CONNECTION_STATES: tuple[str, ...] = (
-    "disconnected",
-    "connecting",
-    "connected",
-    "logged_in",
-    "subscribed",
-    "reconnecting",
-    "standby",
-    "login_needed",
-    "stopped",
-)
+#: Values of the `state` label of `connection_state` (the client's `ConnectionState`, in its
+#: order); exactly one is 1 at any time.
+CONNECTION_STATES: tuple[str, ...] = tuple(state.value for state in ConnectionState)
 #: From 50 µs (a local Redis pipeline round trip) to 1 s (Redis in trouble).
 PUBLISH_LATENCY_BUCKETS: tuple[float, ...] = (
     0.00005,
@@ -196,7 +188,7 @@ class Metrics:
         self._dropped: dict[tuple[str, str], Any] = {}
         self._reconnects: dict[str, Any] = {}
         self._states = {s: self.connection_state.labels(s) for s in CONNECTION_STATES}
-        self.set_connection_state("disconnected")
+        self.set_connection_state(ConnectionState.DISCONNECTED)
         self.access_token_seconds_left.set_function(lambda: math.nan)
         self.refresh_token_seconds_left.set_function(lambda: math.nan)
 
@@ -256,7 +248,7 @@ class Metrics:
         child.inc()
 
     def set_connection_state(self, state: str) -> None:
-        """Make `state` (one of CONNECTION_STATES) the current one."""
+        """Make `state` (a `ConnectionState`, or its value) the current one."""
         if state not in self._states:
             raise ValueError(
                 f"unknown connection state {state!r}; expected one of {CONNECTION_STATES}"

@@ -1,0 +1,417 @@
+"""The stream client against a scripted fake websocket: the read path's counters, what each
+response code does (through the `codes` table), the connection states and the backoff.
+
+End-to-end behaviour against the simulator is in tests/integration (test_pipeline, test_faults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from schwab_stream.auth.client import SchwabAuthClient
+from schwab_stream.backoff import Backoff
+from schwab_stream.errors import ExitCode, LoginRequiredError, StreamStopped
+from schwab_stream.stream import client as client_module
+from schwab_stream.stream.client import ClientStats, SchwabStreamClient, _Reconnect
+from schwab_stream.stream.protocol import StreamerCreds
+from schwab_stream.stream.state import ConnectionState, ReconnectReason
+
+CREDS = StreamerCreds(customer_id="cust", correl_id="correl", channel="N9", function_id="APIAPP")
+QUOTES = {"LEVELONE_EQUITIES": ["AAPL"]}
+
+
+class FakeSocket:
+    """A streamer that answers each command with the next code scripted for it (0 when none is
+    left; None: no answer at all), and sends whatever a test pushes."""
+
+    def __init__(self, codes: dict[str, list[int | None]] | None = None) -> None:
+        self.codes = codes or {}
+        self.sent: list[dict[str, Any]] = []
+        self.inbox: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+        self.transport = SimpleNamespace(abort=self.hang_up)
+
+    async def send(self, text: str) -> None:
+        request = json.loads(text)["requests"][0]
+        self.sent.append(request)
+        script = self.codes.get(request["command"], [])
+        code = script.pop(0) if script else 0
+        if code is not None:
+            self.push(
+                {
+                    "response": [
+                        {
+                            "service": request["service"],
+                            "command": request["command"],
+                            "requestid": request["requestid"],
+                            "content": {"code": code, "msg": f"said {code}"},
+                        }
+                    ]
+                }
+            )
+
+    def push(self, frame: dict[str, Any] | bytes) -> None:
+        self.inbox.put_nowait(frame if isinstance(frame, bytes) else json.dumps(frame).encode())
+
+    def notify(self, code: int, then_close: bool = True) -> None:
+        """An ADMIN notify with `code`, then (as Schwab does for 3, 12, 30) the socket closes."""
+        self.push({"notify": [{"service": "ADMIN", "content": {"code": code, "msg": f"n{code}"}}]})
+        if then_close:
+            self.hang_up()
+
+    def hang_up(self) -> None:
+        self.inbox.put_nowait(ConnectionClosed(None, None))
+
+    async def recv(self, decode: bool | None = None) -> bytes:
+        item = await self.inbox.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self.hang_up()
+
+
+class ListSink:
+    """An EventSink that keeps what it is given, and the client's state at each status event."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.statuses: list[tuple[str, str, int | None, dict[str, object]]] = []
+        self.client: SchwabStreamClient | None = None
+        self.states_seen: list[ConnectionState] = []
+        self.on_status: Callable[[str], None] = lambda state: None
+
+    def submit(self, events: list[Any]) -> None:
+        self.events.extend(events)
+
+    def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
+        self.statuses.append((state, detail, code, info))
+        if self.client is not None:
+            self.states_seen.append(self.client.stats.state)
+        self.on_status(state)
+
+    def named(self, state: str) -> list[tuple[str, str, int | None, dict[str, object]]]:
+        return [s for s in self.statuses if s[0] == state]
+
+
+class FakeAuth:
+    """userPreference answers with the streamer info, after raising each of `errors` in turn."""
+
+    def __init__(self, token_path: Path, errors: list[Exception] | None = None) -> None:
+        self.store = SimpleNamespace(path=token_path)
+        self.errors = errors or []
+        self.forced_refreshes = 0
+
+    async def refresh(self, force: bool = False) -> None:
+        self.forced_refreshes += force
+
+    async def user_preference(self) -> Any:
+        if self.errors:
+            raise self.errors.pop(0)
+        info = SimpleNamespace(streamer_socket_url="wss://streamer.test/ws", **asdict(CREDS))
+        return SimpleNamespace(streamer=info)
+
+    async def access_token(self) -> str:
+        return "access-token"
+
+
+def make_client(
+    sink: ListSink | None = None, auth: FakeAuth | None = None, **kwargs: Any
+) -> SchwabStreamClient:
+    sink = sink or ListSink()
+    fake_auth = cast(SchwabAuthClient, auth or FakeAuth(Path("/nonexistent/token.json")))
+    client = SchwabStreamClient(fake_auth, kwargs.pop("subs", QUOTES), sink, **kwargs)
+    sink.client = client
+    return client
+
+
+@asynccontextmanager
+async def connected(
+    client: SchwabStreamClient, ws: FakeSocket
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The client mid-session on `ws`, its reader running (what `_session` sets up)."""
+    client._ws = ws  # type: ignore[assignment]
+    client._creds = CREDS
+    reader = asyncio.create_task(client._read_loop(ws))  # type: ignore[arg-type]
+    try:
+        yield reader
+    finally:
+        ws.hang_up()
+        await asyncio.wait({reader}, timeout=1)
+
+
+def data_frame(*items: Any, service: str = "LEVELONE_EQUITIES") -> dict[str, Any]:
+    return {
+        "data": [{"service": service, "timestamp": 1, "command": "SUBS", "content": list(items)}]
+    }
+
+
+# --- the read path ----------------------------------------------------------------------------
+
+
+async def test_items_the_normalizer_cannot_use_are_counted_in_bad_frames_by_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #13 item 4: item-level problems never reached `bad_frames` (so neither
+    `frames_bad_total`), though the operations guide said they did."""
+    client = make_client()
+    ws = FakeSocket()
+    ws.push(data_frame({"key": "AAPL", "1": 1.0}, {"1": 2.0}, {"key": "AAPL", "1": "x", "99": 3}))
+    ws.push(data_frame({"3": 1.0}, {"key": "MSFT", "2": 2.0}))
+    ws.hang_up()
+    await client._read_loop(ws)  # type: ignore[arg-type]
+    assert client.stats.bad_frames == {"item_no_key": 2, "bad_value": 1, "unknown_field": 1}
+    assert client.stats.frames == {"data": 2}
+    assert len(cast(ListSink, client.sink).events) == 3  # the good items still became events
+    logged = [r.getMessage() for r in caplog.records if "stream data problem" in r.getMessage()]
+    assert len(logged) == 3  # once per detail: the second keyless item is counted, not logged
+
+
+async def test_a_frame_that_cannot_be_decoded_is_counted_by_its_error_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client()
+    ws = FakeSocket()
+    bad_utf8 = b'{"notify":[{"service":"\xff","heartbeat":"1"}]}'
+    for raw in (b'{"data": [', b"\xff", b"{}", b'{"data": 5}', b'{"notify":[{}]}', bad_utf8):
+        ws.push(raw)
+    ws.hang_up()
+    await client._read_loop(ws)  # type: ignore[arg-type]
+    assert client.stats.bad_frames == {
+        "not_json": 2,
+        "empty": 1,
+        "bad_shape": 1,
+        "bad_notify": 1,
+        "invalid_utf8": 1,
+    }
+    malformed = [r for r in caplog.records if "malformed frame" in r.getMessage()]
+    assert len(malformed) == 5  # once per kind
+
+
+# --- response codes, through the table --------------------------------------------------------
+
+
+async def test_login_denied_relogs_in_at_once_with_a_fresh_token() -> None:
+    client = make_client()
+    async with connected(client, FakeSocket({"LOGIN": [3]})):
+        with pytest.raises(_Reconnect) as caught:
+            await client._login("old-token")
+    assert caught.value.kind is ReconnectReason.CODE_3 and caught.value.immediate
+    assert str(caught.value) == "login denied (code 3): said 3"
+    assert client._code3  # the next session refreshes the access token first
+
+
+@pytest.mark.parametrize("code", [9, 20, 22, 99])
+async def test_any_other_failed_login_reconnects_after_backoff(code: int) -> None:
+    client = make_client()
+    async with connected(client, FakeSocket({"LOGIN": [code]})):
+        with pytest.raises(_Reconnect) as caught:
+            await client._login("token")
+    assert caught.value.kind is ReconnectReason.LOGIN_FAILED and not caught.value.immediate
+    assert str(caught.value) == f"login failed (code {code}): said {code}"
+
+
+async def test_code_12_stops_for_good_wherever_it_comes() -> None:
+    client = make_client()
+    async with connected(client, FakeSocket({"LOGIN": [12]})):
+        with pytest.raises(StreamStopped) as at_login:
+            await client._login("token")
+    async with connected(client, FakeSocket({"SUBS": [12]})):
+        with pytest.raises(StreamStopped) as at_subs:
+            await client._subscribe_all()
+    for caught in (at_login, at_subs):
+        assert caught.value.code == 12 and caught.value.exit_code is ExitCode.TAKEN_OVER
+        assert str(caught.value) == "another session took over (code 12): said 12"
+
+
+async def test_code_12_while_a_command_waits_is_not_mistaken_for_a_closed_socket() -> None:
+    """Schwab sends the notify and closes: the SUBS waiting for its answer must end with the
+    takeover, not with 'connection closed' (which would reconnect and fight the other session)."""
+    client = make_client()
+    ws = FakeSocket({"SUBS": [None]})
+    async with connected(client, ws):
+        subscribing = asyncio.create_task(client._subscribe_all())
+        while not ws.sent:
+            await asyncio.sleep(0)
+        ws.notify(12)
+        with pytest.raises(StreamStopped, match=r"code 12\): n12"):
+            await subscribing
+
+
+async def test_transient_subs_codes_are_retried_then_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "COMMAND_RETRY_BASE", 0.001)
+    sink = ListSink()
+    client = make_client(sink, subs={"LEVELONE_EQUITIES": ["AAPL"], "NASDAQ_BOOK": ["MSFT"]})
+    ws = FakeSocket({"SUBS": [22, 20, 0, 24, 25, 23]})
+    async with connected(client, ws):
+        await client._subscribe_all()
+    assert [r["service"] for r in ws.sent] == ["LEVELONE_EQUITIES"] * 3 + ["NASDAQ_BOOK"] * 3
+    (failed,) = sink.named("subscribe_failed")  # three attempts, then said once
+    assert failed[1] == "NASDAQ_BOOK SUBS failed (code 23): said 23" and failed[2] == 23
+    assert client.stats.state is ConnectionState.SUBSCRIBED
+
+
+async def test_symbol_limit_and_other_failures_are_reported_and_the_rest_streams() -> None:
+    sink = ListSink()
+    subs = {"LEVELONE_EQUITIES": ["A", "B"], "NASDAQ_BOOK": ["A"], "CHART_EQUITY": ["A"]}
+    client = make_client(sink, subs=subs)
+    async with connected(client, FakeSocket({"SUBS": [19, 11, 26]})):
+        await client._subscribe_all()
+    (limit,) = sink.named("symbol_limit")
+    assert limit[2] == 19 and limit[3] == {"service": "LEVELONE_EQUITIES", "keys": 2}
+    (failed,) = sink.named("subscribe_failed")
+    assert failed[2] == 11 and failed[3]["service"] == "NASDAQ_BOOK"
+    assert sink.named("subscribed")  # 26 (SUCCEEDED_COMMAND_SUBS) is a success
+
+
+async def test_codes_outside_a_command_follow_the_same_table(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = ListSink()
+    client = make_client(sink)
+    async with connected(client, FakeSocket()) as reader:
+        ws = cast(FakeSocket, client._ws)
+        ws.notify(19, then_close=False)  # outside a command: said, nothing more
+        ws.notify(30)
+        await asyncio.wait_for(reader, 1)
+    assert [s[2] for s in sink.named("stream_code")] == [19]
+    end = client._end_reason
+    assert isinstance(end, _Reconnect) and end.kind is ReconnectReason.CODE_30
+    assert str(end) == "streaming stopped by Schwab (code 30): n30"
+    assert "streamer code 30 from ADMIN notify: n30" in caplog.text
+
+    client = make_client()
+    async with connected(client, FakeSocket()) as reader:
+        cast(FakeSocket, client._ws).notify(3)
+        await asyncio.wait_for(reader, 1)
+    end = client._end_reason
+    assert isinstance(end, _Reconnect) and end.kind is ReconnectReason.CODE_3 and end.immediate
+
+
+# --- states and backoff over whole runs -------------------------------------------------------
+
+
+async def test_every_connection_state_is_reached_and_code_12_ends_stopped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No login at first; a login; a session that Schwab ends with code 30; a reconnect whose
+    LOGIN gets code 12. Every state but STANDBY (the pipeline's: no client runs then) is seen."""
+    sockets = [FakeSocket(), FakeSocket({"LOGIN": [12]})]
+    connecting: list[ConnectionState] = []
+
+    @asynccontextmanager
+    async def connect(url: str, **kwargs: Any) -> AsyncIterator[FakeSocket]:
+        connecting.append(client.stats.state)
+        yield sockets.pop(0)
+
+    monkeypatch.setattr(client_module.websockets, "connect", connect)
+    token = tmp_path / "token.json"
+    auth = FakeAuth(token, errors=[LoginRequiredError(f"no token file at {token}")])
+    sink = ListSink()
+    client = make_client(sink, auth, reconnect_base_delay=0.01, login_poll_seconds=0.01)
+    assert client.stats.state is ConnectionState.DISCONNECTED
+
+    def schwab_stops_the_first_session(state: str) -> None:
+        if state == "subscribed":
+            cast(FakeSocket, client._ws).notify(30)
+
+    sink.on_status = schwab_stops_the_first_session
+    asyncio.get_running_loop().call_later(0.05, token.write_text, "{}")  # `schwab-stream login`
+    with pytest.raises(StreamStopped):
+        await asyncio.wait_for(client.run(), 5)
+
+    seen = {client.stats.state, *sink.states_seen, *connecting}
+    assert seen == set(ConnectionState) - {ConnectionState.STANDBY}
+    assert client.stats.state is ConnectionState.STOPPED
+    assert not client.stats.logged_in and not client.stats.subscribed
+    assert client.stats.reconnects == {"code_30": 1}
+    assert [s[0] for s in sink.statuses] == [
+        "login_needed",
+        "token_refreshed",
+        "connected",
+        "logged_in",
+        "subscribed",
+        "disconnected",
+        "reconnecting",
+        "connected",
+    ]
+    assert sink.states_seen[sink.statuses.index(sink.named("reconnecting")[0])] is (
+        ConnectionState.RECONNECTING
+    )
+
+
+async def test_reconnects_back_off_with_jitter_and_count_by_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    errors: list[Exception] = [
+        httpx.ConnectError("refused"),
+        OSError("unreachable"),
+        httpx.ConnectError("refused"),
+    ]
+    sink = ListSink()
+    client = make_client(sink, FakeAuth(Path("/nonexistent"), errors=errors))
+    client.backoff = Backoff(0.02, 0.05, jitter=0.5, rng=lambda: 1.0)  # the shortest delays
+
+    def stop_after_three(state: str) -> None:
+        if state == "reconnecting" and len(sink.named(state)) == 3:
+            client._stop.set()  # what stop() does first (there is no socket to log out of)
+
+    sink.on_status = stop_after_three
+    await asyncio.wait_for(client.run(), 2)
+    delays = [s[3]["delay"] for s in sink.named("reconnecting")]
+    assert delays == [0.01, 0.02, 0.025]  # ceilings 0.02, 0.04, 0.05 (the cap), halved
+    assert [s[3]["attempt"] for s in sink.named("reconnecting")] == [1, 2, 3]
+    assert client.stats.reconnects == {"api_error": 2, "network": 1}
+    assert client.stats.state is ConnectionState.STOPPED
+
+
+def test_client_stats_types() -> None:
+    stats = ClientStats()
+    assert stats.state is ConnectionState.DISCONNECTED
+    assert set(ReconnectReason) >= {"closed", "silence", "code_3", "code_30", "command_timeout"}
+
+
+def test_the_stream_client_does_not_import_redis() -> None:
+    """The client depends on the EventSink protocol, not on the Redis publisher."""
+    code = (
+        "import sys, schwab_stream.stream.client, schwab_stream.telemetry.metrics\n"
+        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')))\n"
+        "print('websockets' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "[]"
+    assert out[1] == "True"  # the check itself works: the client did load its own websocket
+
+
+def test_the_state_module_is_a_leaf() -> None:
+    """Telemetry imports the enums; that must not pull the stream side's libraries in."""
+    code = (
+        "import sys, schwab_stream.stream.state\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & %r))\n"
+        % {"websockets", "httpx", "redis", "msgspec", "aiohttp", "prometheus_client"}
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(autouse=True)
+def _warnings(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="schwab_stream")
