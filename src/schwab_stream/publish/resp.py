@@ -1,12 +1,10 @@
 """RESP packing of the publisher's write commands, done in C by hiredis.
 
 redis-py packs each argument in Python and runs its pipeline machinery per batch; for a batch of
-small JSON payloads that was the larger part of a write's CPU, and about 40% of a lone event's
-write time (measured: 0.59 -> 0.33 ms p50 for one XADD + MSET after 50 ms idle). Our arguments
-are already bytes, so a batch is packed into one buffer and the publisher sends it on a plain
-redis-py connection and reads the replies. `hiredis.pack_command` (hiredis is already redis-py's
-reply parser here) packs in C: 11.6 -> 4.9 us for a 20-event script call, against the
-hand-written Python packer this replaced.
+small JSON payloads that was the larger part of a write's CPU (docs/performance.md, "Figures
+behind design choices"). Our arguments are already bytes, so a batch is packed into one buffer
+and the publisher sends it on a plain redis-py connection and reads the replies.
+`hiredis.pack_command` (hiredis is already redis-py's reply parser here) packs in C.
 """
 
 from __future__ import annotations
