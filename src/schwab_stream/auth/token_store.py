@@ -95,11 +95,13 @@ class TokenRecord:
             id_token=id_token if isinstance(id_token, str) else None,
         )
 
-    def access_seconds_left(self, now: float | None = None) -> float:
-        return self.access_expires_at - (time.time() if now is None else now)
+    # `now` is the caller's wall clock (the auth client's, fake in tests): never read here.
 
-    def refresh_seconds_left(self, now: float | None = None) -> float:
-        return self.refresh_expires_at - (time.time() if now is None else now)
+    def access_seconds_left(self, now: float) -> float:
+        return self.access_expires_at - now
+
+    def refresh_seconds_left(self, now: float) -> float:
+        return self.refresh_expires_at - now
 
     def to_json(self) -> dict[str, Any]:
         return {
