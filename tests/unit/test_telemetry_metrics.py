@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from schwab_stream import __version__
+from schwab_stream.stream.state import ConnectionState
 from schwab_stream.telemetry.logging import rearm_log_once
 from schwab_stream.telemetry.metrics import (
     CONNECTION_STATES,
@@ -132,6 +133,25 @@ def test_connection_state_has_exactly_one_current_state() -> None:
     assert set(states.values()) == {0}
     with pytest.raises(ValueError, match="unknown connection state"):
         m.set_connection_state("subscibed")
+
+
+def test_connection_states_are_the_client_enum_with_the_label_strings_of_before() -> None:
+    assert tuple(ConnectionState) == CONNECTION_STATES
+    assert CONNECTION_STATES == (  # the documented labels (docs/operations.md), unchanged
+        "disconnected",
+        "connecting",
+        "connected",
+        "logged_in",
+        "subscribed",
+        "reconnecting",
+        "standby",
+        "login_needed",
+        "stopped",
+    )
+    m = Metrics()
+    m.set_connection_state(ConnectionState.RECONNECTING)
+    assert value(m, "connection_state", state="reconnecting") == 1
+    assert value(m, "connection_state", state="disconnected") == 0
 
 
 def test_gauges_queue_redis_and_build_info() -> None:
