@@ -50,10 +50,15 @@ json_values = st.recursive(
 )
 
 
+#: The `frames_bad_total` reasons of a whole frame (docs/operations.md): a closed set.
+FRAME_ERROR_KINDS = frozenset({"not_json", "invalid_utf8", "bad_shape", "empty", "bad_notify"})
+
+
 def decode_or_protocol_error(raw: bytes | str) -> Frame | None:
     try:
         return decode_frame(raw)
-    except ProtocolError:
+    except ProtocolError as exc:
+        assert exc.kind in FRAME_ERROR_KINDS, exc.kind  # a bounded label, never the message
         return None
 
 

@@ -238,6 +238,25 @@ async def test_code_12_stops_for_good_wherever_it_comes() -> None:
         assert str(caught.value) == "another session took over (code 12): said 12"
 
 
+@pytest.mark.parametrize(
+    ("code", "kind", "detail"),
+    [
+        (3, ReconnectReason.CODE_3, "LEVELONE_EQUITIES SUBS denied (code 3): said 3"),
+        (30, ReconnectReason.CODE_30, "streaming stopped by Schwab (code 30): said 30"),
+    ],
+)
+async def test_a_severing_code_at_subs_ends_the_session(
+    code: int, kind: ReconnectReason, detail: str
+) -> None:
+    client = make_client()
+    async with connected(client, FakeSocket({"SUBS": [code]})):
+        with pytest.raises(_Reconnect) as caught:
+            await client._subscribe_all()
+    assert (caught.value.kind, str(caught.value)) == (kind, detail)
+    assert caught.value.immediate is (code == 3) and client._code3 is (code == 3)
+    assert client.stats.state is not ConnectionState.SUBSCRIBED
+
+
 async def test_code_12_while_a_command_waits_is_not_mistaken_for_a_closed_socket() -> None:
     """Schwab sends the notify and closes: the SUBS waiting for its answer must end with the
     takeover, not with 'connection closed' (which would reconnect and fight the other session)."""
