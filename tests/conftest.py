@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,16 +11,7 @@ import redis
 from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.state import SimConfig
-
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "schwab_frames.json"
-LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "schwab_frames.json"
-
-
-def load_frames() -> list[dict[str, Any]]:
-    """The real captured frames (a copy lives in tests/fixtures so a clone is self-contained)."""
-    path = LOCAL_FIXTURES if LOCAL_FIXTURES.exists() else FIXTURES
-    frames: list[dict[str, Any]] = json.loads(path.read_text())
-    return frames
+from tests.frames import load_frames
 
 
 @pytest.fixture(scope="session")

@@ -38,9 +38,6 @@ class Bridge:
         events = await stream(self.redis, f"schwab:tick:{symbol}")
         return [e for e in events if isinstance(e, TickEvent)]
 
-    async def xlen_at_least(self, key: str, n: int) -> bool:
-        return int(await self.redis.xlen(key)) >= n
-
     def metric(self, name: str, **labels: str) -> float:
         """A sample of the pipeline's own Prometheus registry, after copying the counters in."""
         self.pipeline.telemetry.sync()

@@ -32,20 +32,26 @@ def write_tokens(sim: SimThread, path: Path) -> TokenRecord:
     return record
 
 
-def make_settings(sim: SimThread, redis_url: str, token_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
+def sim_values(sim: SimThread, token_path: Path) -> dict[str, Any]:
+    """The settings that aim at a simulator: its app, its URLs, a token file of the test's."""
+    return {
         "app_key": sim.config.app_key,
         "app_secret": sim.config.app_secret,
         "callback_url": sim.config.callback_url,
         "api_base_url": sim.base_url,
         "token_path": token_path,
-        "redis_url": redis_url,
-        "watchdog_seconds": 3.0,
-        "command_timeout": 3.0,
-        "reconnect_max_delay": 1.0,
     }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def sim_settings(sim: SimThread, token_path: Path, **overrides: Any) -> Settings:
+    """Settings aimed at the simulator that ignore the developer's `.env` and shell."""
+    return Settings(_env_file=None, **{**sim_values(sim, token_path), **overrides})  # type: ignore[call-arg]
+
+
+def make_settings(sim: SimThread, redis_url: str, token_path: Path, **overrides: Any) -> Settings:
+    """A bridge's settings: the simulator, this Redis, and short timeouts so faults show fast."""
+    quick = {"watchdog_seconds": 3.0, "command_timeout": 3.0, "reconnect_max_delay": 1.0}
+    return sim_settings(sim, token_path, redis_url=redis_url, **{**quick, **overrides})
 
 
 async def stream(client: aioredis.Redis, key: str) -> list[Event]:
@@ -71,6 +77,11 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def xlen_at_least(client: aioredis.Redis, key: str, n: int) -> bool:
+    """For `wait_for`: the stream holds `n` entries or more."""
+    return int(await client.xlen(key)) >= n
 
 
 async def sim_post(sim: SimThread, path: str) -> httpx.Response:

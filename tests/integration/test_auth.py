@@ -24,6 +24,8 @@ from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, Tok
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.tokens import SIM_CHANNEL, SIM_CORREL_ID, SIM_CUSTOMER_ID, SIM_FUNCTION_ID
 
+from .pipeline_helpers import sim_post, sim_stats
+
 MakeSim = Callable[..., SimThread]
 MakeSettings = Callable[..., Settings]
 
@@ -46,15 +48,6 @@ def client_for(settings: Settings, clock: Callable[[], float] = time.time) -> Sc
     client.retry_base_delay = 0.01
     client.retry_max_delay = 0.05
     return client
-
-
-def stats(sim: SimThread) -> dict[str, int]:
-    body: dict[str, int] = httpx.get(f"{sim.base_url}/sim/stats").json()
-    return body
-
-
-def control(sim: SimThread, path: str) -> None:
-    httpx.post(f"{sim.base_url}{path}").raise_for_status()
 
 
 def secrets_of(sim: SimThread) -> list[str]:
@@ -91,7 +84,7 @@ async def test_browser_login_with_local_https_callback(
     assert seen == {"lock_free": True, "forged": 400, "real": 200}
     assert TokenStore(path).load() == record
     assert record.login_at == pytest.approx(time.time(), abs=5)
-    assert stats(sim)["token_exchanges"] == 1
+    assert (await sim_stats(sim))["token_exchanges"] == 1
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
@@ -125,7 +118,7 @@ async def test_manual_login_pastes_the_redirect_url(
     assert "response_type=code" in person.authorize_url()
     assert any("30 s" in line for line in person.shown)
     assert TokenStore(settings.token_path).load() == record
-    assert stats(sim)["token_exchanges"] == 1
+    assert (await sim_stats(sim))["token_exchanges"] == 1
 
 
 async def test_manual_login_rejects_a_foreign_state(
@@ -144,7 +137,7 @@ async def test_manual_login_rejects_a_foreign_state(
         code_from_redirect("https://127.0.0.1:8182/?state=x", "x")
     with pytest.raises(AuthError, match="no redirect URL"):
         await login(settings, manual=True, read_line=lambda: "", echo=person.echo)
-    assert stats(sim)["token_exchanges"] == 0
+    assert (await sim_stats(sim))["token_exchanges"] == 0
     assert not settings.token_path.exists()
 
 
@@ -165,7 +158,7 @@ async def test_codes_are_single_use_and_short_lived(
     with pytest.raises(AuthError, match="single-use"):
         await client.exchange_code(stale)
     await client.aclose()
-    assert stats(sim)["token_exchanges"] == 1
+    assert (await sim_stats(sim))["token_exchanges"] == 1
 
 
 async def test_wrong_app_secret_names_the_settings(
@@ -190,7 +183,7 @@ async def test_refresh_keeps_the_login_clock(
     client = client_for(settings)
     assert await client.access_token() == first.access_token  # fresh: no refresh
     assert await client.refresh() is not None
-    assert stats(sim)["token_refreshes"] == 0
+    assert (await sim_stats(sim))["token_refreshes"] == 0
     second = await client.refresh(force=True)
     assert second.access_token != first.access_token
     assert second.refresh_token == first.refresh_token
@@ -199,7 +192,7 @@ async def test_refresh_keeps_the_login_clock(
         first.refresh_expires_at,
     )
     assert TokenStore(settings.token_path).load() == second
-    assert stats(sim)["token_refreshes"] == 1
+    assert (await sim_stats(sim))["token_refreshes"] == 1
     access_left, refresh_left = client.token_seconds_left()
     assert access_left is not None and 1790 < access_left <= 1800
     assert refresh_left is not None and refresh_left > 6.9 * 86400
@@ -220,15 +213,15 @@ async def test_access_token_refreshes_within_the_margin_once_for_many_callers(
     assert await client.access_token() == first.access_token
     clock.advance(1400.0)  # 400 s left: outside the margin
     assert await client.access_token() == first.access_token
-    assert stats(sim)["token_refreshes"] == 0
+    assert (await sim_stats(sim))["token_refreshes"] == 0
     clock.advance(200.0)  # 200 s left: inside it
     tokens = await asyncio.gather(*(client.access_token() for _ in range(5)))
     assert len(set(tokens)) == 1 and tokens[0] != first.access_token
-    assert stats(sim)["token_refreshes"] == 1
+    assert (await sim_stats(sim))["token_refreshes"] == 1
     # The new token's life is counted on the same clock: fresh again, no second refresh.
     assert client.token_seconds_left()[0] == pytest.approx(1800.0, abs=1.0)
     assert await client.access_token() == tokens[0]
-    assert stats(sim)["token_refreshes"] == 1
+    assert (await sim_stats(sim))["token_refreshes"] == 1
     await client.aclose()
 
 
@@ -238,13 +231,13 @@ async def test_expired_access_token_gets_401_then_one_forced_refresh(
     sim = oauth_sim()
     settings = auth_settings(sim, tmp_path / "token.json")
     record = await login_against_simulator(settings)
-    control(sim, "/sim/tokens/expire-access")
+    await sim_post(sim, "/sim/tokens/expire-access")
     assert not sim.state.tokens.is_access_valid(record.access_token)
     client = client_for(settings)
     pref = await client.user_preference()
     assert pref.streamer.customer_id == SIM_CUSTOMER_ID
-    assert stats(sim)["user_preferences"] == 2
-    assert stats(sim)["token_refreshes"] == 1
+    assert (await sim_stats(sim))["user_preferences"] == 2
+    assert (await sim_stats(sim))["token_refreshes"] == 1
     await client.aclose()
 
 
@@ -258,8 +251,9 @@ async def test_access_token_past_its_lifetime_is_refreshed_before_use(
     assert not sim.state.tokens.is_access_valid(record.access_token)
     client = client_for(settings)
     await client.user_preference()
-    assert stats(sim)["user_preferences"] == 1  # refreshed ahead, never sent the dead token
-    assert stats(sim)["token_refreshes"] == 1
+    # refreshed ahead, never sent the dead token
+    assert (await sim_stats(sim))["user_preferences"] == 1
+    assert (await sim_stats(sim))["token_refreshes"] == 1
     await client.aclose()
 
 
@@ -286,7 +280,7 @@ async def test_revoked_refresh_token_needs_a_login(
     sim = oauth_sim()
     settings = auth_settings(sim, tmp_path / "token.json")
     await login_against_simulator(settings)
-    control(sim, "/sim/tokens/revoke")
+    await sim_post(sim, "/sim/tokens/revoke")
     client = client_for(settings)
     with pytest.raises(LoginRequiredError, match="refresh_token_authentication_error") as info:
         await client.refresh(force=True)
@@ -313,7 +307,7 @@ async def test_second_login_voids_the_first_and_is_picked_up_without_restart(
     second = await login_against_simulator(settings)  # `schwab-stream login` on this machine
     assert await running.access_token() == second.access_token
     await running.user_preference()
-    assert stats(sim)["token_refreshes"] == 0
+    assert (await sim_stats(sim))["token_refreshes"] == 0
     await running.aclose()
 
 
@@ -326,13 +320,13 @@ async def test_transient_failures_are_retried_then_reported(
     clock = FakeClock()
     client = client_for(settings, clock)
 
-    control(sim, "/sim/tokens/fail-next?status=503&count=2")
+    await sim_post(sim, "/sim/tokens/fail-next?status=503&count=2")
     await client.refresh(force=True)
-    control(sim, "/sim/tokens/fail-next?status=429&count=1")
+    await sim_post(sim, "/sim/tokens/fail-next?status=429&count=1")
     await client.refresh(force=True)
-    assert stats(sim)["token_refreshes"] == 2
+    assert (await sim_stats(sim))["token_refreshes"] == 2
 
-    control(sim, "/sim/tokens/fail-next?status=500&count=10")
+    await sim_post(sim, "/sim/tokens/fail-next?status=500&count=10")
     with pytest.raises(AuthError, match=r"after 4 tries \(HTTP 500\)"):
         await client.refresh(force=True)
     # Still valid but inside the margin: the refresh fails, the current token is still served.
@@ -360,13 +354,13 @@ async def test_refresh_forever_refreshes_ahead_and_stops_only_for_a_dead_token(
     task = asyncio.create_task(client.refresh_forever(refreshed.append))
     await asyncio.sleep(0.8)
     # More failures than one call retries: refresh_forever logs, backs off and carries on.
-    control(sim, "/sim/tokens/fail-next?status=503&count=6")
+    await sim_post(sim, "/sim/tokens/fail-next?status=503&count=6")
     deadline = time.monotonic() + 5
     while len(refreshed) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert len(refreshed) >= 2 and not task.done()
     assert all(sim.state.tokens.is_access_valid(r.access_token) for r in refreshed[-1:])
-    control(sim, "/sim/tokens/revoke")
+    await sim_post(sim, "/sim/tokens/revoke")
     with pytest.raises(LoginRequiredError):
         await asyncio.wait_for(task, 5)
     await client.aclose()
@@ -418,5 +412,5 @@ async def test_import_of_a_schwab_py_file_keeps_the_login(
     await client.user_preference()
     refreshed = await client.refresh(force=True)
     assert refreshed.login_at == int(theirs.login_at)
-    assert stats(sim)["token_exchanges"] == 1  # no new browser login
+    assert (await sim_stats(sim))["token_exchanges"] == 1  # no new browser login
     await client.aclose()

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -36,16 +36,16 @@ from .fault_helpers import (
     run_env,
     spawn_run,
 )
-from .pipeline_helpers import sim_post, sim_stats, statuses, wait_for, write_tokens
+from .pipeline_helpers import (
+    sim_post,
+    sim_stats,
+    statuses,
+    wait_for,
+    write_tokens,
+    xlen_at_least,
+)
 
 QUOTES = {"LEVELONE_EQUITIES": ["AAPL", "MSFT"], "NASDAQ_BOOK": ["AAPL"]}
-
-
-@pytest.fixture
-async def bridges(redis_url: str, tmp_path: Path) -> AsyncIterator[Bridges]:
-    made = Bridges(redis_url, tmp_path)
-    yield made
-    await made.aclose()
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +169,7 @@ async def test_bad_items_inside_a_good_frame_are_counted_by_kind(
     replay.write_text("".join(json.dumps(f) + "\n" for f in frames))
     sim = sim_factory(replay=replay)
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]})
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 4))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 4))
     assert bridge.metric("frames_bad_total", reason="item_no_key") == 2
     assert bridge.metric("frames_bad_total", reason="bad_value") == 1
     assert bridge.metric("frames_bad_total", reason="unknown_field") == 1
@@ -193,7 +193,7 @@ async def test_access_token_dying_early_is_refreshed_on_401(
     await sim_post(sim, "/sim/fault/drop")
     await wait_for(lambda: bridge.has_state("subscribed", 2), timeout=10)
     n = await bridge.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", n + 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", n + 3))
     assert messages(caplog, "userPreference answered 401; refreshing the access token once")
     assert messages(caplog, "access token refreshed; valid for")
     assert (await sim_stats(sim))["token_refreshes"] >= 1
@@ -234,7 +234,7 @@ async def test_refresh_token_expiry_is_announced_everywhere_while_streaming(
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, expiry_hook=hook)
     await wait_for(lambda: bridge.has_state("token_expiring", 2), timeout=10)
     n = await bridge.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", n + 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", n + 3))
     await bridge.pipeline.expiry.wait()
 
     alerts = [s for s in await statuses(bridge.redis) if s.state == "token_expiring"]
@@ -265,7 +265,7 @@ async def test_revoked_refresh_token_asks_for_login_once_and_resumes_after_it(
 ) -> None:
     sim = sim_factory(rate=40)
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]})
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 3))
     await sim_post(sim, "/sim/tokens/revoke")
     await sim_post(sim, "/sim/tokens/expire-access")
     await sim_post(sim, "/sim/fault/drop")
@@ -288,7 +288,7 @@ async def test_revoked_refresh_token_asks_for_login_once_and_resumes_after_it(
 
     write_tokens(sim, tmp_path / "token.json")  # what `schwab-stream login` does
     await wait_for(lambda: bridge.has_state("subscribed", 2), timeout=10)
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", kept + 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", kept + 3))
     assert "a new token file was picked up" in [s.detail for s in await statuses(bridge.redis)]
     assert bridge.metric("connection_state", state="subscribed") == 1
     assert bridge.pipeline.health.login_needed is None
@@ -308,7 +308,7 @@ async def test_no_token_file_says_so_in_healthz_and_a_login_is_picked_up(
     assert not healthy and f"no token file at {token_path}" in reason
     assert reason.count("schwab-stream login") == 1
     write_tokens(sim, token_path)
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3), timeout=15)
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 3), timeout=15)
     await wait_for(lambda: bridge.pipeline.health.login_needed is None)
     assert await bridge.stop() == 0
 
@@ -321,7 +321,7 @@ async def test_slow_redis_never_stalls_the_reader(
 ) -> None:
     sim = sim_factory(rate=40, heartbeat_interval=0.5)
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, watchdog_seconds=1.5)
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 3))
     admin = redis.Redis.from_url(redis_url)
     admin.execute_command("CLIENT", "PAUSE", 2500)  # every client waits 2.5 s, ours included
     admin.close()
@@ -331,7 +331,7 @@ async def test_slow_redis_never_stalls_the_reader(
         await asyncio.sleep(0.1)
     await wait_for(lambda: bridge.pipeline.publisher.depth == 0, timeout=10)
     n = await bridge.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", n + 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", n + 3))
     assert await bridge.stop() == 0
 
     assert deepest > 0  # events waited in the queue, not in the websocket reader
@@ -358,7 +358,7 @@ async def test_redis_restart_is_seen_in_metrics_logs_and_the_lease_comes_back(
 ) -> None:
     sim = sim_factory(rate=40)
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, lease_ttl=1.5)
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 3))
     redis_server.kill()
     await wait_for(lambda: not bridge.pipeline.publisher.redis_ok, timeout=5)
     assert bridge.metric("redis_up") == 0
@@ -391,13 +391,13 @@ async def test_a_refused_stream_key_holds_that_stream_only(
     admin = aioredis.Redis.from_url(bridges.redis_url)
     await admin.set("schwab:tick:MSFT", "not a stream")
     bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL", "MSFT"]})
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 20))
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 20))
     await wait_for(lambda: bridge.pipeline.health.redis_refused_streams)  # synced each second
     health = bridge.pipeline.health.report(time.monotonic(), 45)
     assert health["redis_refused_streams"] == ["schwab:tick:MSFT"] and health["redis_ok"]
     assert bridge.metric("redis_up") == 1
     await admin.delete("schwab:tick:MSFT")
-    await wait_for(lambda: bridge.xlen_at_least("schwab:tick:MSFT", 3), timeout=10)
+    await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:MSFT", 3), timeout=10)
     await wait_for(lambda: not bridge.pipeline.health.redis_refused_streams)
     assert len(messages(caplog, "refused writes to schwab:tick:MSFT", logging.ERROR)) == 1
     assert len(messages(caplog, "takes writes to schwab:tick:MSFT again", logging.WARNING)) == 1
@@ -433,7 +433,7 @@ async def test_sigkilled_active_is_replaced_by_the_standby(
         await wait_for(lambda: _has(client, "active", 2), timeout=10)
         took_over = time.monotonic() - killed
         n = await client.xlen("schwab:tick:AAPL")
-        await wait_for(lambda: _at_least(client, "schwab:tick:AAPL", n + 5), timeout=10)
+        await wait_for(lambda: xlen_at_least(client, "schwab:tick:AAPL", n + 5), timeout=10)
         code, err = finish(second)
     finally:
         for proc in (first, second):
@@ -456,10 +456,6 @@ async def test_sigkilled_active_is_replaced_by_the_standby(
 
 async def _has(client: aioredis.Redis, state: str, n: int = 1) -> bool:
     return [s.state for s in await statuses(client)].count(state) >= n
-
-
-async def _at_least(client: aioredis.Redis, key: str, n: int) -> bool:
-    return int(await client.xlen(key)) >= n
 
 
 def test_run_sim_demo_and_tail_leave_env_alone(

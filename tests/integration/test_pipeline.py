@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from schwab_stream.events import Level2Event, TickEvent
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
+from tests.frames import load_frames
 
 from .pipeline_helpers import (
     make_settings,
@@ -23,9 +24,8 @@ from .pipeline_helpers import (
     stream,
     wait_for,
     write_tokens,
+    xlen_at_least,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
 
 
 class Running:
@@ -106,7 +106,7 @@ async def test_startup_to_first_event_ticks_and_books(
 
 def _transcript_jsonl(tmp_path: Path) -> Path:
     """The live AAPL transcript (login, heartbeat, snapshot, deltas) as a replay file."""
-    frames = json.loads(FIXTURES.read_text())
+    frames = load_frames()
     lines = [
         json.dumps(f["message"])
         for f in frames
@@ -125,7 +125,7 @@ async def test_level_one_deltas_are_merged_exactly(
 ) -> None:
     sim = sim_factory(replay=_transcript_jsonl(tmp_path))
     run = await start_pipeline(sim, {"LEVELONE_EQUITIES": ["AAPL"]})
-    await wait_for(lambda: _xlen_at_least(run.redis, "schwab:tick:AAPL", 6))
+    await wait_for(lambda: xlen_at_least(run.redis, "schwab:tick:AAPL", 6))
     await run.stop()
     ticks = [e for e in await stream(run.redis, "schwab:tick:AAPL") if isinstance(e, TickEvent)]
     assert [t.snapshot for t in ticks] == [True, False, False, False, False, False]
@@ -138,10 +138,6 @@ async def test_level_one_deltas_are_merged_exactly(
     assert final.schwab_ts == 1755118716611
 
 
-async def _xlen_at_least(client: aioredis.Redis, key: str, n: int) -> bool:
-    return int(await client.xlen(key)) >= n
-
-
 async def test_reconnect_after_dropped_socket_restores_subscriptions(
     sim_factory: Callable[..., SimThread], start_pipeline: Callable[..., Any]
 ) -> None:
@@ -151,7 +147,7 @@ async def test_reconnect_after_dropped_socket_restores_subscriptions(
     await sim_post(sim, "/sim/fault/drop")
     await wait_for(lambda: _count_state(run, "subscribed", 2), timeout=15)
     before = await run.redis.xlen("schwab:tick:MSFT")
-    await wait_for(lambda: _xlen_at_least(run.redis, "schwab:tick:MSFT", before + 3))
+    await wait_for(lambda: xlen_at_least(run.redis, "schwab:tick:MSFT", before + 3))
     await run.stop()
     states = await run.states()
     assert "disconnected" in states and "reconnecting" in states
@@ -171,7 +167,7 @@ async def test_token_refresh_while_streaming(
     run = await start_pipeline(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, token_refresh_margin=3)
     await wait_for(lambda: _count_state(run, "token_refreshed", 2), timeout=15)
     before = await run.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: _xlen_at_least(run.redis, "schwab:tick:AAPL", before + 5))
+    await wait_for(lambda: xlen_at_least(run.redis, "schwab:tick:AAPL", before + 5))
     await run.stop()
     assert (await sim_stats(sim))["token_refreshes"] >= 2
     assert (await run.states()).count("connected") == 1  # refreshing did not disturb the stream
@@ -254,6 +250,6 @@ async def test_garbage_frame_is_counted_and_streaming_goes_on(
     await sim_post(sim, "/sim/fault/garbage")
     await wait_for(lambda: sum(run.pipeline.client.stats.bad_frames.values()) >= 1)
     before = await run.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: _xlen_at_least(run.redis, "schwab:tick:AAPL", before + 3))
+    await wait_for(lambda: xlen_at_least(run.redis, "schwab:tick:AAPL", before + 3))
     await run.stop()
     assert (await run.states()).count("connected") == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,6 +22,8 @@ from schwab_stream.events import (
     decode_event,
 )
 from schwab_stream.publish.redis import TradingEventPublisher
+
+from .pipeline_helpers import wait_for, xlen_at_least
 
 
 def tick(symbol: str, seq: int, last: float) -> TickEvent:
@@ -167,7 +168,7 @@ async def test_a_key_of_the_wrong_type_holds_its_stream_and_every_bar_arrives_on
     assert pub.stats.redis_errors >= 2  # tried again, refused again
     assert pub.redis_ok and pub.held_streams == [f"{prefix}:bar:AAPL"]
     pub.submit([tick("MSFT", 1, 1.0)])
-    await _until(lambda: _equals(client.xlen(f"{prefix}:tick:MSFT"), 1))
+    await wait_for(lambda: xlen_at_least(client, f"{prefix}:tick:MSFT", 1), timeout=5)
     await client.delete(f"{prefix}:bar:AAPL")
     assert await pub.flush(10)
     await pub.close()
@@ -195,7 +196,7 @@ async def test_a_refused_key_does_not_slow_the_other_streams(redis_url: str) -> 
     for seq in range(1, 41):
         pub.submit([tick("GOOD", seq, float(seq)), tick("BAD", seq, float(seq))])
         await asyncio.sleep(0.005)
-    await _until(lambda: _equals(client.xlen("slow:tick:GOOD"), 40))
+    await wait_for(lambda: xlen_at_least(client, "slow:tick:GOOD", 40), timeout=5)
     assert pub.redis_ok and pub.held_streams == ["slow:tick:BAD"]
     await client.delete("slow:tick:BAD")
     assert await pub.flush(10)
@@ -256,7 +257,7 @@ async def test_close_counts_the_events_of_a_held_stream_as_not_written(
     pub = TradingEventPublisher(redis_url, prefix="hc", maxlen=1000)
     task = asyncio.create_task(pub.run())
     pub.submit([bar("AAPL", i) for i in range(1, 4)])
-    await _until(lambda: _true(pub.held_streams == ["hc:bar:AAPL"]))
+    await wait_for(lambda: pub.held_streams == ["hc:bar:AAPL"], timeout=5)
     await asyncio.wait_for(pub.close(timeout=600), 10)
     await asyncio.wait_for(task, 5)
     lines = [r.getMessage() for r in caplog.records if "closing with" in r.getMessage()]
@@ -408,17 +409,6 @@ async def test_a_refused_latest_key_write_is_tried_again_without_going_back_in_t
         await admin.aclose()
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
-async def _equals(value: Awaitable[int], expected: int) -> bool:
-    return await value == expected
-
-
 async def test_close_counts_batches_in_flight_as_not_written(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -431,7 +421,7 @@ async def test_close_counts_batches_in_flight_as_not_written(
     await admin.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
     try:
         pub.submit([bar("AAPL", i) for i in range(1, 4)])
-        await _until(lambda: _true(not pub.depth and pub.core.in_flight == 1))
+        await wait_for(lambda: not pub.depth and pub.core.in_flight == 1, timeout=5)
         await pub.close(timeout=0.3)
         await asyncio.wait_for(task, 5)
     finally:
@@ -439,10 +429,6 @@ async def test_close_counts_batches_in_flight_as_not_written(
         await admin.aclose()
     lines = [r.getMessage() for r in caplog.records if "closing with" in r.getMessage()]
     assert lines == ["closing with 3 events not written to redis"]
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _kill_publisher_connection(admin: aioredis.Redis) -> None:
@@ -469,10 +455,11 @@ async def test_a_connection_blip_while_a_stream_is_held_is_a_short_gap_and_keeps
             pub.submit([bar("BAD", 1)])
         else:
             pub.status("connected", "hello")
-        await _until(lambda: _true(pub.held_streams == [key]))
+        await wait_for(lambda: pub.held_streams == [key], timeout=5)
         await _kill_publisher_connection(admin)
-        await _until(lambda: _true(not pub.redis_ok))  # the next try found the socket dead
-        await _until(lambda: _true(pub.redis_ok))  # Redis answered: up again, the key still held
+        await wait_for(lambda: not pub.redis_ok, timeout=5)  # the next try found the socket dead
+        # Redis answered: up again, the key still held
+        await wait_for(lambda: pub.redis_ok, timeout=5)
         assert pub.held_streams == [key]
         await admin.delete(key)
         assert await pub.flush(10)
@@ -499,7 +486,7 @@ async def test_a_hold_outlives_a_lost_connection_and_its_gap_counts_what_it_conf
     task = asyncio.create_task(pub.run())
     try:
         pub.submit([tick("BAD", 1, 1.0)])
-        await _until(lambda: _true(pub.held_streams == ["hv:tick:BAD"]))
+        await wait_for(lambda: pub.held_streams == ["hv:tick:BAD"], timeout=5)
         for seq in range(2, 12):
             pub.submit([tick("BAD", seq, float(seq))])  # conflated in the hold
         assert pub.stats.conflated["tick"] == 10
@@ -525,9 +512,9 @@ async def test_refused_tries_record_no_latency_sample(redis_url: str) -> None:
     task = asyncio.create_task(pub.run())
     try:
         pub.submit([bar("BAD", 1)])
-        await _until(lambda: _true(pub.stats.redis_errors >= 4))
+        await wait_for(lambda: pub.stats.redis_errors >= 4, timeout=5)
         pub.submit([bar("GOOD", 1)])
-        await _until(lambda: _true(pub.stats.published["bar"] == 1))
+        await wait_for(lambda: pub.stats.published["bar"] == 1, timeout=5)
     finally:
         await pub.close(timeout=0.1)
         await task

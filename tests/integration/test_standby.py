@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,16 +16,9 @@ from schwab_stream.sim.server import SimThread
 from schwab_stream.standby import Lease
 
 from .fault_helpers import Bridges
-from .pipeline_helpers import sim_stats, statuses, wait_for
+from .pipeline_helpers import sim_stats, statuses, wait_for, xlen_at_least
 
 AAPL = {"LEVELONE_EQUITIES": ["AAPL"]}
-
-
-@pytest.fixture
-async def bridges(redis_url: str, tmp_path: Path) -> AsyncIterator[Bridges]:
-    made = Bridges(redis_url, tmp_path)
-    yield made
-    await made.aclose()
 
 
 async def test_lease_renews_retakes_when_free_and_never_frees_another(redis_url: str) -> None:
@@ -76,7 +68,7 @@ async def test_standby_holds_nothing_and_takes_over_on_a_clean_stop(
     holder = (await active.redis.get("schwab:lease")).decode()
     assert holder == standby.pipeline.lease.instance_id
     before = await standby.redis.xlen("schwab:tick:AAPL")
-    await wait_for(lambda: standby.xlen_at_least("schwab:tick:AAPL", before + 3))
+    await wait_for(lambda: xlen_at_least(standby.redis, "schwab:tick:AAPL", before + 3))
     assert (await sim_stats(sim))["logins"] == 2
     lines = [r.getMessage() for r in caplog.records if r.name == "schwab_stream.pipeline"]
     assert sum("standby: another instance holds the lease" in m for m in lines) == 1
@@ -118,7 +110,7 @@ async def test_redis_unreachable_at_start_waits_as_standby_then_streams(
         healthy, reason = bridge.pipeline.health.check(time.monotonic(), 45)
         assert not healthy and "redis is unreachable" in reason  # a supervisor must notice
         await asyncio.to_thread(late.start)
-        await wait_for(lambda: bridge.xlen_at_least("schwab:tick:AAPL", 3), timeout=10)
+        await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", 3), timeout=10)
         assert await bridge.redis.get("schwab:lease") == bridge.pipeline.lease.instance_id.encode()
         assert await bridge.stop() == 0
     finally:

@@ -20,7 +20,7 @@ from schwab_stream.embedded_redis import free_port
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
 
-from .pipeline_helpers import make_settings, wait_for, write_tokens
+from .pipeline_helpers import make_settings, wait_for, write_tokens, xlen_at_least
 
 SUBS = {"LEVELONE_EQUITIES": ["AAPL", "MSFT"], "NASDAQ_BOOK": ["AAPL"]}
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (\w+) +(\S+(?:  \S+)?) +(.*)$")
@@ -41,16 +41,12 @@ async def pipeline_running(
         assert await asyncio.wait_for(task, 15) == 0
 
 
-async def _xlen_at_least(client: aioredis.Redis, key: str, n: int) -> bool:
-    return int(await client.xlen(key)) >= n
-
-
 async def fill(sim: SimThread, redis_url: str, tmp_path: Path) -> None:
     """Run the pipeline until there are enough quotes and books, then stop it."""
     client = aioredis.Redis.from_url(redis_url)
     async with pipeline_running(sim, redis_url, tmp_path):
-        await wait_for(lambda: _xlen_at_least(client, "schwab:tick:AAPL", 15), timeout=15)
-        await wait_for(lambda: _xlen_at_least(client, "schwab:level2:AAPL", 3), timeout=15)
+        await wait_for(lambda: xlen_at_least(client, "schwab:tick:AAPL", 15), timeout=15)
+        await wait_for(lambda: xlen_at_least(client, "schwab:level2:AAPL", 3), timeout=15)
     await client.aclose()
 
 
@@ -161,7 +157,7 @@ async def test_following_live_starts_at_the_end_and_misses_nothing(
     sim = sim_factory(rate=50)
     client = aioredis.Redis.from_url(redis_url)
     async with pipeline_running(sim, redis_url, tmp_path):
-        await wait_for(lambda: _xlen_at_least(client, "schwab:tick:AAPL", 5), timeout=15)
+        await wait_for(lambda: xlen_at_least(client, "schwab:tick:AAPL", 5), timeout=15)
         before = int(json.loads(await client.get("schwab:latest:tick:AAPL"))["seq"])
         done = await asyncio.to_thread(
             tail, redis_url, "--json", "-n", "20", "-s", "AAPL", "-t", "tick"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +19,7 @@ from schwab_stream.stream.fields import (
     TICK_CORE_ATTRS,
     all_fields,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
+from tests.frames import load_frames
 
 # Highest field number per service (docs/schwab-protocol.md §9.1).
 LAST_FIELD = {
@@ -141,7 +138,7 @@ def test_book_venues() -> None:
 
 def test_every_numeric_key_in_the_real_frames_is_in_its_table() -> None:
     seen = 0
-    for frame in json.loads(FIXTURES.read_text()):
+    for frame in load_frames():
         message = frame.get("message")
         if not isinstance(message, dict) or "data" not in message:
             continue

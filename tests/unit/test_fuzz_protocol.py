@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -17,11 +16,11 @@ from schwab_stream.events import TickEvent, decode_event, encode_event
 from schwab_stream.stream.fields import FIELD_NAMES, TICK_CORE_ATTRS, TICK_TIME_ATTRS
 from schwab_stream.stream.normalize import Normalizer, Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, Frame, decode_frame
+from tests.frames import load_frames
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
 SERVER_FRAMES: list[Any] = [
     f["message"]
-    for f in json.loads(FIXTURES.read_text())
+    for f in load_frames()
     if f["direction"] == "server->client" and f.get("message") is not None
 ]
 DATA_FRAMES = [m for m in SERVER_FRAMES if "data" in m]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,9 +26,9 @@ from schwab_stream.events import (
 from schwab_stream.stream.fields import TICK_CORE_ATTRS
 from schwab_stream.stream.normalize import Normalizer, Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, decode_frame
+from tests.frames import load_frames
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
-ALL_FRAMES: list[dict[str, Any]] = json.loads(FIXTURES.read_text())
+ALL_FRAMES: list[dict[str, Any]] = load_frames()
 DATA_FRAMES = [
     f for f in ALL_FRAMES if isinstance(f.get("message"), dict) and "data" in f["message"]
 ]

@@ -4,7 +4,6 @@ malformed frames raise ProtocolError with a message that never echoes the frame.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -30,9 +29,9 @@ from schwab_stream.stream.protocol import (
     unsubs_request,
     view_request,
 )
+from tests.frames import load_frames
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schwab_frames.json"
-ALL_FRAMES: list[dict[str, Any]] = json.loads(FIXTURES.read_text())
+ALL_FRAMES: list[dict[str, Any]] = load_frames()
 SERVER_FRAMES = [
     f for f in ALL_FRAMES if f["direction"] == "server->client" and f.get("message") is not None
 ]
