@@ -1,6 +1,5 @@
-"""The response-code table against Schwab's Streamer Guide s.1.4 (../shared/schwab-api.md §2.4,
-docs/schwab-protocol.md §7): one (code, command) -> action table that LOGIN, SUBS and the data
-path all read."""
+"""The response-code table against Schwab's Streamer Guide s.1.4 (docs/schwab-protocol.md §7):
+one (code, command) -> action table that LOGIN, SUBS and the data path all read."""
 
 from __future__ import annotations
 
@@ -19,8 +18,8 @@ A = CodeAction
 SUBSCRIPTION = ("SUBS", "ADD", "UNSUBS", "VIEW")
 EVERY_COLUMN = (*sorted(COMMANDS), OUTSIDE_COMMAND)
 
-#: Schwab-api.md §2.4, row by row: what each code means for LOGIN, SUBS/ADD, UNSUBS/VIEW and a
-#: code outside any command (an ADMIN notify, a late response).
+#: docs/schwab-protocol.md §7, row by row: what each code means for LOGIN, SUBS/ADD, UNSUBS/VIEW
+#: and a code outside any command (an ADMIN notify, a late response).
 GUIDE = {
     # code: (LOGIN, SUBS and ADD, UNSUBS and VIEW, outside a command)
     0: (A.OK, A.OK, A.OK, A.OK),

@@ -1,7 +1,7 @@
 """CHART_EQUITY and CHART_FUTURES: one finished one-minute bar as chart fields.
 
-CHART_EQUITY uses the corrected field order (schwab-api.md §2.12): its sequence and chart day are
-New York wall-clock numbers, computed here from the bar's start.
+CHART_EQUITY uses the corrected field order (docs/schwab-protocol.md §9.5, §10): its sequence
+and chart day are New York wall-clock numbers, computed here from the bar's start.
 """
 
 from __future__ import annotations

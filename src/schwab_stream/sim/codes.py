@@ -1,7 +1,7 @@
 """Schwab's streamer response codes as the simulator plays them: messages, and when each applies.
 
 The session answers with these, the hub arms them, and the control API validates fault codes
-against them, so the three agree on what code N means (schwab-api.md §2.4).
+against them, so the three agree on what code N means (docs/schwab-protocol.md §7).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """LEVELONE_* fields: every numeric field of a service from an instrument, as wire values.
 
 One builder per asset kind reads that kind's typed terms; the feed conflates what they return
-into snapshots and deltas. Field meanings follow the tables in schwab-api.md §2.7-2.11 and the
-real frames in tests/fixtures.
+into snapshots and deltas. Field meanings follow docs/schwab-protocol.md §9.2, §9.3 and §9.8,
+and the real frames in tests/fixtures.
 """
 
 from __future__ import annotations

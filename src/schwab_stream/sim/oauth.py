@@ -1,7 +1,8 @@
 """The simulator's OAuth side: authorize, token, userPreference, and token fault controls.
 
-It answers as Schwab does (paths, Basic client auth, form bodies, the error bodies users report in
-schwab-api.md §1.5), so the client is tested against the shapes it will meet, not against mocks.
+It answers as Schwab does (paths, Basic client auth, form bodies, the error bodies users report
+in docs/schwab-protocol.md §2.4), so the client is tested against the shapes it will meet, not
+against mocks.
 """
 
 from __future__ import annotations

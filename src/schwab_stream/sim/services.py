@@ -1,7 +1,7 @@
 """The streamer services the simulator serves: their names, field counts and instrument kinds.
 
 One table per rule, so the session (which services exist, how many fields each has) and the feed
-(which instruments a keyed service serves) read the same facts (schwab-api.md §2.7-2.13).
+(which instruments a keyed service serves) read the same facts (docs/schwab-protocol.md §9).
 """
 
 from __future__ import annotations

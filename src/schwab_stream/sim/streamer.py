@@ -2,7 +2,7 @@
 
 Everything Schwab-specific happens in the sans-I/O `session.Session` and the shared `hub.Hub`;
 this module only moves text between a socket and a session, on the session's schedule, and can
-cut a socket hard (the `drop` fault). Shapes follow ../shared/schwab-api.md §2.2-2.4.
+cut a socket hard (the `drop` fault). Shapes follow docs/schwab-protocol.md §5-§7.
 """
 
 from __future__ import annotations

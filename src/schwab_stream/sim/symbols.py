@@ -1,4 +1,4 @@
-"""Schwab's symbol formats (schwab-api.md §3): which kind of instrument a symbol names.
+"""Schwab's symbol formats (docs/schwab-protocol.md §11): which kind of instrument a symbol names.
 
 The simulator invents an instrument for any well-formed symbol, so the format alone decides the
 kind, and the kind decides which services serve it (`services.SERVICE_KINDS`).
@@ -21,7 +21,7 @@ INDEX_RE = re.compile(r"^\$[A-Z0-9.]{1,10}$")
 
 
 def classify(symbol: str) -> Kind | None:
-    """Instrument kind from Schwab's symbol formats (§3), or None if it is none of them."""
+    """Instrument kind from Schwab's symbol formats (§11), or None if it is none of them."""
     if symbol.startswith("./"):
         return "future_option" if FUTURE_OPTION_RE.match(symbol) else None
     if symbol.startswith("/"):

@@ -1,7 +1,7 @@
 """How the simulator's frames look on the wire: Schwab's envelopes and its doubles.
 
-Shapes follow schwab-api.md §2.2-2.4 and the real frames in tests/fixtures; key order matters to
-clients that compare frames byte for byte, so each envelope is built in one place only.
+Shapes follow docs/schwab-protocol.md §5-§7 and the real frames in tests/fixtures; key order
+matters to clients that compare frames byte for byte, so each envelope is built in one place only.
 """
 
 from __future__ import annotations
