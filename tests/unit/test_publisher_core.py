@@ -45,16 +45,16 @@ class FakeRedis:
         _, plan = wire.pack(flight, b"1000", b"t:heartbeat", b"15000")
         replies: list[object] = []
         for kind, first, entries in plan:
-            if kind is wire.ReplyKind.ENTRY:
+            if kind is wire.ENTRY:
                 replies.append(self._xadd(flight, first) or b"1-0")
-            elif kind is wire.ReplyKind.SCRIPT:
+            elif kind is wire.SCRIPT:
                 refused: list[object] = []
                 for i in range(first, first + entries):
                     error = self._xadd(flight, i)
                     if error is not None:
                         refused += [i - first + 1, error.message.encode()]
                 replies.append(refused)
-            elif kind is wire.ReplyKind.LATEST:
+            elif kind is wire.LATEST:
                 if b"MSET" in self.denied:
                     replies.append(wire.ErrorReply("NOPERM no MSET"))
                 else:

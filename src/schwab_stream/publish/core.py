@@ -52,6 +52,18 @@ class Notice:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Sent:
+    """What the core keeps of a flight until Redis answers it: its events and latest values,
+    not its encoded entries (the driver drops those once they are on the wire)."""
+
+    batch: list[Event]
+    latest: dict[bytes, bytes]
+    oldest_ns: int
+    newest_ns: int
+    ordered: bool
+
+
 @dataclass
 class _Hold:
     """A stream whose key Redis refuses: its events wait here, in order (a quote, book or
@@ -106,7 +118,7 @@ class PublisherCore:
         self._pending: list[Event] = []
         self._conflated: dict[bytes, Event] = {}
         #: Flights sent whose answers are not in yet, oldest first
-        self._flights: deque[Flight] = deque()
+        self._flights: deque[_Sent] = deque()
         #: Events Redis refused, in order, held until every flight sent before is answered
         self._refused: list[Event] = []
         self._refusal: Refusal | None = None
@@ -244,7 +256,7 @@ class PublisherCore:
             if failure is not None:
                 self._fail(failure, now)
                 return
-        if self._refusal is None:
+        if self._refusal is None and self._backoff.attempts:
             self._backoff.reset()
 
     def on_lost(self, failure: Failure, now: float) -> None:
@@ -311,7 +323,7 @@ class PublisherCore:
 
     def _flight(self, batch: list[Event], latest: dict[bytes, bytes], now: float) -> Flight:
         """Encode a batch (each event once) with its keys; the heartbeat rides along when due."""
-        targets = self.targets
+        cached, build = self.targets.cached.get, self.targets
         streams: list[bytes] = []
         payloads: list[bytes] = []
         channels: list[bytes] = []
@@ -320,7 +332,9 @@ class PublisherCore:
         ordered = False
         for event in batch:
             payload = encode_event(event)
-            stream, latest_key, channel, conflatable = targets(event)
+            stream, latest_key, channel, conflatable = cached((type(event), event.symbol)) or build(
+                event
+            )
             ordered = ordered or not conflatable
             streams.append(stream)
             payloads.append(payload)
@@ -342,12 +356,14 @@ class PublisherCore:
         )
 
     def _record(self, flight: Flight) -> Flight:
-        self._flights.append(flight)
+        self._flights.append(
+            _Sent(flight.batch, flight.latest, flight.oldest_ns, flight.newest_ns, flight.ordered)
+        )
         return flight
 
     # --- answers ----------------------------------------------------------------------------
 
-    def _answered(self, flight: Flight, answer: Answer) -> None:
+    def _answered(self, flight: _Sent, answer: Answer) -> None:
         """Count what Redis wrote, and hold what it refused until the flights sent after it
         are answered too."""
         if not answer.latest_written:
@@ -371,7 +387,7 @@ class PublisherCore:
             self._refused.extend(refused)
         self._acked(flight, written)
 
-    def _acked(self, flight: Flight, written: list[Event]) -> None:
+    def _acked(self, flight: _Sent, written: list[Event]) -> None:
         """Count the events of a flight that Redis wrote; Redis answering ends a gap."""
         now_ns = self._clock_ns()
         stats = self.stats

@@ -73,14 +73,15 @@ class Targets(NamedTuple):
 class TargetCache:
     """`Targets` per (event type, symbol), built on first sight."""
 
-    __slots__ = ("_cache", "keys")
+    __slots__ = ("cached", "keys")
 
     def __init__(self, keys: StreamKeys) -> None:
         self.keys = keys
-        self._cache: dict[tuple[type, str], Targets] = {}
+        #: (type, symbol) -> Targets, for the hot path's inline lookup (`__call__` fills it)
+        self.cached: dict[tuple[type, str], Targets] = {}
 
     def __call__(self, event: Event) -> Targets:
-        targets = self._cache.get((type(event), event.symbol))
+        targets = self.cached.get((type(event), event.symbol))
         if targets is None:
             targets = self._build(event)
         return targets
@@ -94,5 +95,5 @@ class TargetCache:
             self.keys.pubsub(event).encode(),
             isinstance(event, CONFLATABLE),
         )
-        self._cache[(type(event), event.symbol)] = targets
+        self.cached[(type(event), event.symbol)] = targets
         return targets

@@ -115,13 +115,9 @@ class TradingEventPublisher:
                         core.on_answer(done.result(), now)
                     else:
                         await self._lost(error)
-                elif (flight := core.next_flight(now)) is not None:
-                    data, plan = wire.pack(
-                        flight, self._maxlen, self._heartbeat_key, self._heartbeat_px
-                    )
-                    plans.append(plan)
+                else:
                     try:
-                        await self._transmit(data)
+                        sent = await self._send_next(now)
                     except (RedisError, OSError) as exc:
                         if reading is not None:  # the connection is gone, its replies with it
                             if reading.done() and reading.exception() is None:
@@ -130,16 +126,16 @@ class TradingEventPublisher:
                             reading.cancel()
                             reading = None
                         await self._lost(exc)
-                elif core.finished(now):
-                    self._log_notices()
-                    self._idle.set()
-                    return
-                else:
-                    self._log_notices()
-                    if core.idle:
-                        self._idle.set()
-                    await self._sleep_until(core.wake_at(now))
-                    continue
+                        continue
+                    if not sent:
+                        self._log_notices()
+                        if core.finished(now):
+                            self._idle.set()
+                            return
+                        if core.idle:
+                            self._idle.set()
+                        await self._sleep_until(core.wake_at(now))
+                        continue
                 if reading is None and plans:
                     reading = asyncio.create_task(self._receive(plans[0]))
                     reading.add_done_callback(lambda _: self._wakeup.set())
@@ -160,8 +156,15 @@ class TradingEventPublisher:
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
 
-    async def _transmit(self, data: bytes) -> None:
-        """Send packed commands on the write connection, within the write timeout."""
+    async def _send_next(self, now: float) -> bool:
+        """Pack the core's next flight, if any, and send it on the write connection, within the
+        write timeout. Its bytes live only here: the core keeps its events, not their encoding."""
+        flight = self.core.next_flight(now)
+        if flight is None:
+            return False
+        data, plan = wire.pack(flight, self._maxlen, self._heartbeat_key, self._heartbeat_px)
+        del flight
+        self._plans.append(plan)
         conn = self._conn
         try:
             async with asyncio.timeout(self.write_timeout):
@@ -169,6 +172,7 @@ class TradingEventPublisher:
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
+        return True
 
     async def _receive(self, plan: list[wire.Expect]) -> Answer:
         """Read one flight's replies, within the write timeout. An error reply is an outcome

@@ -55,12 +55,11 @@ class ReplyKind(IntEnum):
     OTHER = 3  # PUBLISH, the heartbeat SET
 
 
-class Expect(NamedTuple):
-    """One command's reply to come: its kind, and the batch entries it covers."""
-
-    kind: ReplyKind
-    first: int
-    entries: int
+#: Bound once: the hot path builds a plan entry per command.
+ENTRY, SCRIPT, LATEST, OTHER = ReplyKind
+#: One command's reply to come: its kind, the first batch entry it covers, how many. A plain
+#: tuple (not a NamedTuple) because one is made per command on the hot path.
+Expect = tuple[ReplyKind, int, int]
 
 
 class ErrorReply(NamedTuple):
@@ -69,7 +68,7 @@ class ErrorReply(NamedTuple):
     message: str
 
 
-_NOTHING = Expect(ReplyKind.OTHER, 0, 0)
+_NOTHING: Expect = (OTHER, 0, 0)
 
 
 def pack(
@@ -79,13 +78,14 @@ def pack(
     buffer = CommandBuffer()
     plan: list[Expect] = []
     streams, payloads = flight.streams, flight.payloads
-    for channel, payload in zip(flight.channels, payloads, strict=False):
-        buffer.add(b"PUBLISH", channel, payload)
-        plan.append(_NOTHING)
+    if flight.channels:
+        for channel, payload in zip(flight.channels, payloads, strict=True):
+            buffer.add(b"PUBLISH", channel, payload)
+            plan.append(_NOTHING)
     if len(streams) <= XADD_DIRECT:
-        for i, (stream, payload) in enumerate(zip(streams, payloads, strict=True)):
-            buffer.add(b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", b"data", payload)
-            plan.append(Expect(ReplyKind.ENTRY, i, 1))
+        for i, stream in enumerate(streams):
+            buffer.add(b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", b"data", payloads[i])
+            plan.append((ENTRY, i, 1))
     else:
         for i in range(0, len(streams), XADD_CHUNK):
             keys = streams[i : i + XADD_CHUNK]
@@ -99,10 +99,10 @@ def pack(
                     *payloads[i : i + XADD_CHUNK],
                 ]
             )
-            plan.append(Expect(ReplyKind.SCRIPT, i, len(keys)))
+            plan.append((SCRIPT, i, len(keys)))
     if flight.latest:
         buffer.add_all([b"MSET", *[item for pair in flight.latest.items() for item in pair]])
-        plan.append(Expect(ReplyKind.LATEST, 0, 0))
+        plan.append((LATEST, 0, 0))
     if flight.heartbeat_ms is not None:
         buffer.add(b"SET", heartbeat_key, b"%d" % flight.heartbeat_ms, b"PX", heartbeat_px)
         plan.append(_NOTHING)
@@ -115,7 +115,7 @@ def read_answer(plan: Sequence[Expect], replies: Sequence[object]) -> Answer:
     for (kind, first, entries), reply in zip(plan, replies, strict=True):
         if isinstance(reply, ErrorReply):
             _refuse(answer, range(first, first + entries), [reply.message], kind)
-        elif kind is ReplyKind.SCRIPT and reply:  # [i, error, ...], i counted from 1
+        elif kind is SCRIPT and reply:  # [i, error, ...], i counted from 1
             assert isinstance(reply, list)
             _refuse(
                 answer,
@@ -130,9 +130,9 @@ def _refuse(answer: Answer, entries: Iterable[int], errors: Iterable[str], kind:
     refusals = [classify(error) for error in errors]
     answer.refusal = answer.refusal or refusals[0]
     answer.refused.extend(entries)
-    answer.latest_written = answer.latest_written and kind is not ReplyKind.LATEST
+    answer.latest_written = answer.latest_written and kind is not LATEST
     answer.per_stream = (
         answer.per_stream
-        and kind is not ReplyKind.LATEST
+        and kind is not LATEST
         and all(r.scope is RefusalScope.KEY for r in refusals)
     )
