@@ -95,18 +95,36 @@ def test_no_source_file_is_longer_than_800_lines() -> None:
         ("schwab_stream.stream.protocol", ("asyncio", "websockets", "redis")),
         ("schwab_stream.stream.normalize", ("asyncio", "websockets", "redis")),
         ("schwab_stream.stream.client", ("redis",)),
+        (
+            "schwab_stream.stream.state",
+            ("websockets", "httpx", "redis", "msgspec", "aiohttp", "prometheus_client"),
+        ),
         ("schwab_stream.telemetry.logging", ("prometheus_client", "aiohttp")),
+        ("schwab_stream.alerts", ("schwab_stream.auth",)),
+        (
+            "schwab_stream.cli.run",
+            ("rich", "schwab_stream.sim", "schwab_stream.cli.demo", "schwab_stream.auth"),
+        ),
     ],
 )
-def test_a_module_loads_without_the_libraries_it_must_not_depend_on(
+def test_a_module_loads_without_what_it_must_not_depend_on(
     module: str, forbidden: tuple[str, ...]
 ) -> None:
     """Imported alone in a fresh interpreter, the module pulls none of `forbidden` in."""
+    assert _loaded_by(module, forbidden) == []
+
+
+def test_the_load_check_sees_what_a_module_does_load() -> None:
+    assert _loaded_by("schwab_stream.stream.client", ("websockets", "redis")) == ["websockets"]
+
+
+def _loaded_by(module: str, names: tuple[str, ...]) -> list[str]:
+    """Which of `names` (modules, with their submodules) importing `module` loads."""
     code = (
         f"import sys, {module}\n"
-        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(forbidden)!r})))"
+        f"names = {names!r}\n"
+        "print(' '.join(n for n in names if any(m == n or m.startswith(n + '.') "
+        "for m in sys.modules)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == ""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()

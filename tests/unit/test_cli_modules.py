@@ -5,8 +5,6 @@ without importing each other."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,18 +38,6 @@ def test_no_command_module_imports_another(module: str) -> None:
     assert imported_modules(module_path(module)) & others == set()
 
 
-def test_run_imports_neither_the_simulator_nor_rich() -> None:
-    code = (
-        "import sys, schwab_stream.cli.run; "
-        "print(' '.join(m for m in sys.modules if m.startswith(('rich', 'schwab_stream.sim', "
-        "'schwab_stream.cli.demo', 'schwab_stream.auth', 'schwab_stream.alerts'))))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert loaded == []
-
-
 def test_auth_and_alerts_do_not_import_each_other() -> None:
     auth = [p for p in (PACKAGE / "auth").glob("*.py")]
     for path in auth:
@@ -63,14 +49,7 @@ def test_auth_and_alerts_do_not_import_each_other() -> None:
         "schwab_stream.auth.token_store",
         "schwab_stream.auth.token_store.TokenRecord",
     }
-    code = (
-        "import sys, schwab_stream.alerts; "
-        "print(' '.join(m for m in sys.modules if m.startswith('schwab_stream.auth')))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert loaded == []
+    # and at run time: tests/unit/test_architecture.py loads alerts alone
 
 
 def test_the_expiry_policy_is_sans_io() -> None:

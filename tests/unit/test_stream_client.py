@@ -406,20 +406,6 @@ def test_client_stats_types() -> None:
     assert set(ReconnectReason) >= {"closed", "silence", "code_3", "code_30", "command_timeout"}
 
 
-def test_the_stream_client_does_not_import_redis() -> None:
-    """The client depends on the EventSink protocol, not on the Redis publisher."""
-    code = (
-        "import sys, schwab_stream.stream.client, schwab_stream.telemetry.metrics\n"
-        "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith('redis.')))\n"
-        "print('websockets' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
-    assert out[0] == "[]"
-    assert out[1] == "True"  # the check itself works: the client did load its own websocket
-
-
 def test_the_state_module_is_a_leaf() -> None:
     """Telemetry imports the enums; that must not pull the stream side's libraries in."""
     code = (

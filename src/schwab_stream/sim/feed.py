@@ -6,10 +6,12 @@ and screeners are whole snapshots every book_interval; charts send each bar once
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from schwab_stream.sim import books, levelone, screeners
 from schwab_stream.sim.charts import chart_item
+from schwab_stream.sim.instruments import Instrument
 from schwab_stream.sim.registry import Market
 from schwab_stream.sim.services import (
     ACCT_SERVICE,
@@ -63,14 +65,17 @@ class Feed:
             return self._charts(svc, sub)
         return []
 
-    def _levelone(self, svc: str, sub: Sub) -> Content:
-        market = self.market
-        now_ms = market.now_ms()
-        content: Content = []
+    def _picked(self, svc: str, sub: Sub) -> Iterator[tuple[str, Instrument]]:
+        """The keys this frame updates, with their instruments (keys of no instrument: none)."""
         for key in self._pick(sub):
-            inst = market.for_service(svc, key)
-            if inst is None:
-                continue
+            inst = self.market.for_service(svc, key)
+            if inst is not None:
+                yield key, inst
+
+    def _levelone(self, svc: str, sub: Sub) -> Content:
+        now_ms = self.market.now_ms()
+        content: Content = []
+        for key, inst in self._picked(svc, sub):
             inst.step(now_ms)
             extras, values = levelone.fields(svc, inst, now_ms)
             last = sub.last.get(key)
@@ -113,13 +118,9 @@ class Feed:
 
     def _charts(self, svc: str, sub: Sub) -> Content:
         """Bars that finished since the last one sent (those before the subscription: none)."""
-        market = self.market
-        now_ms = market.now_ms()
+        now_ms = self.market.now_ms()
         content: Content = []
-        for key in self._pick(sub):
-            inst = market.for_service(svc, key)
-            if inst is None:
-                continue
+        for key, inst in self._picked(svc, sub):
             inst.catch_up(now_ms)
             sent = sub.bar_sent.get(key)
             if sent is None:  # bars finished before the subscription are history, not stream
