@@ -595,3 +595,29 @@ async def test_keys_broken_and_fixed_at_random_lose_nothing_and_never_go_back(
         assert written + pub.stats.conflated["tick"] == sum(ticks.values())
         assert pub.stats.published["status"] == await admin.xlen(f"{prefix}:status")
     await admin.aclose()
+
+
+async def test_a_quiet_publisher_finds_redis_back_with_its_heartbeat() -> None:
+    """No event flows: the heartbeat write is what notices Redis going and coming back, so
+    `redis_ok` (and /healthz, `redis_up`) does not wait for the next quote, and the gap event
+    comes at once."""
+    server = EmbeddedRedis().start()
+    pub = TradingEventPublisher(server.url, prefix="quiet", maxlen=1000, heartbeat_ttl=0.3)
+    task = asyncio.create_task(pub.run())
+    try:
+        pub.submit([bar("AAPL", 1)])
+        assert await pub.flush(5)
+        server.stop()
+        await wait_for(lambda: not pub.redis_ok, timeout=5)  # a heartbeat write failed
+        server.start()
+        await wait_for(lambda: pub.redis_ok, timeout=10)  # and a later one got its answer
+        assert pub.stats.published["bar"] == 1  # no event carried it
+        assert await pub.flush(5)
+        client = aioredis.Redis.from_url(server.url)
+        gaps = [e for e in await read_stream(client, "quiet:status") if e.state == "gap"]  # type: ignore[attr-defined]
+        assert len(gaps) == 1 and "stream" not in gaps[0].info  # type: ignore[attr-defined]
+        await client.aclose()
+    finally:
+        await pub.close(timeout=0.5)
+        await task
+        server.stop()
