@@ -140,7 +140,7 @@ def test_demo_fills_the_given_redis_and_exits_0(redis_url: str, tmp_path: Path) 
 
 def test_demo_on_embedded_redis_leaves_nothing_behind(tmp_path: Path) -> None:
     cwd, tmpdir = _workdir(tmp_path)
-    proc = _start(cwd, tmpdir, "--duration", "10")
+    proc = _start(cwd, tmpdir, "--duration", "5")  # long enough to see ticks, then it cleans up
     try:
         lines = _read_until(proc, r"\d+s subscribed ")
         port = _embedded_port(lines)

@@ -533,7 +533,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('RENAME', KEYS[2], KEYS[1]
 
 
 @pytest.mark.parametrize("kills", [False, True])
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(2))  # 40 more seeds run on the core alone (unit tests)
 async def test_keys_broken_and_fixed_at_random_lose_nothing_and_never_go_back(
     redis_url: str, seed: int, kills: bool
 ) -> None:
