@@ -111,6 +111,19 @@ def test_run_with_a_bad_setting_exits_2_in_one_line(
     assert "SCHWAB_TOKEN_REFRESH_MARGIN" in lines[0]
 
 
+def test_run_without_an_app_key_exits_2_in_one_line_before_any_warning(
+    no_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to subscribe either: the missing key is still the one line (found by a
+    fresh-clone trial, where a warning came first and the error was a log line)."""
+    monkeypatch.delenv("SCHWAB_APP_KEY", raising=False)
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == ExitCode.BAD_SETTINGS
+    assert result.stderr.splitlines() == [
+        "schwab-stream run: SCHWAB_APP_KEY is not set: put your Schwab app key in .env"
+    ]
+
+
 def test_token_refresh_with_a_bad_setting_exits_1_in_one_line(
     no_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,19 +6,21 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from schwab_stream.cli.common import exits_on_error
 from schwab_stream.config import (
-    Settings,
     load_settings,
     malformed_option_keys,
     parse_subscribe_option,
     unknown_setting_names,
 )
-from schwab_stream.errors import SchwabStreamError
 from schwab_stream.runtime import freeze_heap, run_async
+
+if TYPE_CHECKING:
+    from schwab_stream.pipeline import Pipeline
 
 log = logging.getLogger("schwab_stream.run")
 
@@ -43,6 +45,7 @@ def run(subscribe: tuple[str, ...]) -> None:
     Exit codes: 0 stopped, 1 failed, 2 bad settings,
     3 another Schwab session took over (code 12), 4 another instance took the lease.
     """
+    from schwab_stream.pipeline import Pipeline
     from schwab_stream.telemetry.logging import setup_logging
 
     # A bad setting raises ConfigError: one line and its exit code (2), by exits_on_error.
@@ -53,6 +56,8 @@ def run(subscribe: tuple[str, ...]) -> None:
     subscriptions.update(parse_subscribe_option(subscribe))
     setup_logging(settings.log_format, settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per REST call is noise
+    # Built before any warning, so a missing app key is the one line it must be.
+    pipeline = Pipeline.from_settings(settings, subscriptions)
     for name in unknown_setting_names():
         log.warning("%s is not a schwab-stream setting (a typo?); it is ignored", name)
     for key in malformed_option_keys(subscriptions):
@@ -66,17 +71,10 @@ def run(subscribe: tuple[str, ...]) -> None:
             "nothing to subscribe: set SCHWAB_LEVELONE_EQUITIES (or another service setting) "
             "or pass --subscribe SERVICE=KEYS"
         )
-    sys.exit(run_async(_run(settings, subscriptions)))
+    sys.exit(run_async(_run(pipeline, subscriptions)))
 
 
-async def _run(settings: Settings, subscriptions: dict[str, list[str]]) -> int:
-    from schwab_stream.pipeline import Pipeline
-
-    try:
-        pipeline = Pipeline.from_settings(settings, subscriptions)
-    except SchwabStreamError as exc:
-        log.error("cannot start: %s", exc)
-        return exc.exit_code
+async def _run(pipeline: Pipeline, subscriptions: dict[str, list[str]]) -> int:
     freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too
