@@ -6,6 +6,7 @@ clients (or many held streams) so they do not hit a recovering server in step.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -34,8 +35,15 @@ class Backoff:
         self._random = rng
 
     def ceiling(self) -> float:
-        """The delay the next `next()` scales down by its jitter."""
-        return min(self.cap, self.base * 2.0 ** self.attempts)
+        """The delay the next `next()` scales down by its jitter. The exponent stops growing
+        once the cap is reached, so weeks of failures never overflow a float."""
+        if self.base <= 0 or self.base >= self.cap:
+            return max(0.0, min(self.base, self.cap))
+        doublings = min(self.attempts, math.ceil(math.log2(self.cap) - math.log2(self.base)))
+        try:
+            return min(self.cap, math.ldexp(self.base, doublings))
+        except OverflowError:  # a cap near the largest float
+            return self.cap
 
     def next(self) -> float:
         """The next delay, in seconds; each call doubles the ceiling up to the cap."""
