@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -21,6 +23,9 @@ from schwab_stream.events import (
     TickEvent,
     decode_event,
 )
+from schwab_stream.publish import wire
+from schwab_stream.publish.core import PublisherCore
+from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.publish.redis import TradingEventPublisher
 
 from .pipeline_helpers import wait_for, xlen_at_least
@@ -621,3 +626,71 @@ async def test_a_quiet_publisher_finds_redis_back_with_its_heartbeat() -> None:
         await pub.close(timeout=0.5)
         await task
         server.stop()
+
+
+async def test_a_stall_longer_than_the_write_timeout_writes_nothing_twice() -> None:
+    """Redis stops (SIGSTOP) past the write timeout with batches on the wire: the publisher
+    gives up on them and sends them again once Redis is back, while Redis, resumed, runs the
+    first copies from its socket buffer too. Bars, account and status events arrive exactly
+    once, in order (before the watermark they were written twice: 4 of 4 tries in a review)."""
+    server = EmbeddedRedis().start()
+    assert server.proc is not None
+    pub = TradingEventPublisher(server.url, prefix="stall", maxlen=100_000)
+    pub.write_timeout = 0.3
+    task = asyncio.create_task(pub.run())
+    bars = accounts = 0
+    try:
+        pub.submit([bar("WARM", 1)])
+        assert await pub.flush(5)
+        for round_ in range(3):
+            for _ in range(20):
+                bars += 1
+                accounts += 1
+                pub.submit([bar("AAPL", bars), AccountEvent(seq=accounts, recv_ns=time.time_ns())])
+                await asyncio.sleep(0.002)
+            server.proc.send_signal(signal.SIGSTOP)
+            bars += 1
+            pub.submit([bar("AAPL", bars)])  # on the wire when Redis stops
+            await asyncio.sleep(0.8)  # the write times out, the publisher backs off
+            server.proc.send_signal(signal.SIGCONT)
+            pub.status("note", f"round {round_}")
+            assert await pub.flush(10)
+        client = aioredis.Redis.from_url(server.url)
+        assert await read_seqs(client, "stall:bar:AAPL") == list(range(1, bars + 1))
+        assert await read_seqs(client, "stall:account") == list(range(1, accounts + 1))
+        notes = [e for e in await read_stream(client, "stall:status") if e.state == "note"]  # type: ignore[attr-defined]
+        assert [e.detail for e in notes] == [f"round {n}" for n in range(3)]  # type: ignore[attr-defined]
+        assert pub.stats.redis_errors >= 1  # the stall was seen
+        await client.aclose()
+    finally:
+        if server.proc is not None:
+            server.proc.send_signal(signal.SIGCONT)
+        await pub.close(timeout=1)
+        await task
+        server.stop()
+
+
+async def test_the_write_script_skips_its_own_entries_sent_again_but_not_another_writers(
+    redis_url: str,
+) -> None:
+    """The same packed flight sent twice adds its entries once; another writer's flight (a
+    standby that took over, its seq back at 1) is written even below the stream's last seq."""
+    keys = StreamKeys("once")
+    core = PublisherCore(keys)
+    core.submit([bar("AAPL", 1), bar("AAPL", 2), AccountEvent(seq=1, recv_ns=1)])
+    flight = core.next_flight(time.monotonic())
+    assert flight is not None
+    settings = wire.WriteSettings(b"1000", b"once:heartbeat", b"15000", b"once:written", b"w1")
+    data, _ = wire.pack(flight, settings)
+    host, port = redis_url.split("//")[1].split("/")[0].split(":")
+    for writer_data in (data, data, wire.pack(flight, replace(settings, writer=b"w2"))[0]):
+        reader_, writer = await asyncio.open_connection(host, int(port))
+        writer.write(writer_data)
+        await writer.drain()
+        await reader_.read(65536)
+        writer.close()
+        await writer.wait_closed()
+    client = aioredis.Redis.from_url(redis_url)
+    assert await read_seqs(client, "once:bar:AAPL") == [1, 2, 1, 2]  # w1 once, then w2
+    assert await read_seqs(client, "once:account") == [1, 1]
+    await client.aclose()

@@ -42,6 +42,8 @@ class StreamKeys:
         self.status = f"{prefix}:status"
         self.account = f"{prefix}:account"
         self.heartbeat = f"{prefix}:heartbeat"
+        #: The publisher's own bookkeeping: per stream, the last entry each writer wrote there
+        self.written = f"{prefix}:written"
 
     def stream(self, event: Event) -> str:
         kind = KIND[type(event)]

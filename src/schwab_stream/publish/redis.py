@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 import time
 from collections import deque
 
@@ -57,9 +58,15 @@ class TradingEventPublisher:
         )
         pool = self.redis.connection_pool
         self._conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        self._maxlen = b"%d" % maxlen
-        self._heartbeat_key = self.keys.heartbeat.encode()
-        self._heartbeat_px = b"%d" % (heartbeat_ttl * 1000)
+        self._wire = wire.WriteSettings(
+            maxlen=b"%d" % maxlen,
+            heartbeat_key=self.keys.heartbeat.encode(),
+            heartbeat_px=b"%d" % (heartbeat_ttl * 1000),
+            marks_key=self.keys.written.encode(),
+            # One per publisher: a resend of its own entries is recognised, another
+            # instance's entries (a standby that took over) never hide its own.
+            writer=secrets.token_hex(8).encode(),
+        )
         #: What each flight's commands will answer, oldest first (the core's flights, in step)
         self._plans: deque[list[wire.Expect]] = deque()
         self._wakeup = asyncio.Event()
@@ -162,7 +169,7 @@ class TradingEventPublisher:
         flight = self.core.next_flight(now)
         if flight is None:
             return False
-        data, plan = wire.pack(flight, self._maxlen, self._heartbeat_key, self._heartbeat_px)
+        data, plan = wire.pack(flight, self._wire)
         del flight
         self._plans.append(plan)
         conn = self._conn

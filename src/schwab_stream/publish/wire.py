@@ -1,15 +1,16 @@
 """A flight as Redis commands, and Redis's replies as an `Answer`: the publisher's wire format,
 with the one table that says what each kind of refusal means.
 
-The stream entries go as one EVAL per `XADD_CHUNK` events (the same XADD per event inside a
-short Lua loop: the same entries, ids and trimming, one reply instead of one per event), a batch
-of up to `XADD_DIRECT` events as plain XADDs (cheaper than running the script), then one MSET of
-the latest value per key. See docs/architecture.md, "Batches, two in flight, packed in C".
+The stream entries go as one EVAL per `XADD_CHUNK` events (a short Lua loop doing the XADD of
+each entry: one reply instead of one per event), then one MSET of the latest value per key. The
+script writes each entry exactly once: see `XADD_ONCE`, and docs/architecture.md, "What a failed
+write does".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -18,23 +19,69 @@ from schwab_stream.publish.resp import CommandBuffer
 
 #: Events per script call: bounds how long one call holds the Redis server.
 XADD_CHUNK = 500
-#: Batches this small go as plain XADDs: a reply each costs less than running the script.
-XADD_DIRECT = 4
-#: XADD KEYS[i] MAXLEN ~ ARGV[1] * data ARGV[i + 1], for every key. An entry Redis refuses (a
-#: key of another type, out of memory) does not stop the others; the reply lists the refused
-#: ones as [i, error, i, error, ...], so only those are sent again. EVAL (not EVALSHA) so a
-#: restarted Redis needs no reload step; Redis caches the compiled script either way.
-XADD_MANY = b"""
-local refused = {}
-for i, key in ipairs(KEYS) do
-  local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[i + 1])
-  if type(reply) == 'table' and reply.err then
-    refused[#refused + 1] = i
-    refused[#refused + 1] = reply.err
+#: XADD KEYS[i] MAXLEN ~ ARGV[1] * data PAYLOAD, for each entry i, exactly once. KEYS ends with
+#: the watermark hash (`PREFIX:written`): per stream, `WRITER:SEQ` of the last entry this writer
+#: wrote there. ARGV[2] is the writer (one per publisher, random); then each entry's `seq` and
+#: payload. An entry whose seq is not above its stream's watermark of this writer was written by
+#: an earlier try whose answer was lost (a timeout, a dropped socket): it is skipped, counted as
+#: written. The watermark moves in the same script as the XADDs, so both happen or neither (a
+#: script runs alone, and is replicated and persisted as one). Per-stream `seq` only grows within
+#: a process, and the publisher sends a stream's events in `seq` order, so nothing new is ever
+#: below the watermark. An entry Redis refuses (a key of another type, out of memory) does not
+#: stop other streams; the rest of its stream in this call is refused with it (order is kept,
+#: and the watermark never passes an entry that was not written). The reply lists the refused
+#: entries as [i, error, i, error, ...]. EVAL (not EVALSHA) so a restarted Redis needs no
+#: reload step; Redis caches the compiled script either way.
+XADD_ONCE = b"""
+local marks = KEYS[#KEYS]
+local prefix = ARGV[2] .. ':'
+local top, moved, blocked, refused = {}, {}, {}, {}
+for i = 1, #KEYS - 1 do
+  local key = KEYS[i]
+  local seq = tonumber(ARGV[2 * i + 1])
+  local mark = top[key]
+  if mark == nil then
+    mark = -1
+    local stored = redis.pcall('HGET', marks, key)
+    if type(stored) == 'string' and string.sub(stored, 1, #prefix) == prefix then
+      mark = tonumber(string.sub(stored, #prefix + 1)) or -1
+    end
   end
+  local err = blocked[key]
+  if err == nil and seq > mark then
+    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2 * i + 2])
+    if type(reply) == 'table' and reply.err then
+      err = reply.err
+      blocked[key] = err
+    else
+      mark = seq
+      moved[key] = true
+    end
+  end
+  if err then
+    refused[#refused + 1] = i
+    refused[#refused + 1] = err
+  end
+  top[key] = mark
+end
+for key in pairs(moved) do
+  redis.pcall('HSET', marks, key, prefix .. top[key])
 end
 return refused
 """
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSettings:
+    """What every flight's commands share: the trim length, the heartbeat key and its TTL, the
+    watermark hash and this publisher's writer token (all encoded once)."""
+
+    maxlen: bytes
+    heartbeat_key: bytes
+    heartbeat_px: bytes
+    marks_key: bytes
+    writer: bytes
+
 
 #: What a refusal is about, by Redis's error code. A key of another type (another program wrote
 #: there) is that stream's problem alone; anything else (OOM, NOPERM, READONLY, ...) refuses
@@ -49,14 +96,13 @@ def classify(message: str) -> Refusal:
 
 
 class ReplyKind(IntEnum):
-    ENTRY = 0  # one XADD
     SCRIPT = 1  # EVAL of a chunk of entries
     LATEST = 2  # the MSET of latest keys
     OTHER = 3  # PUBLISH, the heartbeat SET
 
 
 #: Bound once: the hot path builds a plan entry per command.
-ENTRY, SCRIPT, LATEST, OTHER = ReplyKind
+SCRIPT, LATEST, OTHER = ReplyKind
 #: One command's reply to come: its kind, the first batch entry it covers, how many. A plain
 #: tuple (not a NamedTuple) because one is made per command on the hot path.
 Expect = tuple[ReplyKind, int, int]
@@ -71,9 +117,7 @@ class ErrorReply(NamedTuple):
 _NOTHING: Expect = (OTHER, 0, 0)
 
 
-def pack(
-    flight: Flight, maxlen: bytes, heartbeat_key: bytes, heartbeat_px: bytes
-) -> tuple[bytes, list[Expect]]:
+def pack(flight: Flight, settings: WriteSettings) -> tuple[bytes, list[Expect]]:
     """The flight's commands in one RESP buffer, and the replies they will get, in order."""
     buffer = CommandBuffer()
     plan: list[Expect] = []
@@ -82,29 +126,26 @@ def pack(
         for channel, payload in zip(flight.channels, payloads, strict=True):
             buffer.add(b"PUBLISH", channel, payload)
             plan.append(_NOTHING)
-    if len(streams) <= XADD_DIRECT:
-        for i, stream in enumerate(streams):
-            buffer.add(b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*", b"data", payloads[i])
-            plan.append((ENTRY, i, 1))
-    else:
-        for i in range(0, len(streams), XADD_CHUNK):
-            keys = streams[i : i + XADD_CHUNK]
-            buffer.add_all(
-                [
-                    b"EVAL",
-                    XADD_MANY,
-                    b"%d" % len(keys),
-                    *keys,
-                    maxlen,
-                    *payloads[i : i + XADD_CHUNK],
-                ]
-            )
-            plan.append((SCRIPT, i, len(keys)))
+    batch = flight.batch
+    for first in range(0, len(streams), XADD_CHUNK):
+        keys = streams[first : first + XADD_CHUNK]
+        args = [b"EVAL", XADD_ONCE, b"%d" % (len(keys) + 1), *keys, settings.marks_key]
+        args += (settings.maxlen, settings.writer)
+        for i in range(first, first + len(keys)):
+            args += (b"%d" % batch[i].seq, payloads[i])
+        buffer.add_all(args)
+        plan.append((SCRIPT, first, len(keys)))
     if flight.latest:
         buffer.add_all([b"MSET", *[item for pair in flight.latest.items() for item in pair]])
         plan.append((LATEST, 0, 0))
     if flight.heartbeat_ms is not None:
-        buffer.add(b"SET", heartbeat_key, b"%d" % flight.heartbeat_ms, b"PX", heartbeat_px)
+        buffer.add(
+            b"SET",
+            settings.heartbeat_key,
+            b"%d" % flight.heartbeat_ms,
+            b"PX",
+            settings.heartbeat_px,
+        )
         plan.append(_NOTHING)
     return buffer.getvalue(), plan
 
