@@ -50,7 +50,9 @@ json_values = st.recursive(
 
 
 #: The `frames_bad_total` reasons of a whole frame (docs/operations.md): a closed set.
-FRAME_ERROR_KINDS = frozenset({"not_json", "invalid_utf8", "bad_shape", "empty", "bad_notify"})
+FRAME_ERROR_KINDS = frozenset(
+    {"not_json", "invalid_utf8", "bad_shape", "empty", "bad_notify", "too_deep", "too_large"}
+)
 
 
 def decode_or_protocol_error(raw: bytes | str) -> Frame | None:

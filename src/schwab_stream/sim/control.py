@@ -5,6 +5,8 @@ Faults act on the streamer connections open at that moment (see docs/simulator.m
 * ``drop``: abort the TCP connection, no websocket close frame (the client sees 1006);
 * ``silence:N``: send nothing at all (heartbeats included) for N seconds;
 * ``garbage``: send one malformed frame;
+* ``raw`` (HTTP only): send the request body, as is, as one frame; with ``?on=COMMAND`` it is armed
+  instead and goes out just before the response to the next such command (LOGIN, SUBS, ...);
 * ``code:N``: behave as Schwab does for response code N: 3 expires every access token and answers
   the LOGIN with code 3, then closes; 12 and 30 send the ADMIN notify and close; any other code is
   armed and answers the next matching command (19 the next SUBS/ADD, 22 the next SUBS, ...).
@@ -129,6 +131,31 @@ async def _garbage(request: web.Request) -> web.Response:
     return web.json_response(apply_fault(request.app, "garbage", None))
 
 
+#: Commands a raw frame can be armed for (`?on=`)
+RAW_ON = frozenset({"LOGIN", "SUBS", "ADD", "UNSUBS", "VIEW", "LOGOUT"})
+
+
+async def _raw(request: web.Request) -> web.Response:
+    """Send the body as one text frame to every live connection, or arm it with ?on=COMMAND."""
+    body = await request.read()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="the body must be UTF-8 (a websocket text frame)") from None
+    if not text:
+        raise web.HTTPBadRequest(text="the body is the frame to send: it must not be empty")
+    on = request.query.get("on")
+    if on is not None and on not in RAW_ON:
+        raise web.HTTPBadRequest(text=f"on must be one of {sorted(RAW_ON)}")
+    hub = request.app[HUB_KEY]
+    hub.count("fault_raw")
+    connections = hub.raw(text, on)
+    result: dict[str, object] = {"fault": "raw", "bytes": len(body), "connections": connections}
+    if on is not None:
+        result["armed"] = on
+    return web.json_response(result)
+
+
 async def _code(request: web.Request) -> web.Response:
     raw = request.match_info["code"]
     if not raw.isdigit() or int(raw) not in FAULT_CODES:
@@ -185,6 +212,7 @@ def setup(app: web.Application, state: SimState) -> None:
     app.router.add_post("/sim/fault/drop", _drop)
     app.router.add_post("/sim/fault/silence", _silence)
     app.router.add_post("/sim/fault/garbage", _garbage)
+    app.router.add_post("/sim/fault/raw", _raw)
     app.router.add_post("/sim/fault/code/{code}", _code)
     app.router.add_post("/sim/account/order", _order)
     if specs:

@@ -33,6 +33,8 @@ class Hub:
         self.sessions: set[Session] = set()
         self.active: dict[str, Session] = {}
         self.armed: list[int] = []
+        #: Raw frames armed for the answer to a command: (command, frame text), in order
+        self.armed_raw: list[tuple[str, str]] = []
         self.replay: list[ReplayFrame] | None = (
             load_replay(self.config.replay) if self.config.replay is not None else None
         )
@@ -81,6 +83,27 @@ class Hub:
                 del self.armed[i]
                 return code
         return None
+
+    def take_raw(self, command: str) -> list[str]:
+        """The raw frames armed for `command`'s answer, disarmed (each goes out once, just
+        before the response to the next such command on any connection)."""
+        if not self.armed_raw:
+            return []
+        taken = [text for armed, text in self.armed_raw if armed == command]
+        if taken:
+            self.armed_raw = [(armed, text) for armed, text in self.armed_raw if armed != command]
+        return taken
+
+    def raw(self, text: str, command: str | None) -> int:
+        """Send `text` as one frame to every live connection now, or arm it for the answer to
+        the next `command`; returns how many connections it went to now."""
+        if command is not None:
+            self.armed_raw.append((command, text))
+            return 0
+        sessions = [s for s in self.sessions if not s.closing]
+        for session in sessions:
+            session.raw(text)
+        return len(sessions)
 
     def apply_code(self, code: int) -> int:
         """Behave as Schwab does for `code`; returns how many connections it touched now."""

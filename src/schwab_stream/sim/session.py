@@ -43,6 +43,7 @@ class Host(Protocol):
     def access_valid(self, token: str) -> bool: ...
     def on_login(self, session: Session) -> None: ...
     def take_armed(self, command: str) -> int | None: ...
+    def take_raw(self, command: str) -> list[str]: ...
     def next_account_seq(self) -> int: ...
 
 
@@ -77,7 +78,7 @@ class Session:
             return
         try:
             frame = msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nested too deep: a bad command too
             frame = None
         requests = frame.get("requests") if isinstance(frame, dict) else None
         if not isinstance(requests, list) or not requests:
@@ -90,6 +91,9 @@ class Session:
             items.append(self._handle(request, now))
             if self.closing:
                 break
+        for item in items:  # raw frames armed for one of these commands go out just before
+            for raw in self.hub.take_raw(item["command"]):
+                self.raw(raw)
         self._respond(items)
 
     def _handle(self, req: Any, now: float) -> dict[str, Any]:
@@ -220,6 +224,12 @@ class Session:
     def garbage(self) -> None:
         self.outbox.append(wire.garbage(self.hub.wall_ms()))
         self.hub.count("garbage_frames")
+        self.wake()
+
+    def raw(self, text: str) -> None:
+        """Send `text` as one frame, as is (the raw fault: any frame a test can write)."""
+        self.outbox.append(text)
+        self.hub.count("raw_frames")
         self.wake()
 
     def queue_account(self, due: float, kind: str, data: str) -> None:

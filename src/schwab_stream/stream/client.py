@@ -46,6 +46,13 @@ STABLE_AFTER_SECONDS = 60.0
 #: Backoff of a subscription command answered with a transient code (20, 22-25).
 COMMAND_RETRY_BASE = 0.2
 COMMAND_RETRY_CAP = 1.0
+#: The largest frame the websocket accepts (its `max_size`). Schwab's largest, a level-one
+#: snapshot of hundreds of symbols, is well under 1 MiB; a bigger frame makes websockets close
+#: the connection with 1009, which is a reconnect (counted as `frames_bad_total{reason=
+#: "too_large"}`), never a frame read into memory without bound.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+#: Close code of a frame over `max_size` (RFC 6455 "message too big"), sent by websockets
+_CLOSE_TOO_BIG = 1009
 
 #: Actions that end the session (see `codes`).
 _SESSION_ENDING = frozenset({CodeAction.RELOGIN, CodeAction.STOP, CodeAction.RECONNECT})
@@ -90,6 +97,7 @@ class SchwabStreamClient:
         reconnect_max_delay: float = 60.0,
         reconnect_base_delay: float = 0.5,
         login_poll_seconds: float = 2.0,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self.auth = auth
         self.desired = {service: list(keys) for service, keys in subscriptions.items() if keys}
@@ -97,6 +105,7 @@ class SchwabStreamClient:
         self.watchdog_seconds = watchdog_seconds
         self.command_timeout = command_timeout
         self.login_poll_seconds = login_poll_seconds
+        self.max_frame_bytes = max_frame_bytes
         self.stats = ClientStats()
         self.normalizer = Normalizer(self.stats.bad_frames)
         self.backoff = Backoff(reconnect_base_delay, reconnect_max_delay, jitter=0.5)
@@ -210,7 +219,7 @@ class SchwabStreamClient:
         self._end_reason = None
         async with websockets.connect(
             info.streamer_socket_url,
-            max_size=None,
+            max_size=self.max_frame_bytes,
             compression=None,
             open_timeout=self.command_timeout,
             close_timeout=2.0,
@@ -365,30 +374,40 @@ class SchwabStreamClient:
                 now = time.monotonic()
                 recv_ns = time.time_ns()
                 self._last_rx = now
+                # Nothing one frame does may end the reader (it would leave a command waiting
+                # for an answer no one reads): a frame we cannot read is a ProtocolError, and
+                # anything else is a bug of ours, counted as `internal` and the frame skipped.
                 try:
                     frame = protocol.decode_frame(raw)
+                    if frame.data:
+                        frames["data"] += 1
+                        events: list[Any] = []
+                        for message in frame.data:
+                            last_message[message.service] = now
+                            events.extend(normalizer.feed(message, recv_ns))
+                        submit(events)
+                        for problem in normalizer.new_problems():
+                            log.warning("stream data problem (reported once per kind): %s", problem)
+                    if frame.responses:
+                        frames["response"] += 1
+                        for response in frame.responses:
+                            self._on_response(response)
+                    if frame.notifies:
+                        for notify in frame.notifies:
+                            self._on_notify(notify, now)
                 except ProtocolError as exc:
                     self._bad_frame(exc, raw)
-                    continue
-                if frame.data:
-                    frames["data"] += 1
-                    events: list[Any] = []
-                    for message in frame.data:
-                        last_message[message.service] = now
-                        events.extend(normalizer.feed(message, recv_ns))
-                    submit(events)
-                    for problem in normalizer.new_problems():
-                        log.warning("stream data problem (reported once per kind): %s", problem)
-                if frame.responses:
-                    frames["response"] += 1
-                    for response in frame.responses:
-                        self._on_response(response)
-                if frame.notifies:
-                    for notify in frame.notifies:
-                        self._on_notify(notify, now)
+                except Exception as exc:
+                    self._bad_frame(
+                        ProtocolError(
+                            "internal",
+                            f"{type(exc).__name__} while handling a frame (a bug: please report)",
+                        ),
+                        raw,
+                    )
         except ConnectionClosed as exc:
             if self._end_reason is None and not self._stop.is_set():
-                self._end_reason = _Reconnect(f"websocket closed: {exc}", ReconnectReason.CLOSED)
+                self._end_reason = self._closed_reason(exc)
         finally:
             # A command still waiting ends with the session's reason (code 12 must not read as
             # a mere closed socket, which would reconnect and fight the other session).
@@ -399,15 +418,33 @@ class SchwabStreamClient:
                 if not future.done():
                     future.set_exception(ended)
 
-    def _bad_frame(self, exc: ProtocolError, raw: bytes | str) -> None:
+    def _closed_reason(self, exc: ConnectionClosed) -> _Reconnect:
+        """Why the websocket closed; a frame over `max_frame_bytes` (we close with 1009) is
+        also a bad frame, `too_large`, logged once."""
+        if exc.sent is not None and exc.sent.code == _CLOSE_TOO_BIG:
+            self._bad_frame(
+                ProtocolError(
+                    "too_large", f"a frame over {self.max_frame_bytes} bytes: connection closed"
+                ),
+                None,
+            )
+            return _Reconnect(
+                f"websocket closed: a frame over {self.max_frame_bytes} bytes (1009)",
+                ReconnectReason.CLOSED,
+            )
+        return _Reconnect(f"websocket closed: {exc}", ReconnectReason.CLOSED)
+
+    def _bad_frame(self, exc: ProtocolError, raw: bytes | str | None) -> None:
+        """Count a frame we could not use by its kind; log the first of each kind (its kind
+        and size, never its content)."""
         kind = exc.kind
         self.stats.bad_frames[kind] += 1
         if self.stats.bad_frames[kind] == 1:
             log.warning(
-                "malformed frame from the streamer (reported once per kind, counted): %s "
-                "[%d bytes]",
+                "malformed frame from the streamer (reported once per kind, counted as %s): %s%s",
+                kind,
                 exc,
-                len(raw),
+                "" if raw is None else f" [{len(raw)} bytes]",
             )
 
     def _on_response(self, response: protocol.Response) -> None:

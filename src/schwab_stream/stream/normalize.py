@@ -46,6 +46,26 @@ from schwab_stream.stream.fields import (
 from schwab_stream.stream.protocol import BookItem, BookLevel, DataMessage
 
 _MAX_NAME: Final = 64  # problem details quote server-sent names; keep them bounded
+#: The deepest JSON value an event may carry as received (a level-one field kept in `fields`, an
+#: account message). Real ones are a few levels deep; the bound keeps every event far from the
+#: recursion limit of the encoder that writes it to Redis.
+MAX_VALUE_DEPTH: Final = 64
+_CONTAINERS: Final[frozenset[type]] = frozenset({dict, list})
+
+
+def too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Whether `value` (decoded JSON) nests containers deeper than `limit`; iterative, so any
+    depth is safe to ask about. A scalar has depth 0, `[]` and `{}` depth 1."""
+    if value.__class__ not in _CONTAINERS:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if node.__class__ is dict else node
+        stack.extend((child, depth + 1) for child in children if child.__class__ in _CONTAINERS)
+    return False
 
 
 class Problem(StrEnum):
@@ -67,6 +87,9 @@ class Problem(StrEnum):
     BAD_MAKER = "bad_maker"
     #: A malformed screener entry: dropped from the screener's items
     BAD_SCREENER_ITEM = "bad_screener_item"
+    #: A value nested deeper than `MAX_VALUE_DEPTH` (a level-one field is left out of its event;
+    #: an account message that is JSON text stays that text), so no event is too deep to encode
+    TOO_DEEP = "too_deep"
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -321,6 +344,9 @@ class Normalizer:
                 slot = slot_of(key)
                 if slot is None:
                     name = self._unknown_field(service, key)
+                    if value.__class__ in _CONTAINERS and too_deep(value):
+                        problem(Problem.TOO_DEEP, service, key[:_MAX_NAME])
+                        continue
                     if fields is None:
                         fields = quote.fields = quote.fields.copy()
                     fields[name] = value
@@ -332,6 +358,9 @@ class Normalizer:
                             continue
                         args[pos] = value
                     elif pos == _TO_FIELDS:
+                        if value.__class__ in _CONTAINERS and too_deep(value):
+                            problem(Problem.TOO_DEEP, service, key[:_MAX_NAME])
+                            continue
                         if fields is None:
                             fields = quote.fields = quote.fields.copy()
                         fields[name] = value
@@ -373,13 +402,19 @@ class Normalizer:
                             break
                         args[pos] = value
                     else:
-                        for key in plan.unknown:
-                            problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
-                        if plan.extra_names:
-                            fields = quote.fields.copy()
-                            fields.update(zip(plan.extra_names, plan.extras(item)))  # noqa: B905
-                            quote.fields = fields
-                        changed = list(plan.changed)
+                        extras = plan.extras(item)
+                        if not _CONTAINERS.isdisjoint(map(type, extras)):
+                            # a nested value: the checked path bounds its depth (rare: real
+                            # level-one fields are scalars)
+                            changed = merge_keys(quote, item)
+                        else:
+                            for key in plan.unknown:
+                                problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
+                            if plan.extra_names:
+                                fields = quote.fields.copy()
+                                fields.update(zip(plan.extra_names, extras))  # noqa: B905
+                                quote.fields = fields
+                            changed = list(plan.changed)
                 seq = seqs.get(symbol, 0) + 1
                 seqs[symbol] = seq
                 args[_SEQ] = seq
@@ -668,7 +703,7 @@ class Normalizer:
                 elif key == "2":
                     message_type = self._text(service, key, value)
                 elif key == "3":
-                    data = _account_data(value)
+                    data = self._account_data(value)
                 elif key == "seq":
                     item_seq = self._int_field(service, key, value)
                 elif key != "key" and key != "0":
@@ -688,6 +723,33 @@ class Normalizer:
                 )
             )
         return events
+
+    def _account_data(self, value: Any) -> Any:
+        """Field 3: the order event, which Schwab sends as JSON text (decoded here; None when
+        empty). Text that is not JSON, or nested too deep to decode or to publish as JSON,
+        stays the text it came as; a value too deep to publish that did not come as text is
+        left out. Nothing in it can raise."""
+        if type(value) is not str:
+            if value.__class__ in _CONTAINERS and too_deep(value):
+                self._problem(Problem.TOO_DEEP, ACCT_ACTIVITY, "3")
+                return None
+            return value
+        text = value.strip()
+        if not text:
+            return None
+        if text[0] not in "{[":
+            return value
+        try:
+            decoded = msgspec.json.decode(text)
+        except RecursionError:
+            self._problem(Problem.TOO_DEEP, ACCT_ACTIVITY, "3")
+            return value
+        except (ValueError, OverflowError, TypeError, MemoryError):  # DecodeError included
+            return value
+        if decoded.__class__ in _CONTAINERS and too_deep(decoded):
+            self._problem(Problem.TOO_DEEP, ACCT_ACTIVITY, "3")
+            return value
+        return decoded
 
     def _text(self, service: str, key: str, value: Any) -> str | None:
         """A string field; account numbers may arrive as numbers, so ints are accepted too."""
@@ -713,18 +775,3 @@ def _typed_levels(levels: list[BookLevel] | None) -> list[Level]:
         )
         for level in levels
     ]
-
-
-def _account_data(value: Any) -> Any:
-    """Field 3: the order event, which Schwab sends as a JSON string; None when empty."""
-    if type(value) is not str:
-        return value
-    text = value.strip()
-    if not text:
-        return None
-    if text[0] in "{[":
-        try:
-            return msgspec.json.decode(text)
-        except msgspec.DecodeError:
-            return value
-    return value

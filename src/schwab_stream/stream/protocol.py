@@ -345,16 +345,29 @@ def _looks_like_books(data: bytes | str) -> bool:
     return b'_BOOK"' in head if isinstance(head, bytes) else '_BOOK"' in head
 
 
+def _too_deep() -> ProtocolError:
+    return ProtocolError(
+        "too_deep", "malformed streamer frame: JSON nested deeper than the decoder allows"
+    )
+
+
 def decode_frame(data: bytes | str) -> Frame:
     """Decode one server frame; any frame we cannot fully understand raises ProtocolError.
 
-    The error names what is wrong and where (a JSON path) but never echoes the frame.
+    The error names what is wrong and where (a JSON path) but never echoes the frame. Nothing
+    else escapes: JSON nested past the interpreter's recursion limit (msgspec decodes
+    recursively, so ~1,000 brackets in 2 KB would raise RecursionError) is kind `too_deep`, a
+    frame that exhausts memory `too_large`, and any other decoder failure `not_json`.
     """
     if _looks_like_books(data):
         try:
             return Frame(data=list(_decode_books(data).data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             pass  # decoded again below, as plain dicts, to report what is wrong precisely
+        except RecursionError:
+            raise _too_deep() from None
+        except MemoryError:
+            raise ProtocolError("too_large", "streamer frame too large to decode") from None
     try:
         wire = _decode_wire(data)
     except msgspec.ValidationError as exc:  # carries only a JSON path, never the frame
@@ -365,6 +378,12 @@ def decode_frame(data: bytes | str) -> Frame:
         raise ProtocolError(
             "invalid_utf8", f"malformed streamer frame: invalid UTF-8 ({exc.reason})"
         ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    except MemoryError:
+        raise ProtocolError("too_large", "streamer frame too large to decode") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # never seen; named by type only
+        raise ProtocolError("not_json", f"malformed streamer frame: {type(exc).__name__}") from None
     if wire.data is not None and wire.response is None and wire.notify is None:
         return Frame(data=wire.data)  # the hot path: a pure data frame
     if wire.data is None and wire.response is None and wire.notify is None:
