@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+from redis.exceptions import RedisError
 
 from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
@@ -71,6 +74,10 @@ class Pipeline:
         )
         metrics.watch_queue(lambda: publisher.depth, settings.queue_size)
         publisher.stats.latency_sink = metrics.publish_latency
+        # Every status event this bridge writes (the client's, the expiry notifier's, the
+        # publisher's own gaps, ours) carries info.instance, so two bridges can be told apart.
+        core = publisher.core
+        core.status = _with_instance(core.status, lease.instance_id)  # type: ignore[method-assign]
         self.metrics_server: MetricsServer | None = None
         self.exit_code = ExitCode.OK
         #: The last status event's detail and code: it says why the run stopped, once.
@@ -202,7 +209,10 @@ class Pipeline:
                 {client_task, stop_task, lease_task}, return_when=asyncio.FIRST_COMPLETED
             )
             if client_task in done:
-                self.exit_code = self._client_outcome(client_task)
+                lost = await self._taken_by_our_standby(client_task)
+                self.exit_code = (
+                    self._lost(lost) if lost is not None else self._client_outcome(client_task)
+                )
             elif lease_task in done:
                 self.exit_code = self._lease_outcome(lease_task)
         finally:
@@ -239,11 +249,29 @@ class Pipeline:
     def _lease_outcome(self, task: asyncio.Task[None]) -> ExitCode:
         exc = task.exception()
         if isinstance(exc, LeaseLost):
-            log.error("%s; stopped streaming so two instances never share one connection", exc)
-            self.publisher.status("lease_lost", str(exc))
-            return exc.exit_code
+            return self._lost(exc)
         log.error("lease keeper failed: %r", exc)
         return ExitCode.FAILED
+
+    def _lost(self, exc: LeaseLost) -> ExitCode:
+        log.error("%s; stopped streaming so two instances never share one connection", exc)
+        self.publisher.status("lease_lost", str(exc))
+        return exc.exit_code
+
+    async def _taken_by_our_standby(self, task: asyncio.Task[None]) -> LeaseLost | None:
+        """Code 12 while another instance holds our lease is that instance's LOGIN: it took the
+        lease while we could not renew (a Redis stall) and logged in before our renew told us.
+        That is a lost lease (exit 4: come back as the standby), not another Schwab client (3).
+        When Redis cannot say (a network split), code 12 stays exit 3."""
+        if not isinstance(task.exception(), StreamStopped):
+            return None
+        try:
+            holder = await asyncio.wait_for(self.lease.holder(), 2.0)
+        except (RedisError, OSError, TimeoutError):
+            return None
+        if holder is None or holder == self.lease.instance_id:
+            return None
+        return LeaseLost(f"the lease is now held by {holder}, whose login ended our session")
 
     def _client_outcome(self, task: asyncio.Task[None]) -> ExitCode:
         exc = task.exception()
@@ -255,6 +283,18 @@ class Pipeline:
             log.error("stream client failed: %r", exc)
             return ExitCode.FAILED
         return ExitCode.OK
+
+
+def _with_instance(status: Callable[..., None], instance: str) -> Callable[..., None]:
+    """`status` with `info.instance` filled in (unless the caller gave one)."""
+
+    def with_instance(
+        state: str, detail: str = "", code: int | None = None, **info: object
+    ) -> None:
+        info.setdefault("instance", instance)
+        status(state, detail, code, **info)
+
+    return with_instance
 
 
 def _safe_url(url: str) -> str:

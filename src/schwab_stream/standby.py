@@ -101,8 +101,18 @@ class Lease:
         self._ttl_ms = max(1, int(ttl * 1000))
 
     async def try_acquire(self) -> bool:
-        """Take the lease if it is free; raises RedisError/OSError when Redis is unreachable."""
-        return bool(await self.redis.set(self.key, self.instance_id, nx=True, px=self._ttl_ms))
+        """Take the lease if it is free, or find it already ours; raises RedisError/OSError when
+        Redis is unreachable."""
+        return (await self._attempt())[0]
+
+    async def _attempt(self) -> tuple[bool, str | None]:
+        """(ours, holder): SET NX, and when that finds the lease held, who holds it. An earlier
+        SET NX whose answer we never read (our client timed out while Redis stalled, and Redis ran
+        it afterwards) leaves the lease holding our own id: that is ours, not another's."""
+        if await self.redis.set(self.key, self.instance_id, nx=True, px=self._ttl_ms):
+            return True, self.instance_id
+        holder = await self.holder()
+        return holder == self.instance_id, holder
 
     async def renew(self) -> bool:
         """Extend our lease (or take it back if it is free); False when another instance has it."""
@@ -134,9 +144,9 @@ class Lease:
         jitter = Backoff(poll, poll, jitter=0.2)  # spread the instances' tries
         while not stop.is_set():
             try:
-                if await self.try_acquire():
+                ours, holder = await self._attempt()
+                if ours:
                     return True
-                holder = await self.holder()
                 standby = Standby(
                     StandbyReason.LEASE_HELD,
                     f"another instance holds the lease: {holder or 'just freed'}",
@@ -176,9 +186,9 @@ class Lease:
                         exc,
                     )
                 continue
-            if failing_since is not None:
+            if failing_since is not None and ours:
                 log.info("lease renewed again after %.1f s", time.monotonic() - failing_since)
-                failing_since = None
+            failing_since = None
             if not ours:
                 holder = await self._holder_or_unknown()
                 raise LeaseLost(f"the lease is now held by {holder}")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,7 +19,7 @@ from schwab_stream.sim.server import SimThread
 from schwab_stream.standby import Lease
 
 from .fault_helpers import Bridges
-from .pipeline_helpers import sim_stats, statuses, wait_for, xlen_at_least
+from .pipeline_helpers import sim_post, sim_stats, statuses, wait_for, xlen_at_least
 
 AAPL = {"LEVELONE_EQUITIES": ["AAPL"]}
 
@@ -134,3 +137,88 @@ async def test_a_standby_stops_promptly_without_touching_schwab(
     assert stats["connections"] == stats["token_refreshes"] == 0
     assert stats.get("user_preferences", 0) == 0
     await client.aclose()
+
+
+async def test_a_redis_stall_hands_over_at_once_when_the_standby_took_the_lease(
+    sim_factory: Callable[..., SimThread], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stops answering (SIGSTOP: a fork, a slow disk) for longer than the TTL. Commands sent
+    meanwhile sit in the socket and run when it resumes, after their clients timed out. The
+    standby's SET NX, sent before the active's next renew, runs first and takes the expired lease:
+    the standby must see its own id there and take over at once, not wait for its own lease to
+    expire while nobody streams; the active finds the lease gone and exits 4 (LEASE_LOST)."""
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    sim = sim_factory(rate=20)
+    own = EmbeddedRedis(port=free_port()).start()  # this test stops it; no other test shares it
+    made = Bridges(own.url, tmp_path)
+    assert own.proc is not None
+    pid = own.proc.pid
+    try:
+        active = await made.start(sim, AAPL, lease_ttl=2.0)
+        await wait_for(lambda: active.has_state("subscribed"))
+        standby = await made.start(sim, AAPL, lease_ttl=2.0)
+        await wait_for(lambda: standby.pipeline.health.standby)
+        await asyncio.sleep(0.3)
+        # Stop Redis just after the active renewed: the standby's next try (at most 0.67 s away)
+        # comes before the active's next renew (0.67 s after this one).
+        last = await active.redis.pttl("schwab:lease")
+        while (now := await active.redis.pttl("schwab:lease")) <= last:
+            last = now
+            await asyncio.sleep(0.005)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(3.0)  # > the TTL (2 s) and the clients' timeouts (0.5 s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        await wait_for(lambda: not standby.pipeline.health.standby, timeout=5)
+        took_over = time.monotonic() - resumed
+        code = await asyncio.wait_for(active.task, 5)
+        n = await standby.redis.xlen("schwab:tick:AAPL")
+        await wait_for(lambda: xlen_at_least(standby.redis, "schwab:tick:AAPL", n + 3), timeout=5)
+        holder = await standby.redis.get("schwab:lease")
+        events = await statuses(standby.redis)
+    finally:
+        await made.aclose()
+        own.stop()
+    me = standby.pipeline.lease.instance_id
+    lines = [r.getMessage() for r in caplog.records]
+    assert not any(f"holds the lease: {me}" in m for m in lines), "the standby waited on itself"
+    assert took_over < 1.0  # one standby poll (0.67 s), not its own lease's TTL (2 s)
+    assert holder == me.encode()
+    assert code == ExitCode.LEASE_LOST
+    assert not any("renewed again" in m for m in lines)  # the renew found another holder
+    assert [s.info.get("instance") for s in events if s.state == "lease_lost"] == [
+        active.pipeline.lease.instance_id
+    ]
+
+
+async def test_code_12_while_another_instance_holds_the_lease_is_a_lost_lease(
+    sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    """The stall above, when the standby's LOGIN comes before the active's next renew: Schwab
+    ends the active's session (code 12) while our own standby holds the lease. That is exit 4
+    (restart: it comes back as the standby), not exit 3 (another Schwab client: do not restart)."""
+    sim = sim_factory(rate=20)
+    bridge = await bridges.start(sim, AAPL, lease_ttl=30.0)  # no renew for 10 s
+    await wait_for(lambda: bridge.has_state("subscribed"))
+    await bridge.redis.set("schwab:lease", "the-standby", px=60_000)
+    await sim_post(sim, "/sim/fault/code/12")
+    code = await asyncio.wait_for(bridge.task, 5)
+    assert code == ExitCode.LEASE_LOST
+    assert await bridge.redis.get("schwab:lease") == b"the-standby"  # not released: not ours
+    events = await statuses(bridge.redis)
+    lost = [s for s in events if s.state == "lease_lost"]
+    assert len(lost) == 1 and "the-standby" in lost[0].detail
+    assert lost[0].info["instance"] == bridge.pipeline.lease.instance_id
+
+
+async def test_code_12_while_the_lease_is_ours_stays_exit_3(
+    sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    sim = sim_factory(rate=20)
+    bridge = await bridges.start(sim, AAPL, lease_ttl=30.0)
+    await wait_for(lambda: bridge.has_state("subscribed"))
+    await sim_post(sim, "/sim/fault/code/12")
+    assert await asyncio.wait_for(bridge.task, 5) == ExitCode.TAKEN_OVER
+    assert "lease_lost" not in [s.state for s in await statuses(bridge.redis)]
