@@ -233,6 +233,61 @@ def test_fault_garbage_sends_an_unparsable_frame(make_sim, clients) -> None:
     client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")  # still alive
 
 
+def _post_raw(sim: SimThread, body: bytes, query: str = "") -> Any:
+    url = f"{sim.base_url}/sim/fault/raw{query}"
+    request = urllib.request.Request(url, method="POST", data=body)  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+def _next_text(client: RawClient, timeout: float = 2.0) -> str | bytes:
+    """The next frame that is not a heartbeat, as sent."""
+    while True:
+        text = client.ws.recv(timeout=timeout)
+        if not text.startswith('{"notify":[{"heartbeat"'):
+            return text
+
+
+def test_fault_raw_sends_the_body_as_one_frame_as_is(make_sim, clients) -> None:
+    sim = make_sim(heartbeat_interval=5)
+    client = clients(sim)
+    client.login()
+    text = '{"data":[{"service":"X","content":' + "[" * 3000 + "]" * 3000 + "}]}"
+    assert _post_raw(sim, text.encode()) == {"fault": "raw", "bytes": len(text), "connections": 1}
+    assert _next_text(client) == text
+    assert _post_raw(sim, b"not json at all")["connections"] == 1
+    assert _next_text(client) == "not json at all"
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")  # still alive
+    assert sim.state.stats["raw_frames"] == 2 and sim.state.stats["fault_raw"] == 2
+
+
+def test_fault_raw_armed_goes_out_just_before_the_next_answer_to_its_command(
+    make_sim, clients
+) -> None:
+    sim = make_sim(heartbeat_interval=5)
+    client = clients(sim)
+    client.login()
+    assert _post_raw(sim, b'{"armed":1}', "?on=SUBS") == {
+        "fault": "raw",
+        "bytes": 11,
+        "connections": 0,
+        "armed": "SUBS",
+    }
+    with pytest.raises(TimeoutError):
+        _next_text(client, timeout=0.3)  # nothing yet
+    client.send_request("LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    assert _next_text(client) == '{"armed":1}'
+    assert "response" in json.loads(_next_text(client))  # then the answer
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="MSFT")  # once only
+    assert not any(f.get("armed") for f in client.backlog)
+
+
+@pytest.mark.parametrize(("body", "query"), [(b"", ""), (b"\xff\xfe", ""), (b"{}", "?on=NOPE")])
+def test_fault_raw_refuses_a_bad_request(make_sim, body: bytes, query: str) -> None:
+    with pytest.raises(Exception, match="400"):
+        _post_raw(make_sim(), body, query)
+
+
 def _parses(text: str | bytes) -> bool:
     try:
         json.loads(text)
