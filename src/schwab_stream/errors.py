@@ -4,6 +4,7 @@ log label) and the exit code a command ends with, so no caller ever parses a mes
     SchwabStreamError            kind "error"           exit 1
     ├── ConfigError              kind "config"          exit 2  a setting is missing or bad
     ├── TokenFileError           kind "token_file"      exit 1  the token file is missing/corrupt
+    │   └── TokenStoreUnavailable kind "token_store"    exit 1  cannot use it now (disk, lock)
     ├── LoginRequiredError       kind "login_required"  exit 3  a person must run `login`
     ├── AuthError                kind "auth"            exit 1  OAuth/REST failed after retries
     ├── ProtocolError            kind per instance      exit 1  a streamer frame we cannot read
@@ -51,6 +52,19 @@ class TokenFileError(SchwabStreamError):
     """The token file is missing, corrupt or foreign; the message names the file and the fix."""
 
     kind = "token_file"
+
+
+class TokenStoreUnavailable(TokenFileError):
+    """The token file or its lock cannot be used right now: a full disk, a read-only or missing
+    folder, an I/O error, the lock held by a stuck process. The tokens themselves may be fine, so
+    a running bridge retries instead of waiting for a login. `reason` says which, a bounded label:
+    `lock_busy`, `lock_failed`, `read_failed`, `write_failed`, `no_folder`."""
+
+    kind = "token_store"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class LoginRequiredError(SchwabStreamError):

@@ -24,7 +24,7 @@ from typing import Any
 
 import filelock
 
-from schwab_stream.errors import LoginRequiredError, TokenFileError
+from schwab_stream.errors import LoginRequiredError, TokenFileError, TokenStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,9 @@ class TokenStore:
         except FileNotFoundError:
             raise LoginRequiredError(f"no token file at {self.path}: {_LOGIN_FIX}") from None
         except OSError as exc:
-            raise TokenFileError(f"cannot read token file {self.path}: {exc.strerror}") from None
+            raise TokenStoreUnavailable(
+                "read_failed", f"cannot read token file {self.path}: {exc.strerror}"
+            ) from None
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -197,29 +199,33 @@ class TokenStore:
             try:
                 self._write(record)
             except OSError as exc:
-                raise TokenFileError(
+                raise TokenStoreUnavailable(
+                    "write_failed",
                     f"cannot write token file {self.path} ({exc.strerror}): check that folder's "
-                    "owner and permissions, or set SCHWAB_TOKEN_PATH elsewhere"
+                    "owner and permissions, or set SCHWAB_TOKEN_PATH elsewhere",
                 ) from None
 
     @contextlib.contextmanager
-    def locked(self, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-        """Hold the cross-process lock (blocking). Reentrant within one TokenStore."""
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the cross-process lock (blocking; `LOCK_TIMEOUT` by default). Reentrant within
+        one TokenStore."""
+        timeout = LOCK_TIMEOUT if timeout is None else timeout
         self._ensure_folder()
         try:
             self._lock.acquire(timeout=timeout)
         except filelock.Timeout:
-            raise TokenFileError(_lock_busy(self.lock_path, timeout)) from None
+            raise TokenStoreUnavailable("lock_busy", _lock_busy(self.lock_path, timeout)) from None
         except OSError as exc:
-            raise TokenFileError(_lock_failed(self.lock_path, exc)) from None
+            raise TokenStoreUnavailable("lock_failed", _lock_failed(self.lock_path, exc)) from None
         try:
             yield
         finally:
             self._lock.release()
 
     @contextlib.asynccontextmanager
-    async def alocked(self, timeout: float = LOCK_TIMEOUT) -> AsyncIterator[None]:
+    async def alocked(self, timeout: float | None = None) -> AsyncIterator[None]:
         """Hold the cross-process lock without blocking the event loop while waiting for it."""
+        timeout = LOCK_TIMEOUT if timeout is None else timeout
         self._ensure_folder()
         deadline = time.monotonic() + timeout
         while True:
@@ -228,10 +234,12 @@ class TokenStore:
                 break
             except filelock.Timeout:
                 if time.monotonic() >= deadline:
-                    raise TokenFileError(_lock_busy(self.lock_path, timeout)) from None
+                    busy = _lock_busy(self.lock_path, timeout)
+                    raise TokenStoreUnavailable("lock_busy", busy) from None
                 await asyncio.sleep(0.02)
             except OSError as exc:
-                raise TokenFileError(_lock_failed(self.lock_path, exc)) from None
+                failed = _lock_failed(self.lock_path, exc)
+                raise TokenStoreUnavailable("lock_failed", failed) from None
         try:
             yield
         finally:
@@ -245,9 +253,10 @@ class TokenStore:
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)
         except OSError as exc:
-            raise TokenFileError(
+            raise TokenStoreUnavailable(
+                "no_folder",
                 f"cannot create the token folder {folder} ({exc.strerror}): "
-                "set SCHWAB_TOKEN_PATH to a writable place"
+                "set SCHWAB_TOKEN_PATH to a writable place",
             ) from None
 
     def _write(self, record: TokenRecord) -> None:

@@ -31,6 +31,7 @@ from schwab_stream.errors import (
     ProtocolError,
     StreamStopped,
     TokenFileError,
+    TokenStoreUnavailable,
 )
 from schwab_stream.sink import EventSink
 from schwab_stream.stream import protocol
@@ -53,6 +54,9 @@ COMMAND_RETRY_CAP = 1.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
 #: Close code of a frame over `max_size` (RFC 6455 "message too big"), sent by websockets
 _CLOSE_TOO_BIG = 1009
+#: Longest wait between tries while the token file cannot be used (a full disk, a stuck lock):
+#: short, so streaming resumes within seconds of the cause going away.
+TOKEN_STORE_RETRY_MAX = 5.0
 
 #: Actions that end the session (see `codes`).
 _SESSION_ENDING = frozenset({CodeAction.RELOGIN, CodeAction.STOP, CodeAction.RECONNECT})
@@ -131,6 +135,10 @@ class SchwabStreamClient:
 
     async def _run(self) -> None:
         attempt = 0  # since the last reset, immediate reconnects included (for the reports)
+        # The token file cannot be used right now (a full disk, a stuck lock): retried quickly,
+        # said once per outage; not a dead login.
+        store_retry = Backoff(0.5, TOKEN_STORE_RETRY_MAX, jitter=0.2)
+        store_said = False
         while not self._stop.is_set():
             started = time.monotonic()
             immediate = False
@@ -138,7 +146,12 @@ class SchwabStreamClient:
             try:
                 await self._session()
                 reason, kind = "connection closed", ReconnectReason.CLOSED
+            except TokenStoreUnavailable as exc:
+                await self._token_store_unavailable(exc, store_retry, not store_said)
+                store_said = True
+                continue
             except (LoginRequiredError, TokenFileError) as exc:
+                store_said = False
                 await self._wait_for_login(exc)
                 attempt = 0
                 self.backoff.reset()
@@ -149,6 +162,9 @@ class SchwabStreamClient:
                 reason, kind = f"{type(exc).__name__}: {exc}", ReconnectReason.NETWORK
             except (httpx.HTTPError, AuthError) as exc:
                 reason, kind = f"Schwab API: {type(exc).__name__}: {exc}", ReconnectReason.API_ERROR
+            if store_said:  # this session got past the token file
+                store_said = False
+                store_retry.reset()
             self._set_disconnected()
             if self._stop.is_set():
                 break
@@ -188,6 +204,23 @@ class SchwabStreamClient:
                     2.0,
                 )
         await ws.close()
+
+    async def _token_store_unavailable(
+        self, exc: TokenStoreUnavailable, retry: Backoff, say: bool
+    ) -> None:
+        """The token file or its lock cannot be used now: the tokens may well be fine, so no
+        login is needed. Say so once per outage, then try again soon (`retry`), so streaming
+        resumes within seconds of the cause going away."""
+        self.stats.state = ConnectionState.RECONNECTING
+        if say:
+            self._report(
+                "token_file_unavailable",
+                f"{exc.reason}: {exc}; retrying until it is usable again",
+                logging.WARNING,
+                reason=exc.reason,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), retry.next())
 
     async def _wait_for_login(self, exc: LoginRequiredError | TokenFileError) -> None:
         """A person must log in: say so once, then wait for `login` to write a new token file
