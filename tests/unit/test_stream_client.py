@@ -24,7 +24,12 @@ from websockets.exceptions import ConnectionClosed
 
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.backoff import Backoff
-from schwab_stream.errors import ExitCode, LoginRequiredError, StreamStopped
+from schwab_stream.errors import (
+    ExitCode,
+    LoginRequiredError,
+    StreamStopped,
+    TokenStoreUnavailable,
+)
 from schwab_stream.stream import client as client_module
 from schwab_stream.stream.client import ClientStats, SchwabStreamClient, _Reconnect
 from schwab_stream.stream.protocol import StreamerCreds
@@ -420,3 +425,30 @@ def test_the_state_module_is_a_leaf() -> None:
 @pytest.fixture(autouse=True)
 def _warnings(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="schwab_stream")
+
+
+async def test_a_token_file_that_cannot_be_used_now_is_retried_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #14 item 5: a full disk or a stuck token lock sent the client to wait for a new
+    login (polling for a new token file) for ~20 minutes. It is retried, and said once."""
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    busy = "another process has held the token lock /t/token.json.lock for over 60 s"
+    errors: list[Exception] = [
+        TokenStoreUnavailable("lock_busy", busy),
+        TokenStoreUnavailable("write_failed", "cannot write token file (No space left on device)"),
+        StreamStopped("ends the test", 12),
+    ]
+    sink = ListSink()
+    client = make_client(sink, FakeAuth(Path("/nonexistent/token.json"), errors=errors))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StreamStopped):
+        await asyncio.wait_for(client.run(), 5)
+    assert asyncio.get_running_loop().time() - started < 2.5  # 0.5 s, then 1 s: not a login wait
+    assert not errors  # all three tries were made
+    assert [s[0] for s in sink.statuses] == ["token_file_unavailable"]
+    assert sink.statuses[0][3] == {"reason": "lock_busy"}
+    assert ConnectionState.LOGIN_NEEDED not in sink.states_seen
+    assert client.stats.login_reason == ""
+    said = [r.getMessage() for r in caplog.records if "token_file_unavailable" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("token_file_unavailable: lock_busy: another")
