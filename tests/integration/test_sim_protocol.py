@@ -282,6 +282,15 @@ def test_fault_raw_armed_goes_out_just_before_the_next_answer_to_its_command(
     assert not any(f.get("armed") for f in client.backlog)
 
 
+def test_a_request_nested_too_deep_is_a_bad_command_not_a_dead_socket(make_sim, clients) -> None:
+    client = clients(make_sim(heartbeat_interval=5))
+    client.login()
+    client.ws.send('{"requests":' + "[" * 100_000 + "]" * 100_000 + "}")
+    frame = client.wait_for(lambda f: "response" in f)
+    assert frame["response"][0]["content"]["code"] == 21
+    client.command("LEVELONE_EQUITIES", "SUBS", keys="AAPL")  # still alive
+
+
 @pytest.mark.parametrize(("body", "query"), [(b"", ""), (b"\xff\xfe", ""), (b"{}", "?on=NOPE")])
 def test_fault_raw_refuses_a_bad_request(make_sim, body: bytes, query: str) -> None:
     with pytest.raises(Exception, match="400"):
