@@ -5,10 +5,12 @@ login. It says what is wrong once and streams again within seconds of the cause 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,4 +128,45 @@ async def test_a_full_disk_during_a_refresh_is_retried_not_a_login(
     assert (await sim_stats(sim))["token_refreshes"] >= 2  # Schwab answered; only saving failed
     access_left = bridge.pipeline.auth.token_seconds_left()[0]
     assert access_left is not None and access_left > 1700  # the new token, saved this time
+    assert await bridge.stop() == 0
+
+
+async def test_a_busy_token_lock_near_expiry_streams_on_the_token_it_has(
+    sim_factory: Callable[..., SimThread],
+    bridges: Bridges,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access token is due for its refresh (inside the margin) but still valid when a
+    reconnect finds the token lock busy: the reconnect uses the token it has, as after a failed
+    refresh at Schwab, instead of retrying or waiting for a login."""
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    monkeypatch.setattr(token_store, "LOCK_TIMEOUT", 0.3)
+    sim = sim_factory(rate=20)
+    bridge = await bridges.start(sim, AAPL)
+    await wait_for(lambda: bridge.has_state("subscribed"))
+    auth = bridge.pipeline.auth
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(auth.store.lock_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == "held\n"
+        record = auth._record
+        assert record is not None  # due in 200 s: inside the 300 s margin, valid at Schwab
+        auth._record = dataclasses.replace(record, access_expires_at=time.time() + 200)
+        await sim_post(sim, "/sim/fault/drop")
+        await wait_for(lambda: bridge.has_state("subscribed", 2), timeout=5)
+        n = await bridge.redis.xlen("schwab:tick:AAPL")
+        await wait_for(lambda: xlen_at_least(bridge.redis, "schwab:tick:AAPL", n + 3))
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(5)
+    states = await bridge.states()
+    assert "login_needed" not in states and "token_file_unavailable" not in states
+    assert any("the current access token has" in m for m in _warnings(caplog, "token lock"))
     assert await bridge.stop() == 0

@@ -24,7 +24,13 @@ import httpx
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
 from schwab_stream.backoff import Backoff
 from schwab_stream.config import Settings
-from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, TokenFileError
+from schwab_stream.errors import (
+    AuthError,
+    ConfigError,
+    LoginRequiredError,
+    TokenFileError,
+    TokenStoreUnavailable,
+)
 from schwab_stream.expiry import (
     ExpiryWarnings,
     format_duration,
@@ -206,7 +212,7 @@ class SchwabAuthClient:
             return record.access_token
         try:
             return (await self.refresh()).access_token
-        except AuthError as exc:
+        except (AuthError, TokenStoreUnavailable) as exc:  # not a dead login: use what is left
             left = record.access_seconds_left(self._clock())
             if left > 0:
                 log.warning(
