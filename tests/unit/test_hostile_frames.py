@@ -331,3 +331,16 @@ def test_deep_values_in_the_stack_of_a_busy_reader(value: str, service: str) -> 
     """The same, called from deeper in the stack, where the recursion limit is closer."""
     raw = data_frame(service, f'{{"key":"AAPL","3":{value},"99":{value}}}')
     _at_stack_depth(300, lambda: decode_and_feed(raw))
+
+
+def test_problem_details_named_by_the_server_stay_bounded() -> None:
+    """A frame of 100,000 distinct unknown fields is counted in full, but it cannot grow the
+    detail counter (or the once-per-detail log lines) without bound."""
+    item = {"key": "AAPL", **{f"x{n}": 1 for n in range(100_000)}}
+    normalizer = Normalizer()
+    normalizer.feed(DataMessage(service="LEVELONE_EQUITIES", timestamp=1, content=[item]), 1)
+    assert normalizer.by_kind == {Problem.UNKNOWN_FIELD: 100_000}
+    assert normalizer.stats.total() == 100_000
+    assert len(normalizer.stats) <= 257
+    assert normalizer.stats["unknown_field:(more)"] == 100_000 - (len(normalizer.stats) - 1)
+    assert len(normalizer.new_problems()) == len(normalizer.stats)

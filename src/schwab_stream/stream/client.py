@@ -77,7 +77,8 @@ class ClientStats:
     """Plain counters for telemetry; the hot path only touches ints."""
 
     frames: Counter[str] = field(default_factory=Counter)
-    #: Frames we could not decode (`ProtocolError.kind`) and items the normalizer could not use
+    #: Frames we could not decode (`ProtocolError.kind`, `too_large` for one over the size bound,
+    #: `internal` for one our code failed on) and items the normalizer could not use
     #: (`normalize.Problem`), by kind: the `frames_bad_total` reasons
     bad_frames: Counter[str] = field(default_factory=Counter)
     reconnects: Counter[str] = field(default_factory=Counter)  # by ReconnectReason

@@ -46,6 +46,8 @@ from schwab_stream.stream.fields import (
 from schwab_stream.stream.protocol import BookItem, BookLevel, DataMessage
 
 _MAX_NAME: Final = 64  # problem details quote server-sent names; keep them bounded
+#: Distinct problem details kept (and logged once each); more share `KIND:(more)`
+_MAX_DETAILS: Final = 256
 #: The deepest JSON value an event may carry as received (a level-one field kept in `fields`, an
 #: account message). Real ones are a few levels deep; the bound keeps every event far from the
 #: recursion limit of the encoder that writes it to Redis.
@@ -303,6 +305,11 @@ class Normalizer:
     def _problem(self, kind: Problem, service: str, field: str = "") -> None:
         self.by_kind[kind] += 1
         detail = f"{kind}:{service}:{field}" if field else f"{kind}:{service}"
+        stats = self.stats
+        if detail not in stats and len(stats) >= _MAX_DETAILS:
+            # The server chooses field and service names: past the bound, new details share one
+            # per kind, so neither this counter nor the log lines grow without bound.
+            detail = f"{kind}:(more)"
         count = self.stats[detail] + 1
         self.stats[detail] = count
         if count == 1:
