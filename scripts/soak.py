@@ -5,11 +5,15 @@
 Everything stays on loopback: the simulator (`schwab-stream sim`, a child process), a throw-away
 redis-server (a child process) and the pipeline (this process, so its memory is what /proc/self
 reports). Faults rotate through a dropped socket, silence past the watchdog, a garbage frame,
-Schwab codes 30 and 3, Redis killed and restarted, and a stream key overwritten with a string for
-2 s (Redis refuses that stream's writes: it is held while the others flow). At the end every event
-the normalizer produced must be accounted for: published, conflated (latest-wins while Redis was
-away or a stream was held), dropped, or still queued. The summary is printed as Markdown (and
-written as JSON with --json).
+Schwab codes 30 and 3, Redis killed and restarted, a stream key overwritten with a string for
+2 s (Redis refuses that stream's writes: it is held while the others flow), and Redis stalled
+(SIGSTOP) longer than the publisher's write timeout, so batches on the wire are sent again while
+Redis, resumed, runs the first copies too. One-minute bars (the market clock runs 60x) and account
+activity (an order every second) flow throughout. At the end every event the normalizer produced
+must be accounted for: published, conflated (latest-wins while Redis was away or a stream was
+held), dropped, or still queued; and no bar, account or status entry may be in Redis twice, nor
+missing between the first and last of its stream since Redis last restarted. The summary is
+printed as Markdown (and written as JSON with --json).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +37,12 @@ import redis.asyncio as aioredis
 from schwab_stream.auth.sim_login import login_against_simulator
 from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import EmbeddedRedis
-from schwab_stream.events import Event, StatusEvent
+from schwab_stream.events import Event, StatusEvent, decode_event
 from schwab_stream.pipeline import Pipeline
 
-FAULTS = ("drop", "silence", "garbage", "code30", "redis", "code3", "wrongtype")
+FAULTS = ("drop", "silence", "garbage", "code30", "redis", "code3", "wrongtype", "stall")
+#: The publisher's write timeout in the soak (5 s by default): a stall outlasts it.
+WRITE_TIMEOUT = 1.0
 
 
 def rss_kib() -> int:
@@ -57,6 +64,7 @@ def start_sim(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
             "--book-interval", str(args.book_interval),
             "--heartbeat-interval", "1",
             "--symbol-limit", "1000",
+            "--time-scale", "60",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -77,8 +85,9 @@ class Counting:
     def __init__(self, pipeline: Pipeline) -> None:
         self.events: Counter[str] = Counter()
         self.states: Counter[str] = Counter()
-        publisher = pipeline.publisher
-        submit = publisher.submit
+        # The core's submit: status events the core makes itself (gaps) pass there too.
+        core = pipeline.publisher.core
+        submit = core.submit
 
         def counting_submit(events: list[Event]) -> None:
             for event in events:
@@ -89,7 +98,7 @@ class Counting:
                     self.events[type(event).__name__] += 1
             submit(events)
 
-        publisher.submit = counting_submit  # type: ignore[method-assign]
+        core.submit = counting_submit  # type: ignore[method-assign]
 
 
 async def fault(name: str, http: httpx.AsyncClient, redis_server: EmbeddedRedis) -> None:
@@ -107,12 +116,26 @@ async def fault(name: str, http: httpx.AsyncClient, redis_server: EmbeddedRedis)
         redis_server.kill()
         await asyncio.sleep(2.0)
         await asyncio.to_thread(redis_server.start)
+    elif name == "stall":
+        assert redis_server.proc is not None
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(WRITE_TIMEOUT + 1.5)
+        redis_server.proc.send_signal(signal.SIGCONT)
     elif name == "wrongtype":
         client = aioredis.Redis.from_url(redis_server.url)
         await client.set("schwab:tick:S001", "not a stream")
         await asyncio.sleep(2.0)
         await client.delete("schwab:tick:S001")
         await client.aclose()
+
+
+async def place_orders(base_url: str, symbol: str) -> None:
+    """An order a second on ACCT_ACTIVITY (four events each), until cancelled."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                await http.post("/sim/account/order", params={"symbol": symbol})
+            await asyncio.sleep(1.0)
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,10 +157,17 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         )
         await login_against_simulator(settings)
         symbols = [f"S{i:03d}" for i in range(args.symbols)]
-        subs = {"LEVELONE_EQUITIES": symbols, "NASDAQ_BOOK": symbols[: args.books]}
+        subs = {
+            "LEVELONE_EQUITIES": symbols,
+            "NASDAQ_BOOK": symbols[: args.books],
+            "CHART_EQUITY": symbols[: args.bars],
+            "ACCT_ACTIVITY": ["ACCOUNT"],
+        }
         pipeline = Pipeline.from_settings(settings, subs)
+        pipeline.publisher.write_timeout = WRITE_TIMEOUT
         counting = Counting(pipeline)
         task = asyncio.create_task(pipeline.run())
+        orders = asyncio.create_task(place_orders(base_url, symbols[0]))
         await asyncio.sleep(3.0)  # warm up: connected, subscribed, first snapshots
         rss_start = rss_kib()
         rss_max = rss_start
@@ -164,14 +194,22 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                         flush=True,
                     )
             sim_stats = (await http.get("/sim/stats")).json()
+        orders.cancel()
         await asyncio.sleep(3.0)  # let the last fault heal
         rss_end = rss_kib()
         pipeline.stop()
         code = await asyncio.wait_for(task, 30)
         client = aioredis.Redis.from_url(redis_server.url)
         xlen_total = 0
+        twice = missing = 0
         async for key in client.scan_iter(match="schwab:*", _type="stream"):
             xlen_total += int(await client.xlen(key))
+            name = key.decode()
+            if name.startswith(("schwab:bar:", "schwab:account", "schwab:status")):
+                seqs = [decode_event(f[b"data"]).seq for _, f in await client.xrange(key)]
+                twice += len(seqs) - len(set(seqs))
+                if not name.endswith(":status"):  # status seqs are shared with the standby's
+                    missing += (max(seqs) - min(seqs) + 1 - len(set(seqs))) if seqs else 0
         await client.aclose()
         pub, cli = pipeline.publisher.stats, pipeline.client.stats
         events_in = sum(counting.events.values())
@@ -198,6 +236,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "left_in_queue": left,
             "unaccounted": events_in - published - conflated - dropped - left,
             "xlen_since_last_redis_restart": xlen_total,
+            "written_twice": twice,
+            "missing_bars_or_account": missing,
             "reconnects": sum(cli.reconnects.values()),
             "reconnects_by_reason": dict(cli.reconnects),
             "gaps": counting.states["gap"],
@@ -233,6 +273,14 @@ def markdown(result: dict[str, Any]) -> str:
         ("dropped", f"{result['dropped']:,}"),
         ("unaccounted", f"{result['unaccounted']:,}"),
         (
+            "bar, account, status entries written twice",
+            f"{result['written_twice']:,}",
+        ),
+        (
+            "bar and account entries missing (since the last Redis restart)",
+            str(result["missing_bars_or_account"]),
+        ),
+        (
             "reconnects",
             f"{result['reconnects']} ("
             + ", ".join(f"{k} {v}" for k, v in sorted(result["reconnects_by_reason"].items()))
@@ -261,6 +309,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--symbols", type=int, default=200, help="level-one equities")
     parser.add_argument("--books", type=int, default=20, help="NASDAQ books")
+    parser.add_argument("--bars", type=int, default=20, help="CHART_EQUITY symbols")
     parser.add_argument("--rate", type=float, default=50.0, help="simulator frames per second")
     parser.add_argument("--symbols-per-frame", type=int, default=50)
     parser.add_argument("--book-interval", type=float, default=0.5)
@@ -271,7 +320,13 @@ def main() -> int:
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    ok = result["unaccounted"] == 0 and result["dropped"] == 0 and result["exit_code"] == 0
+    ok = (
+        result["unaccounted"] == 0
+        and result["dropped"] == 0
+        and result["exit_code"] == 0
+        and result["written_twice"] == 0
+        and result["missing_bars_or_account"] == 0
+    )
     return 0 if ok else 1
 
 
