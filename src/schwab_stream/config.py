@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,10 +40,34 @@ def _env(name: str) -> AliasChoices:
 
 
 def check_redis_url(value: str) -> str:
-    """A Redis URL redis-py can open; without a scheme it would only fail later, in a traceback."""
+    """A Redis URL redis-py can open; without a scheme, or with a port or an IPv6 literal it
+    cannot read, it would only fail later, in a traceback (or a retry loop)."""
     if not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    if not value.startswith("unix://"):
+        _check_host_and_port(value)
     return value
+
+
+def _check_host_and_port(value: str) -> None:
+    """The host and port of a URL as urllib (so redis-py and httpx) reads them, or a ValueError
+    that says what is wrong, never echoing a password."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number or out of 0-65535
+    except ValueError as exc:
+        if "IPv6" in str(exc):
+            raise ValueError("has a broken IPv6 address (write it as [::1]:6379)") from None
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+
+
+#: Largest `SCHWAB_STREAM_MAXLEN`: a billion entries per stream is far past any Redis's memory,
+#: and well inside the signed 64-bit integer Redis reads MAXLEN as.
+MAX_STREAM_MAXLEN = 1_000_000_000
+#: Largest `SCHWAB_QUEUE_SIZE`: ten million events held in memory is already gigabytes.
+MAX_QUEUE_SIZE = 10_000_000
 
 
 class Settings(BaseSettings):
@@ -54,6 +79,8 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
+        # `inf`, `1e400` and `nan` are no durations: watchdog=inf would turn silence detection off
+        allow_inf_nan=False,
     )
 
     # --- Schwab app and OAuth -------------------------------------------------------------
@@ -71,21 +98,29 @@ class Settings(BaseSettings):
     )
     expiry_hook: str = Field("", validation_alias=_env("SCHWAB_EXPIRY_HOOK"))
     expiry_hook_timeout: float = Field(
-        30.0, gt=0, validation_alias=_env("SCHWAB_EXPIRY_HOOK_TIMEOUT")
+        30.0, gt=0, le=3600, validation_alias=_env("SCHWAB_EXPIRY_HOOK_TIMEOUT")
     )
 
     # --- Redis ----------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
     redis_prefix: str = Field("schwab", min_length=1, validation_alias=_env("SCHWAB_REDIS_PREFIX"))
-    stream_maxlen: int = Field(100_000, ge=100, validation_alias=_env("SCHWAB_STREAM_MAXLEN"))
+    stream_maxlen: int = Field(
+        100_000, ge=100, le=MAX_STREAM_MAXLEN, validation_alias=_env("SCHWAB_STREAM_MAXLEN")
+    )
     pubsub_mirror: bool = Field(False, validation_alias=_env("SCHWAB_PUBSUB_MIRROR"))
-    queue_size: int = Field(100_000, ge=100, validation_alias=_env("SCHWAB_QUEUE_SIZE"))
+    queue_size: int = Field(
+        100_000, ge=100, le=MAX_QUEUE_SIZE, validation_alias=_env("SCHWAB_QUEUE_SIZE")
+    )
 
     # --- Streaming ------------------------------------------------------------------------
-    watchdog_seconds: float = Field(45.0, gt=0, validation_alias=_env("SCHWAB_WATCHDOG_SECONDS"))
-    command_timeout: float = Field(10.0, gt=0, validation_alias=_env("SCHWAB_COMMAND_TIMEOUT"))
+    watchdog_seconds: float = Field(
+        45.0, gt=0, le=3600, validation_alias=_env("SCHWAB_WATCHDOG_SECONDS")
+    )
+    command_timeout: float = Field(
+        10.0, gt=0, le=600, validation_alias=_env("SCHWAB_COMMAND_TIMEOUT")
+    )
     reconnect_max_delay: float = Field(
-        60.0, gt=0, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
+        60.0, gt=0, le=3600, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
     )
     lease_ttl: float = Field(10.0, ge=1.0, le=300.0, validation_alias=_env("SCHWAB_LEASE_TTL"))
 
@@ -117,10 +152,30 @@ class Settings(BaseSettings):
 
     @field_validator("api_base_url", "callback_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
+    def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        _check_host_and_port(value)
+        if not urlsplit(value).hostname:
+            raise ValueError("has no host")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        # Paths are appended to the API's base, so its trailing slash goes. The callback URL keeps
+        # its own byte for byte: Schwab compares it with the registered one, slash included.
         return value.rstrip("/") if value.count("/") > 2 else value
+
+    @field_validator("token_path")
+    @classmethod
+    def _token_file(cls, value: Path) -> Path:
+        # An empty value reads as ".", the current folder: neither that nor "/" is a file.
+        if not str(value).strip() or value.name in ("", ".", ".."):
+            raise ValueError("must be the path of a file, e.g. ~/.config/schwab-stream/token.json")
+        if value.expanduser().is_dir():
+            raise ValueError(f"{value} is a folder: name a file in it, e.g. {value}/token.json")
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -180,7 +235,8 @@ def load_settings(**overrides: object) -> Settings:
             loc = err.get("loc") or ("?",)
             field = str(loc[0])
             env_name = _ENV_NAMES.get(field, field.upper())
-            lines.append(f"{env_name}: {err.get('msg', 'invalid value')}")
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            lines.append(f"{env_name}: {msg}")
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
 
 

@@ -52,6 +52,29 @@ def test_trailing_slash_of_base_url_is_dropped(monkeypatch: pytest.MonkeyPatch) 
     assert load_settings().api_base_url == "http://127.0.0.1:9999"
 
 
+def test_callback_url_is_kept_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schwab compares it with the registered callback, trailing slash included (issue #14)."""
+    for url in ("https://127.0.0.1:8182/", "https://127.0.0.1:8182/cb/", "https://127.0.0.1:8182"):
+        monkeypatch.setenv("SCHWAB_CALLBACK_URL", url)
+        assert load_settings().callback_url == url
+
+
+def test_token_path_that_is_a_folder_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SCHWAB_TOKEN_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"SCHWAB_TOKEN_PATH: .* is a folder"):
+        load_settings()
+
+
+def test_bad_port_message_names_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@127.0.0.1:99999/0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+    assert "REDIS_URL: has a port that is not a number from 1 to 65535" in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -64,6 +87,25 @@ def test_trailing_slash_of_base_url_is_dropped(monkeypatch: pytest.MonkeyPatch) 
         ("SCHWAB_METRICS_PORT", "70000"),
         ("SCHWAB_LOG_LEVEL", "LOUD"),
         ("SCHWAB_ACCT_ACTIVITY", "maybe"),
+        # issue #14: each of these used to pass, then fail later in a traceback or a retry loop
+        ("REDIS_URL", "redis://127.0.0.1:99999/0"),
+        ("REDIS_URL", "redis://127.0.0.1:abc/0"),
+        ("REDIS_URL", "redis://[::1:6379"),
+        ("SCHWAB_API_BASE_URL", "http://127.0.0.1:abc"),
+        ("SCHWAB_API_BASE_URL", "http://127.0.0.1:99999"),
+        ("SCHWAB_CALLBACK_URL", "https://[::1:8182"),
+        ("SCHWAB_TOKEN_PATH", ""),
+        ("SCHWAB_TOKEN_PATH", "/"),
+        ("SCHWAB_WATCHDOG_SECONDS", "inf"),
+        ("SCHWAB_WATCHDOG_SECONDS", "1e400"),
+        ("SCHWAB_WATCHDOG_SECONDS", "nan"),
+        ("SCHWAB_WATCHDOG_SECONDS", "86400"),
+        ("SCHWAB_COMMAND_TIMEOUT", "inf"),
+        ("SCHWAB_RECONNECT_MAX_DELAY", "Infinity"),
+        ("SCHWAB_EXPIRY_HOOK_TIMEOUT", "nan"),
+        ("SCHWAB_TOKEN_REFRESH_MARGIN", "nan"),
+        ("SCHWAB_LEASE_TTL", "inf"),
+        ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
     ],
 )
 def test_bad_value_is_one_line_naming_the_variable(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
@@ -36,6 +37,10 @@ FORMAT_VERSION = 1
 REFRESH_TOKEN_LIFETIME = 7 * 24 * 3600.0
 #: How long a refresh may wait for another process's refresh before giving up.
 LOCK_TIMEOUT = 60.0
+
+#: Token times are Unix seconds; one outside 1970..2286 is no time this file could hold (`1e20`
+#: or `-1e18` would overflow every date conversion), so the file is refused as corrupt.
+MAX_TIMESTAMP = 1e10
 
 _LOGIN_FIX = "run `schwab-stream login` (or `schwab-stream token import PATH` for a schwab-py file)"
 
@@ -131,8 +136,9 @@ class TokenRecord:
             raise _foreign(path, "it is not a schwab-stream token file")
         version = data.get("version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
+            shown = version if isinstance(version, int) and abs(version) < 10**9 else "unknown"
             raise TokenFileError(
-                f"token file {path} has format version {version!r}, this schwab-stream reads up to "
+                f"token file {path} has format version {shown}, this schwab-stream reads up to "
                 f"{FORMAT_VERSION}: upgrade schwab-stream or {_LOGIN_FIX}"
             )
         try:
@@ -140,11 +146,11 @@ class TokenRecord:
             return cls(
                 access_token=_string(data, "access_token"),
                 refresh_token=_string(data, "refresh_token"),
-                access_expires_at=float(data["access_expires_at"]),
-                login_at=float(data["login_at"]),
-                refresh_expires_at=float(data["refresh_expires_at"]),
-                token_type=str(data.get("token_type") or "Bearer"),
-                scope=str(data.get("scope") or "api"),
+                access_expires_at=_timestamp(data, "access_expires_at"),
+                login_at=_timestamp(data, "login_at"),
+                refresh_expires_at=_timestamp(data, "refresh_expires_at"),
+                token_type=_text(data, "token_type", "Bearer"),
+                scope=_text(data, "scope", "api"),
                 id_token=id_token if isinstance(id_token, str) else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -187,7 +193,12 @@ class TokenStore:
             ) from None
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except RecursionError:
+            raise TokenFileError(
+                f"token file {self.path} is corrupt (JSON nested too deeply): delete it and "
+                f"{_LOGIN_FIX}"
+            ) from None
+        except ValueError:  # not JSON, not UTF-8, or a number too long to read
             raise TokenFileError(
                 f"token file {self.path} is corrupt (not valid JSON): delete it and {_LOGIN_FIX}"
             ) from None
@@ -311,7 +322,12 @@ def import_schwab_py(path: str | os.PathLike[str]) -> TokenRecord:
         raise TokenFileError(f"no schwab-py token file at {source}") from None
     except OSError as exc:
         raise TokenFileError(f"cannot read {source}: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RecursionError:
+        raise TokenFileError(
+            f"{source} is not a schwab-py token file (JSON nested too deeply): "
+            "run `schwab-stream login`"
+        ) from None
+    except ValueError:  # not JSON, not UTF-8, or a number too long to read
         raise TokenFileError(
             f"{source} is not valid JSON, so not a schwab-py token file: run `schwab-stream login`"
         ) from None
@@ -320,6 +336,11 @@ def import_schwab_py(path: str | os.PathLike[str]) -> TokenRecord:
             f"{source} is not a schwab-py token file (no 'token' object): run `schwab-stream login`"
         )
     created = data.get("creation_timestamp")
+    if created is not None and not _is_time(created):
+        raise TokenFileError(
+            f"{source} has a creation_timestamp that is not a time (a number of seconds since "
+            "1970, finite and before 2286): run `schwab-stream login`"
+        )
     if not isinstance(created, int | float) or isinstance(created, bool):
         raise TokenFileError(
             f"{source} is a legacy schwab-py token file without creation_timestamp, so its login "
@@ -331,11 +352,11 @@ def import_schwab_py(path: str | os.PathLike[str]) -> TokenRecord:
         return TokenRecord(
             access_token=_string(token, "access_token"),
             refresh_token=_string(token, "refresh_token"),
-            access_expires_at=float(token.get("expires_at") or 0.0),
+            access_expires_at=_timestamp(token, "expires_at") if token.get("expires_at") else 0.0,
             login_at=float(created),
             refresh_expires_at=float(created) + REFRESH_TOKEN_LIFETIME,
-            token_type=str(token.get("token_type") or "Bearer"),
-            scope=str(token.get("scope") or "api"),
+            token_type=_text(token, "token_type", "Bearer"),
+            scope=_text(token, "scope", "api"),
             id_token=id_token if isinstance(id_token, str) else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -352,21 +373,57 @@ def _string(data: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _timestamp(data: Mapping[str, Any], key: str) -> float:
+    """A time in the file: Unix seconds, finite, 1970..2286 (an int, a float or such a string)."""
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key} is not a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{key} is not a time") from None
+    if not _is_time(number):
+        raise ValueError(f"{key} is not a time (seconds since 1970, finite, before 2286)")
+    return number
+
+
+def _is_time(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:  # an int too big for a float
+        return False
+    return math.isfinite(number) and 0 <= number <= MAX_TIMESTAMP
+
+
+def _text(data: Mapping[str, Any], key: str, default: str) -> str:
+    value = data.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is not a string")
+    return value
+
+
 def _number(value: Any, default: float) -> float:
+    """A lifetime from Schwab's answer; anything but a finite number of seconds is `default`."""
+    number = default
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        with contextlib.suppress(OverflowError):
+            number = float(value)
+    elif isinstance(value, str):
         with contextlib.suppress(ValueError):
-            return float(value)
-    return default
+            number = float(value)
+    return number if math.isfinite(number) and abs(number) <= MAX_TIMESTAMP else default
 
 
 def _describe(exc: Exception) -> str:
     """Name the problem without echoing file contents (which may be tokens)."""
     if isinstance(exc, KeyError):
         return f"missing {exc.args[0]}"
-    if isinstance(exc, ValueError) and "non-empty string" in str(exc):
-        return str(exc)
+    if isinstance(exc, ValueError) and str(exc).split(" ", 1)[-1].startswith(("is not", "is a")):
+        return str(exc)  # our own words: a key and what is wrong with it, never its value
     return "a field has the wrong type"
 
 
