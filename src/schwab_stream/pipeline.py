@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,8 +75,7 @@ class Pipeline:
         publisher.stats.latency_sink = metrics.publish_latency
         # Every status event this bridge writes (the client's, the expiry notifier's, the
         # publisher's own gaps, ours) carries info.instance, so two bridges can be told apart.
-        core = publisher.core
-        core.status = _with_instance(core.status, lease.instance_id)  # type: ignore[method-assign]
+        publisher.core.status_info["instance"] = lease.instance_id
         self.metrics_server: MetricsServer | None = None
         self.exit_code = ExitCode.OK
         #: The last status event's detail and code: it says why the run stopped, once.
@@ -283,18 +281,6 @@ class Pipeline:
             log.error("stream client failed: %r", exc)
             return ExitCode.FAILED
         return ExitCode.OK
-
-
-def _with_instance(status: Callable[..., None], instance: str) -> Callable[..., None]:
-    """`status` with `info.instance` filled in (unless the caller gave one)."""
-
-    def with_instance(
-        state: str, detail: str = "", code: int | None = None, **info: object
-    ) -> None:
-        info.setdefault("instance", instance)
-        status(state, detail, code, **info)
-
-    return with_instance
 
 
 def _safe_url(url: str) -> str:

@@ -642,3 +642,20 @@ def test_notices_are_log_lines_with_levels() -> None:
     core = make_core(clock)
     core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
     assert [n.level for n in core.notices] == [logging.ERROR]
+
+
+def test_status_info_is_added_to_every_status_event_under_what_the_caller_gave() -> None:
+    clock, redis = Clock(), FakeRedis()
+    core = make_core(clock)
+    core.status_info["instance"] = "host:1:abc"
+    core.status("connected", "hello")
+    core.status("active", "mine", instance="given")
+    core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
+    clock.advance(1.0)
+    drive(core, redis, clock)
+    events = [e for e in redis.streams["t:status"] if isinstance(e, StatusEvent)]
+    assert [(e.state, e.info.get("instance")) for e in events] == [
+        ("connected", "host:1:abc"),
+        ("active", "given"),
+        ("gap", "host:1:abc"),
+    ]

@@ -111,6 +111,8 @@ class PublisherCore:
         self.on_written: Callable[[list[Event], int], None] | None = None
         #: Log lines owed, oldest first; the driver takes them
         self.notices: list[Notice] = []
+        #: Added to the `info` of every status event (the pipeline puts its instance id here)
+        self.status_info: dict[str, object] = {}
         self._clock_ns = clock_ns
         self._rng = rng
         self._backoff = self._new_backoff()
@@ -152,8 +154,9 @@ class PublisherCore:
                 self._submit_under_pressure(event)
 
     def status(self, state: str, detail: str = "", code: int | None = None, **info: object) -> None:
-        """Queue a lifecycle event for the status stream (the caller logs it)."""
-        self.submit([status_event(state, detail, code, **info)])
+        """Queue a lifecycle event for the status stream (the caller logs it); `status_info` is
+        added to its `info`, under what the caller gave."""
+        self.submit([status_event(state, detail, code, **{**self.status_info, **info})])
 
     # --- what the driver asks ---------------------------------------------------------------
 
