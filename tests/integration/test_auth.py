@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from schwab_stream.auth.login import code_from_redirect, login
 from schwab_stream.auth.sim_login import ScriptedPerson, approve, login_against_simulator
 from schwab_stream.auth.token_store import TokenRecord, TokenStore, import_schwab_py
 from schwab_stream.config import Settings
+from schwab_stream.embedded_redis import free_port
 from schwab_stream.errors import AuthError, ConfigError, LoginRequiredError, TokenFileError
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.tokens import SIM_CHANNEL, SIM_CORREL_ID, SIM_CUSTOMER_ID, SIM_FUNCTION_ID
@@ -96,6 +98,38 @@ async def test_browser_login_with_local_https_callback(
     assert (pref.streamer.channel, pref.streamer.function_id) == (SIM_CHANNEL, SIM_FUNCTION_ID)
     assert pref.accounts and pref.accounts[0].primary
     assert record.access_token not in repr(pref) + repr(client)
+
+
+@pytest.mark.parametrize("path", ["/", "/callback/"])
+async def test_a_callback_url_with_a_trailing_slash_logs_in_byte_for_byte(
+    oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path, path: str
+) -> None:
+    """Issue #14 item 8: an app registered with a trailing slash must log in, so the URL goes
+    to Schwab (and the simulator, which compares byte for byte like Schwab) exactly as set."""
+    sim = oauth_sim(callback_url=f"https://127.0.0.1:{free_port()}{path}")
+    settings = auth_settings(sim, tmp_path / "token.json")
+    assert settings.callback_url == sim.config.callback_url
+    assert f"redirect_uri={quote(sim.config.callback_url, safe='')}" in SchwabAuthClient(
+        settings
+    ).authorize_url("s")
+
+    def browser(url: str) -> bool:
+        def run() -> None:
+            httpx.get(approve(url), verify=False)  # noqa: S501 - self-signed at run time
+
+        threading.Thread(target=run, daemon=True).start()
+        return True
+
+    record = await login(settings, open_browser=browser, echo=lambda line: None, timeout=20)
+    assert TokenStore(settings.token_path).load() == record
+    person = ScriptedPerson()  # and the paste-the-URL way
+    await login(settings, manual=True, read_line=person.read_line, echo=person.echo)
+    assert (await sim_stats(sim))["token_exchanges"] == 2
+
+    # Without its slash the URL is another one: the simulator refuses it, as Schwab does.
+    other = auth_settings(sim, tmp_path / "other.json", callback_url=sim.config.callback_url[:-1])
+    with pytest.raises(AuthError, match="HTTP 400"):
+        await login_against_simulator(other)
 
 
 async def test_browser_login_times_out_with_a_clear_message(

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from schwab_stream.errors import ConfigError, ExitCode
 from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 from schwab_stream.telemetry.server import DEFAULT_HOST, MetricsServer, start_metrics_server
@@ -148,9 +155,52 @@ async def test_stop_releases_the_port() -> None:
     await again.stop()
 
 
-async def test_busy_port_raises_and_leaves_nothing_running(
+async def test_busy_port_is_a_config_error_naming_the_setting(
     served: tuple[MetricsServer, Metrics, Health],
 ) -> None:
     server, _, _ = served
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match=rf"^SCHWAB_METRICS_PORT={server.port}: ") as info:
         await start_metrics_server(DEFAULT_HOST, server.port, Metrics(), Health(), 10.0)
+    assert info.value.exit_code == ExitCode.BAD_SETTINGS
+    assert info.value.__cause__ is None and "\n" not in str(info.value)
+    status, _ = await healthz(server)  # the server already there is untouched
+    assert status == 503
+
+
+def test_run_with_a_busy_metrics_port_exits_2_in_one_line(tmp_path: Path) -> None:
+    """Issue #14 item 6: once 43 lines of traceback and exit 1, a restart loop under
+    `Restart=always`; now one line naming the setting and exit 2 (RestartPreventExitStatus=2),
+    before anything streams."""
+    with socket.socket() as busy:
+        busy.bind((DEFAULT_HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.upper().startswith(("SCHWAB_", "REDIS_URL"))
+        }
+        env.update(
+            SCHWAB_APP_KEY="key",
+            SCHWAB_APP_SECRET="secret",
+            SCHWAB_TOKEN_PATH=str(tmp_path / "token.json"),
+            SCHWAB_METRICS_PORT=str(port),
+            REDIS_URL="redis://127.0.0.1:9/0",  # never reached: the port is checked first
+            SCHWAB_LEVELONE_EQUITIES="AAPL",
+            SCHWAB_LOG_FORMAT="json",
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "schwab_stream", "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == ExitCode.BAD_SETTINGS, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"schwab-stream run: SCHWAB_METRICS_PORT={port}: "), lines
+    # every other line is a JSON log line (the start-up ones), none an error of its own
+    for line in lines[:-1]:
+        assert json.loads(line)["level"] not in ("ERROR", "CRITICAL"), line

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from schwab_stream.errors import ConfigError
 from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 
@@ -42,7 +43,11 @@ class MetricsServer:
 async def start_metrics_server(
     host: str, port: int, metrics: Metrics, health: Health, max_silence: float
 ) -> MetricsServer:
-    """Serve `GET /metrics` (Prometheus text of `metrics.registry`) and `GET /healthz`."""
+    """Serve `GET /metrics` (Prometheus text of `metrics.registry`) and `GET /healthz`.
+
+    A port that cannot be bound (in use, or privileged) is a ConfigError naming
+    `SCHWAB_METRICS_PORT`: exit 2 before streaming starts, which a systemd unit with
+    `RestartPreventExitStatus=2` does not restart in a loop."""
 
     async def metrics_handler(request: web.Request) -> web.Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
@@ -65,6 +70,13 @@ async def start_metrics_server(
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"SCHWAB_METRICS_PORT={port}: cannot serve metrics on {host}:{port} "
+            f"({exc.strerror or exc}): stop what uses that port, pick another, or set 0 for no "
+            "metrics"
+        ) from None
     except BaseException:
         await runner.cleanup()
         raise
