@@ -9,11 +9,13 @@ The token file lock is taken only to save the result, never while waiting for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import ssl
 import sys
 import tempfile
+import threading
 import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -75,6 +77,34 @@ def _stdin_line() -> str:
     return sys.stdin.readline()
 
 
+async def _in_daemon_thread(read_line: Callable[[], str]) -> str:
+    """`read_line()` in a daemon thread. Not `asyncio.to_thread`: on Ctrl-C `asyncio.run` waits
+    for its executor's threads, so a thread blocked on stdin held the process until Enter."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def settle(line: str | None, exc: BaseException | None) -> None:
+        if answer.done():
+            return
+        if exc is not None:
+            answer.set_exception(exc)
+        else:
+            answer.set_result(line or "")
+
+    def read() -> None:
+        line: str | None = None
+        error: BaseException | None = None
+        try:
+            line = read_line()
+        except Exception as exc:  # handed to the waiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, line, error)
+
+    threading.Thread(target=read, name="login-paste", daemon=True).start()
+    return await answer
+
+
 def code_from_redirect(redirect_url: str, state: str) -> str:
     """The `code` of a pasted redirect URL, after checking its `state` belongs to this login."""
     query = parse_qs(urlsplit(redirect_url.strip()).query)
@@ -107,7 +137,7 @@ async def _manual_code(
         "whole address from its address bar and paste it here within about 30 s (the code in it "
         "expires quickly):"
     )
-    line = await asyncio.to_thread(read_line)
+    line = await _in_daemon_thread(read_line)
     if not line.strip():
         raise AuthError("no redirect URL was pasted: run `schwab-stream login --manual` again")
     return code_from_redirect(line, state)

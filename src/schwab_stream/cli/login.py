@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import webbrowser
 from urllib.parse import urlsplit
 
@@ -12,6 +13,9 @@ from schwab_stream.auth.login import login as run_login
 from schwab_stream.cli.common import one_shot_errors, setup_one_shot_logging
 from schwab_stream.config import load_settings
 from schwab_stream.expiry import format_when
+
+#: Exit code of a login ended by Ctrl-C (SIGINT): 128 + 2, as shells report it.
+INTERRUPTED = 130
 
 
 def callback_problems(url: str) -> list[str]:
@@ -49,14 +53,21 @@ def login(manual: bool, no_browser: bool) -> None:
     setup_one_shot_logging(settings)
     for problem in callback_problems(settings.callback_url):
         click.echo(f"warning: SCHWAB_CALLBACK_URL={settings.callback_url}: {problem}", err=True)
-    record = asyncio.run(
-        run_login(
-            settings,
-            manual=manual,
-            open_browser=None if no_browser else webbrowser.open,
-            echo=click.echo,
+    try:
+        record = asyncio.run(
+            run_login(
+                settings,
+                manual=manual,
+                open_browser=None if no_browser else webbrowser.open,
+                echo=click.echo,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        # Ctrl-C while waiting for the person: one line, 128 + SIGINT like a shell, no traceback;
+        # more presses while it exits change nothing.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        click.echo("login interrupted: no tokens saved", err=True)
+        raise click.exceptions.Exit(INTERRUPTED) from None
     click.echo(
         f"Logged in; tokens saved to {settings.resolved_token_path}. The refresh token lasts "
         f"until {format_when(record.refresh_expires_at)}: log in again before then."

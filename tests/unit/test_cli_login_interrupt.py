@@ -1,0 +1,68 @@
+"""Ctrl-C at `login --manual`'s paste prompt ends the login at once (issue #14 item 7): one line,
+exit 130 (128 + SIGINT), no traceback; it used to wait for Enter, and three Ctrl-Cs ended in a
+threading traceback. A real process: signals and a blocked read of stdin are the point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schwab_stream.cli.login import INTERRUPTED
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith(("SCHWAB_", "REDIS_URL"))
+    }
+    env.update(
+        SCHWAB_APP_KEY="key",
+        SCHWAB_APP_SECRET="secret",
+        SCHWAB_API_BASE_URL="http://127.0.0.1:9",  # never reached: nothing is pasted
+        SCHWAB_TOKEN_PATH=str(tmp_path / "token.json"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.mark.parametrize("presses", [1, 3])
+def test_ctrl_c_at_the_paste_prompt_ends_login_at_once(tmp_path: Path, presses: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "schwab_stream", "login", "--manual"],
+        stdin=subprocess.PIPE,  # held open and never written: the read blocks like a terminal's
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        shown = ""
+        while "paste it here" not in shown:
+            line = proc.stdout.readline()
+            assert line, "login ended before its prompt"
+            shown += line
+        time.sleep(0.3)  # the reading thread is blocked on stdin now
+        started = time.monotonic()
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        _, stderr = proc.communicate(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == INTERRUPTED == 130, stderr
+    assert "Traceback" not in stderr and "Fatal" not in stderr, stderr
+    assert stderr.splitlines() == ["login interrupted: no tokens saved"], stderr
+    assert took < 5
+    assert not (tmp_path / "token.json").exists()
