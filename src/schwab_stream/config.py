@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     )
 
     # --- Streaming ------------------------------------------------------------------------
+    max_frame_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        validation_alias=_env("SCHWAB_MAX_FRAME_BYTES"),
+    )
     watchdog_seconds: float = Field(
         45.0, gt=0, le=3600, validation_alias=_env("SCHWAB_WATCHDOG_SECONDS")
     )

@@ -98,6 +98,7 @@ class Pipeline:
             subscriptions,
             publisher,
             watchdog_seconds=settings.watchdog_seconds,
+            max_frame_bytes=settings.max_frame_bytes,
             command_timeout=settings.command_timeout,
             reconnect_max_delay=settings.reconnect_max_delay,
         )

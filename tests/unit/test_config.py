@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from schwab_stream.config import Settings, load_settings
 from schwab_stream.errors import ConfigError
@@ -170,3 +171,12 @@ def test_option_keys_outside_schwabs_format_are_named() -> None:
         "LEVELONE_OPTIONS='AAPL'",
         "OPTIONS_BOOK='AAPL 261218C00200000'",
     ]
+
+
+def test_max_frame_bytes_is_a_bounded_setting() -> None:
+    base = {"app_key": "k", "app_secret": "s"}
+    assert Settings(_env_file=None, **base).max_frame_bytes == 8 * 1024 * 1024  # type: ignore[arg-type]
+    assert Settings(_env_file=None, max_frame_bytes=1 << 20, **base).max_frame_bytes == 1 << 20  # type: ignore[arg-type]
+    for bad in (0, 1024, 1 << 40):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, max_frame_bytes=bad, **base)  # type: ignore[arg-type]
