@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,22 @@ from schwab_stream.auth.token_store import REFRESH_TOKEN_LIFETIME, TokenStore, i
 from schwab_stream.cli import main
 from schwab_stream.config import load_settings
 from schwab_stream.errors import ConfigError, ExitCode, TokenFileError
+from schwab_stream.telemetry import logging as tlog
 
 DEEP = "[" * 1000 + "]" * 1000
 DEEPER = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.fixture(autouse=True)
+def _forget_generated_secrets() -> Iterator[None]:
+    """Tokens read from the generated files ("_tok", "grant", ...) are registered as secrets
+    for redaction, process-wide; they must not mask words in later tests' log lines."""
+    saved, pattern = set(tlog._secrets), tlog._secret_re
+    yield
+    with tlog._secrets_lock:
+        tlog._secrets.clear()
+        tlog._secrets.update(saved)
+        tlog._secret_re = pattern
 
 
 @pytest.fixture(autouse=True)
