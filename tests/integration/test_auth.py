@@ -208,6 +208,22 @@ async def test_wrong_app_secret_names_the_settings(
         SchwabAuthClient(auth_settings(sim, tmp_path / "t.json", app_key=""))
 
 
+async def test_a_wrong_app_secret_on_refresh_is_not_a_dead_login(
+    oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path
+) -> None:
+    """Schwab answers 401 invalid_client to bad app credentials, 400 to a dead refresh token:
+    the first must name the settings, not send the person to log in again."""
+    sim = oauth_sim()
+    good = auth_settings(sim, tmp_path / "token.json")
+    await login_against_simulator(good)
+    client = client_for(auth_settings(sim, tmp_path / "token.json", app_secret="not-the-secret"))
+    with pytest.raises(AuthError, match=r"invalid_client.*SCHWAB_APP_SECRET") as info:
+        await client.refresh(force=True)
+    assert not isinstance(info.value, LoginRequiredError)
+    assert "newer login" not in str(info.value) and "not-the-secret" not in str(info.value)
+    await client.aclose()
+
+
 async def test_refresh_keeps_the_login_clock(
     oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path
 ) -> None:

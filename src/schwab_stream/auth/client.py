@@ -244,6 +244,13 @@ class SchwabAuthClient:
                     {"grant_type": "refresh_token", "refresh_token": on_disk.refresh_token},
                     what="token refresh",
                 )
+                if response.status_code == 401 and _error_code(response) == "invalid_client":
+                    # The app's credentials, not the token: a login would not help.
+                    raise AuthError(
+                        "Schwab refused the app's credentials on a token refresh (HTTP 401 "
+                        "invalid_client): check SCHWAB_APP_KEY and SCHWAB_APP_SECRET, then "
+                        "restart; the refresh token itself may still be good"
+                    )
                 if response.status_code in (400, 401):
                     raise LoginRequiredError(
                         _dead_refresh_message(response, on_disk, self._clock())
