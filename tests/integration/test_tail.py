@@ -176,6 +176,31 @@ def test_unreachable_redis_is_one_clear_error() -> None:
     assert f"cannot reach Redis at {url}" in done.stderr
 
 
+def test_a_stream_that_does_not_exist_gets_a_hint_not_silence(redis_url: str) -> None:
+    """A typo in the symbol or the prefix used to wait forever without a word."""
+    done = tail(redis_url, "--symbol", "NOPE", "--prefix", "typo", "--last", "5")
+    assert done.returncode == 0 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "schwab-stream tail: no stream under typo: matches yet in this Redis (is `schwab-stream "
+        "run` writing here with SCHWAB_REDIS_PREFIX=typo? the symbol as Schwab spells it?)"
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "schwab_stream", "tail", "--redis-url", redis_url, "-s", "NOPE"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # said at once, then it waits
+        assert "no stream under schwab: matches yet" in line and "waiting for its first" in line
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_describe_bars_screeners_and_account_events() -> None:
     bar = {"type": "bar", "start": 1_716_000_000_000, "open": 190, "high": 190.5, "low": 189.75}
     assert "O 190.00 H 190.50 L 189.75 C -" in describe(bar)

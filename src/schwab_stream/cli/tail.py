@@ -59,6 +59,14 @@ def scan_keys(client: redis.Redis, prefix: str, types: Iterable[str]) -> list[st
     return sorted(found)
 
 
+def _any_exists(client: redis.Redis, keys: list[str]) -> bool:
+    """Whether any of `keys` is in Redis (True when Redis cannot say: no hint then)."""
+    try:
+        return bool(keys) and bool(client.exists(*keys))
+    except (RedisError, OSError):
+        return True
+
+
 def _escape_glob(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
@@ -211,10 +219,18 @@ def tail(
     except (RedisError, OSError) as exc:
         raise SchwabStreamError(f"cannot reach Redis at {redis_url}: {exc}") from None
     try:
+        keys = fixed_keys(prefix, wanted_symbols, wanted_types)
+        if not wanted_symbols:
+            keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
+        if not _any_exists(client, keys):
+            waits = "" if last is not None else "; waiting for its first event"
+            click.echo(
+                f"schwab-stream tail: no stream under {prefix}: matches yet in this Redis"
+                f"{waits} (is `schwab-stream run` writing here with SCHWAB_REDIS_PREFIX="
+                f"{prefix}? the symbol as Schwab spells it?)",
+                err=True,
+            )
         if last is not None:
-            keys = fixed_keys(prefix, wanted_symbols, wanted_types)
-            if not wanted_symbols:
-                keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
             try:
                 entries = newest(client, keys, last)
             except (RedisError, OSError) as exc:
