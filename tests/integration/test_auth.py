@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import stat
 import threading
 import time
@@ -340,8 +341,12 @@ async def test_revoked_refresh_token_needs_a_login(
 
 
 async def test_second_login_voids_the_first_and_is_picked_up_without_restart(
-    oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path
+    oauth_sim: MakeSim,
+    auth_settings: MakeSettings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="schwab_stream")
     sim = oauth_sim()
     settings = auth_settings(sim, tmp_path / "token.json")
     other = auth_settings(sim, tmp_path / "elsewhere" / "token.json")
@@ -355,7 +360,10 @@ async def test_second_login_voids_the_first_and_is_picked_up_without_restart(
         await running.refresh(force=True)
 
     second = await login_against_simulator(settings)  # `schwab-stream login` on this machine
+    assert not [r for r in caplog.records if "a new login" in r.getMessage()]
     assert await running.access_token() == second.access_token
+    picked = [r.getMessage() for r in caplog.records if "a new login" in r.getMessage()]
+    assert len(picked) == 1 and str(settings.token_path) in picked[0]  # said, once
     await running.user_preference()
     assert (await sim_stats(sim))["token_refreshes"] == 0
     await running.aclose()

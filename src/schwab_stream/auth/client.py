@@ -371,7 +371,14 @@ class SchwabAuthClient:
         fingerprint = self.store.fingerprint()
         record = self.store.load()
         _register_tokens(record)
-        self._record, self._fingerprint = record, fingerprint
+        previous, self._record, self._fingerprint = self._record, record, fingerprint
+        if previous is not None and record.login_at != previous.login_at:
+            log.info(
+                "a new login (%s) was picked up from %s; its refresh token lasts until %s",
+                format_when(record.login_at),
+                self.store.path,
+                format_when(record.refresh_expires_at),
+            )
         return record
 
     def _adopt(self, record: TokenRecord) -> None:
