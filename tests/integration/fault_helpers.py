@@ -4,7 +4,6 @@ of them (status events, metrics, the events in Redis)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import redis.asyncio as aioredis
 from schwab_stream.events import TickEvent
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
+from tests.env import clean_env
 
 from .pipeline_helpers import make_settings, statuses, stream, write_tokens
 
@@ -86,7 +86,7 @@ def assert_contiguous(seqs: list[int]) -> None:
 
 def run_env(sim: SimThread, redis_url: str, token_path: Path, **extra: str) -> dict[str, str]:
     """Environment for a `schwab-stream` subprocess: the test's settings, none of the shell's."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("SCHWAB_", "REDIS_"))}
+    env = clean_env()
     env.update(
         {
             "SCHWAB_APP_KEY": sim.config.app_key,

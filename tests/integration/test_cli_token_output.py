@@ -4,7 +4,6 @@ the command's own lines and nothing else, each result said once, no JSON log lin
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,15 +12,14 @@ from pathlib import Path
 from schwab_stream.auth.sim_login import approve, login_against_simulator
 from schwab_stream.config import Settings
 from schwab_stream.sim.server import SimThread
+from tests.env import clean_env
 
 MakeSim = Callable[..., SimThread]
 MakeEnv = Callable[[SimThread, Path], dict[str, str]]
 
 
 def _env(sim_env: MakeEnv, sim: SimThread, token_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
-    env.update(sim_env(sim, token_path), **extra)
-    return env
+    return clean_env(**sim_env(sim, token_path), **extra)
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

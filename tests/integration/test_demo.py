@@ -22,6 +22,7 @@ from rich.console import Console
 from schwab_stream.cli.demo import DemoSettings, demo_option
 from schwab_stream.cli.demo_view import ViewData, render
 from schwab_stream.pipeline import Snapshot
+from tests.env import clean_env
 
 DECOY_ENV = (
     "SCHWAB_APP_KEY=not-the-sim\nREDIS_URL=redis://127.0.0.1:1/0\nSCHWAB_REDIS_PREFIX=decoy\n"
@@ -30,7 +31,7 @@ DECOY_ENV = (
 
 def _demo_env(tmpdir: Path) -> dict[str, str]:
     """A TMPDIR we can inspect, and a hostile environment the demo must ignore."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+    env = clean_env()
     env.update(
         TMPDIR=str(tmpdir),
         REDIS_URL="redis://127.0.0.1:1/0",

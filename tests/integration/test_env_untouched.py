@@ -4,7 +4,6 @@ byte-for-byte alone and never prints a secret, even at DEBUG log level."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from schwab_stream.auth.sim_login import approve, login_against_simulator
 from schwab_stream.auth.token_store import TokenStore
 from schwab_stream.config import Settings
 from schwab_stream.sim.server import SimThread
+from tests.env import clean_env
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -27,11 +27,7 @@ class User:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.outputs: list[str] = []
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.upper().startswith(("SCHWAB_", "REDIS_URL"))
-        }
+        self.env = clean_env()
 
     def argv(self, args: list[str]) -> list[str]:
         if args[0].endswith(".py"):

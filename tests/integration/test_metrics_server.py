@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from schwab_stream.errors import ConfigError, ExitCode
 from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 from schwab_stream.telemetry.server import DEFAULT_HOST, MetricsServer, start_metrics_server
+from tests.env import clean_env
 
 MAX_SILENCE = 0.3
 
@@ -175,12 +175,7 @@ def test_run_with_a_busy_metrics_port_exits_2_in_one_line(tmp_path: Path) -> Non
         busy.bind((DEFAULT_HOST, 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.upper().startswith(("SCHWAB_", "REDIS_URL"))
-        }
-        env.update(
+        env = clean_env(
             SCHWAB_APP_KEY="key",
             SCHWAB_APP_SECRET="secret",
             SCHWAB_TOKEN_PATH=str(tmp_path / "token.json"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from schwab_stream.cli.formatting import describe, px
 from schwab_stream.embedded_redis import free_port
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
+from tests.env import clean_env
 
 from .pipeline_helpers import make_settings, wait_for, write_tokens, xlen_at_least
 
@@ -51,7 +51,7 @@ async def fill(sim: SimThread, redis_url: str, tmp_path: Path) -> None:
 
 
 def tail(redis_url: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+    env = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "schwab_stream", "tail", "--redis-url", redis_url, *args],
         capture_output=True,
@@ -184,7 +184,7 @@ def test_a_stream_that_does_not_exist_gets_a_hint_not_silence(redis_url: str) ->
         "schwab-stream tail: no stream under typo: matches yet in this Redis (is `schwab-stream "
         "run` writing here with SCHWAB_REDIS_PREFIX=typo? the symbol as Schwab spells it?)"
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCHWAB_", "REDIS_"))}
+    env = clean_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "schwab_stream", "tail", "--redis-url", redis_url, "-s", "NOPE"],
         stderr=subprocess.PIPE,

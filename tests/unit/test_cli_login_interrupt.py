@@ -4,7 +4,6 @@ threading traceback. A real process: signals and a blocked read of stdin are the
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,22 +13,17 @@ from pathlib import Path
 import pytest
 
 from schwab_stream.cli.login import INTERRUPTED
+from tests.env import clean_env
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.upper().startswith(("SCHWAB_", "REDIS_URL"))
-    }
-    env.update(
+    return clean_env(
         SCHWAB_APP_KEY="key",
         SCHWAB_APP_SECRET="secret",
         SCHWAB_API_BASE_URL="http://127.0.0.1:9",  # never reached: nothing is pasted
         SCHWAB_TOKEN_PATH=str(tmp_path / "token.json"),
         PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 @pytest.mark.parametrize("presses", [1, 3])

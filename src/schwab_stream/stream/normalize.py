@@ -409,8 +409,9 @@ class Normalizer:
                             break
                         args[pos] = value
                     else:
-                        extras = plan.extras(item)
-                        if not _CONTAINERS.isdisjoint(map(type, extras)):
+                        # (only shapes with extra fields pay for the check: deltas have none)
+                        extras = plan.extras(item) if plan.extra_names else ()
+                        if extras and not _CONTAINERS.isdisjoint(map(type, extras)):
                             # a nested value: the checked path bounds its depth (rare: real
                             # level-one fields are scalars)
                             changed = merge_keys(quote, item)
