@@ -227,12 +227,35 @@ def test_a_command_before_login_is_code_20_and_the_connection_stays() -> None:
     assert code(rig.login(session)) == 0
 
 
+@pytest.mark.parametrize("form", ["bare", "object", "array"])
+def test_every_request_form_schwab_takes_is_answered(form: str) -> None:
+    """A bare request object (Schwabdev's LOGIN), `requests` as an object, or as an array."""
+    rig = Rig()
+    session = rig.session()
+
+    def frame(req: Frame) -> str:
+        wrapped = {"bare": req, "object": {"requests": req}, "array": {"requests": [req]}}
+        return json.dumps(wrapped[form])
+
+    login = request("ADMIN", "LOGIN", rid=0, Authorization=rig.token())
+    (item,) = rig.send(session, frame(login))
+    assert (item["command"], item["requestid"], code(item)) == ("LOGIN", "0", 0)
+    drain(session)
+    (item,) = rig.send(session, frame(request("LEVELONE_EQUITIES", "ADD", rid=1, keys="AAPL")))
+    assert item["content"] == {"code": 0, "msg": "ADD command succeeded"}
+    assert data(rig.run(session, 0.2), "LEVELONE_EQUITIES")
+
+
 @pytest.mark.parametrize(
     "frame",
     [
         "not json",
+        "[]",
+        '[{"service": "ADMIN", "command": "LOGIN", "requestid": "1"}]',
         '{"requests": []}',
         '{"requests": {}}',
+        '{"requests": "LOGIN"}',
+        '{"parameters": {}}',
         '{"requests": [1]}',
         '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "SUBS"}]}',
         '{"requests": [{"service": "LEVELONE_EQUITIES", "command": "SUBS", "requestid": "5",'
@@ -350,7 +373,6 @@ def test_subs_replaces_add_adds_and_merges_fields_unsubs_removes() -> None:
     assert item["content"] == {"code": 0, "msg": "ADD command succeeded"}
     sub = session.subs["LEVELONE_EQUITIES"]
     assert list(sub.keys) == ["GOOG", "AAPL"] and sub.fields == ["1", "3", "8"]
-    assert sub.command == "SUBS"  # data frames echo the command that created the subscription
     item = rig.command(session, "LEVELONE_EQUITIES", "UNSUBS", keys="GOOG,NVDA")
     assert item["content"] == {"code": 0, "msg": "UNSUBS command succeeded"}
     assert list(session.subs["LEVELONE_EQUITIES"].keys) == ["AAPL"]
@@ -358,12 +380,19 @@ def test_subs_replaces_add_adds_and_merges_fields_unsubs_removes() -> None:
     assert "LEVELONE_EQUITIES" not in session.subs
 
 
-def test_add_without_a_subscription_creates_one_that_echoes_add() -> None:
+def test_add_without_a_subscription_creates_one_whose_data_frames_say_subs() -> None:
+    # Real data frames say "SUBS" whatever command subscribed the keys (docs/schwab-api.md §10)
     rig = Rig()
     session = logged_in(rig)
     rig.command(session, "LEVELONE_EQUITIES", "ADD", keys="AAPL", fields="0,1")
     (block,) = data(rig.run(session, 0.1), "LEVELONE_EQUITIES")
-    assert block["command"] == "ADD" and [i["key"] for i in block["content"]] == ["AAPL"]
+    assert block["command"] == "SUBS" and [i["key"] for i in block["content"]] == ["AAPL"]
+    rig.command(session, "CHART_FUTURES", "ADD", keys="/ES")
+    rig.command(session, "ACCT_ACTIVITY", "SUBS", keys="acct")
+    rig.hub.play_order("AAPL", 1, "BUY", 0.0, rig.now)
+    blocks = [b for f in rig.run(session, 0.5) for b in f.get("data", [])]
+    assert {b["service"] for b in blocks} >= {"LEVELONE_EQUITIES", "ACCT_ACTIVITY"}
+    assert {b["command"] for b in blocks} == {"SUBS"}
 
 
 def test_level_one_is_a_snapshot_first_then_only_changes_and_a_new_subs_starts_over() -> None:
@@ -395,6 +424,47 @@ def test_level_one_is_a_snapshot_first_then_only_changes_and_a_new_subs_starts_o
     rig.command(session, "LEVELONE_EQUITIES", "SUBS", keys="AAPL", fields="0,1")
     again = data(rig.run(session, 0.2), "LEVELONE_EQUITIES")[0]["content"][0]
     assert "cusip" in again
+
+
+@pytest.mark.parametrize(
+    "service", ["LEVELONE_EQUITIES", "NASDAQ_BOOK", "CHART_EQUITY", "SCREENER_EQUITY"]
+)
+def test_no_data_for_a_key_in_any_frame_after_its_unsubs_answer(service: str) -> None:
+    rig = Rig(rate=50.0, book_interval=0.05, time_scale=120.0)
+    session = logged_in(rig)
+    keys = "NASDAQ_VOLUME_0,NASDAQ_TRADES_0" if service == "SCREENER_EQUITY" else "AAPL,MSFT"
+    kept, gone = keys.split(",")
+    rig.command(session, service, "SUBS", keys=keys)
+    before = [i["key"] for b in data(rig.run(session, 3.0), service) for i in b["content"]]
+    assert gone in before
+    session.receive(json.dumps({"requests": [request(service, "UNSUBS", keys=gone)]}), rig.now)
+    frames = drain(session) + rig.run(session, 3.0)
+    (answer,) = [f for f in frames if "response" in f]
+    assert answer["response"][0]["content"] == {"code": 0, "msg": "UNSUBS command succeeded"}
+    after = frames[frames.index(answer) + 1 :]
+    keys_after = [i["key"] for b in data(after, service) for i in b["content"]]
+    assert kept in keys_after and gone not in keys_after
+
+
+def test_stats_count_the_commands_by_kind() -> None:
+    rig = Rig()
+    session = logged_in(rig)
+    rig.command(session, "LEVELONE_EQUITIES", "SUBS", keys="AAPL")
+    rig.command(session, "LEVELONE_EQUITIES", "ADD", keys="MSFT")
+    rig.command(session, "LEVELONE_EQUITIES", "ADD", keys="GOOG")
+    rig.command(session, "LEVELONE_EQUITIES", "VIEW", fields="0,1")
+    rig.command(session, "LEVELONE_EQUITIES", "UNSUBS", keys="MSFT")
+    rig.command(session, "LEVELONE_EQUITIES", "FROB", keys="MSFT")
+    rig.command(session, "ADMIN", "LOGOUT")
+    assert rig.state.commands == {
+        "LOGIN": 1,
+        "SUBS": 1,
+        "ADD": 2,
+        "VIEW": 1,
+        "UNSUBS": 1,
+        "other": 1,
+        "LOGOUT": 1,
+    }
 
 
 def test_add_snapshots_only_the_new_key() -> None:

@@ -6,6 +6,8 @@ against them, so the three agree on what code N means (docs/schwab-protocol.md Â
 
 from __future__ import annotations
 
+#: The commands a client can send (counted by kind in /sim/stats).
+CLIENT_COMMANDS = frozenset({"LOGIN", "LOGOUT", "SUBS", "ADD", "UNSUBS", "VIEW"})
 #: Codes a fault can arm for the next matching command -> the commands it applies to.
 ARMABLE: dict[int, frozenset[str]] = {
     9: frozenset({"SUBS", "ADD", "UNSUBS", "VIEW", "LOGOUT"}),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from schwab_stream.sim.codes import ARMABLE, IMMEDIATE_CODES
+from schwab_stream.sim.codes import ARMABLE, CLIENT_COMMANDS, IMMEDIATE_CODES
 from schwab_stream.sim.state import STATE_KEY, SimState
 from schwab_stream.sim.streamer import CONNS_KEY, HUB_KEY
 
@@ -108,8 +108,9 @@ def apply_fault(app: web.Application, name: str, arg: float | None) -> dict[str,
 
 async def _stats(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = {name: 0 for name in BASE_COUNTERS}
+    body: dict[str, object] = {name: 0 for name in BASE_COUNTERS}
     body.update(state.stats)
+    body["commands"] = dict(state.commands)
     return web.json_response(body)
 
 
@@ -131,10 +132,6 @@ async def _garbage(request: web.Request) -> web.Response:
     return web.json_response(apply_fault(request.app, "garbage", None))
 
 
-#: Commands a raw frame can be armed for (`?on=`)
-RAW_ON = frozenset({"LOGIN", "SUBS", "ADD", "UNSUBS", "VIEW", "LOGOUT"})
-
-
 async def _raw(request: web.Request) -> web.Response:
     """Send the body as one text frame to every live connection, or arm it with ?on=COMMAND."""
     body = await request.read()
@@ -145,8 +142,8 @@ async def _raw(request: web.Request) -> web.Response:
     if not text:
         raise web.HTTPBadRequest(text="the body is the frame to send: it must not be empty")
     on = request.query.get("on")
-    if on is not None and on not in RAW_ON:
-        raise web.HTTPBadRequest(text=f"on must be one of {sorted(RAW_ON)}")
+    if on is not None and on not in CLIENT_COMMANDS:
+        raise web.HTTPBadRequest(text=f"on must be one of {sorted(CLIENT_COMMANDS)}")
     hub = request.app[HUB_KEY]
     hub.count("fault_raw")
     connections = hub.raw(text, on)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from schwab_stream.sim.codes import ARMABLE
+from schwab_stream.sim.codes import ARMABLE, CLIENT_COMMANDS
 from schwab_stream.sim.orders import order_life
 from schwab_stream.sim.registry import Market
 from schwab_stream.sim.replay import ReplayFrame, load_replay
@@ -48,6 +48,9 @@ class Hub:
 
     def count(self, name: str, n: int = 1) -> None:
         self.state.stats[name] += n
+
+    def count_command(self, command: str) -> None:
+        self.state.commands[command if command in CLIENT_COMMANDS else "other"] += 1
 
     def wall_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -90,14 +90,18 @@ def setup(app: web.Application, state: SimState) -> None:
         redirect_uri = query.get("redirect_uri", "")
         if redirect_uri != state.config.callback_url:
             return web.Response(status=400, text="redirect_uri does not match the registered one")
-        if query.get("response_type") != "code":
+        # Schwab issues a code without response_type and state too (public notebooks use
+        # `?client_id=..&redirect_uri=..` alone); a response_type other than code is refused.
+        if query.get("response_type", "code") != "code":
             return web.Response(status=400, text="response_type must be code")
         code = state.tokens.issue_code(redirect_uri)
         params = {"code": code, "session": str(uuid.uuid4())}
         if "state" in query:
             params["state"] = query["state"]
         target = redirect_uri if urlsplit(redirect_uri).path else redirect_uri + "/"
-        raise web.HTTPFound(f"{target}?{urlencode(params)}")
+        # The Location header as is: HTTPFound would normalise `%40` back to `@` (yarl), and
+        # Schwab's redirect encodes the code's trailing `@` as `%40`.
+        return web.Response(status=302, headers={"Location": f"{target}?{urlencode(params)}"})
 
     async def token(request: web.Request) -> web.Response:
         plan = state.extra.get(FAIL_NEXT_KEY)

@@ -39,12 +39,30 @@ class Host(Protocol):
     @property
     def replay(self) -> list[ReplayFrame] | None: ...
     def count(self, name: str, n: int = 1) -> None: ...
+    def count_command(self, command: str) -> None: ...
     def wall_ms(self) -> int: ...
     def access_valid(self, token: str) -> bool: ...
     def on_login(self, session: Session) -> None: ...
     def take_armed(self, command: str) -> int | None: ...
     def take_raw(self, command: str) -> list[str]: ...
     def next_account_seq(self) -> int: ...
+
+
+def client_requests(frame: Any) -> list[Any] | None:
+    """The requests of a client frame, in every form Schwab takes (None: code 21).
+
+    `{"requests":[...]}` is the documented form; `{"requests":{...}}` and a bare request object
+    (`{"service":"ADMIN","command":"LOGIN",...}`, Schwabdev's LOGIN since its first release) are
+    accepted by Schwab too (docs/schwab-api.md §10). An empty list or a non-object is refused.
+    """
+    if not isinstance(frame, dict):
+        return None
+    if "requests" not in frame:
+        return [frame] if frame.keys() & {"service", "command", "requestid"} else None
+    requests = frame["requests"]
+    if isinstance(requests, dict):
+        return [requests]
+    return requests if isinstance(requests, list) and requests else None
 
 
 class Session:
@@ -80,8 +98,8 @@ class Session:
             frame = msgspec.json.decode(text)
         except (msgspec.DecodeError, RecursionError):  # nested too deep: a bad command too
             frame = None
-        requests = frame.get("requests") if isinstance(frame, dict) else None
-        if not isinstance(requests, list) or not requests:
+        requests = client_requests(frame)
+        if requests is None:
             self._respond(
                 [self._item("", "", "", 21, 'Bad command format: expected {"requests":[...]}')]
             )
@@ -106,6 +124,8 @@ class Session:
         rid_text = "" if rid is None or isinstance(rid, (dict, list)) else str(rid)
         svc = service if isinstance(service, str) else ""
         cmd = command if isinstance(command, str) else ""
+        if cmd:
+            self.hub.count_command(cmd)
         if not svc or not cmd or not rid_text:
             return self._item(
                 svc,
@@ -290,7 +310,7 @@ class Session:
             block = self.feed.next_block(self.subs, now)
             if block is not None:
                 svc, content = block
-                self.outbox.append(self._data(svc, self.subs[svc], content))
+                self.outbox.append(self._data(svc, content))
                 self.hub.count("data_frames")
             produced += 1
 
@@ -307,11 +327,11 @@ class Session:
             "2": kind,
             "3": data,
         }
-        self.outbox.append(self._data(ACCT_SERVICE, sub, [item]))
+        self.outbox.append(self._data(ACCT_SERVICE, [item]))
         self.hub.count("data_frames")
 
-    def _data(self, svc: str, sub: Sub, content: list[dict[str, Any]]) -> str:
-        return wire.data_frame(svc, sub.command, content, self.hub.wall_ms())
+    def _data(self, svc: str, content: list[dict[str, Any]]) -> str:
+        return wire.data_frame(svc, content, self.hub.wall_ms())
 
     # ---- replay --------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class SimState:
 
     config: SimConfig
     stats: Counter[str] = field(default_factory=Counter)
+    #: Client requests by command (LOGIN, SUBS, ADD, ...; anything else is "other").
+    commands: Counter[str] = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
     base_url: str = ""
     tokens: TokenAuthority = field(init=False)

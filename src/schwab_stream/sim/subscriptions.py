@@ -19,7 +19,6 @@ COMMANDS = ("SUBS", "ADD", "UNSUBS", "VIEW")
 class Sub:
     """One service's subscription on a connection and what was last sent for it."""
 
-    command: str  # the command that created it, echoed in data frames
     fields: list[str]
     keys: dict[str, None] = field(default_factory=dict)  # ordered set
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # level one: last sent values
@@ -68,7 +67,7 @@ def apply(
                 del subs[svc]
         return 0, "UNSUBS command succeeded"
     if cmd == "SUBS" or sub is None:
-        sub = Sub(cmd, fields)
+        sub = Sub(fields)
         subs[svc] = sub
     elif raw_fields is not None:
         sub.fields = sorted(set(sub.fields) | set(fields), key=int)

@@ -58,9 +58,10 @@ def heartbeat(stamp_ms: int) -> str:
     return f'{{"notify":[{{"heartbeat":"{stamp_ms}"}}]}}'
 
 
-def data_frame(service: str, command: str, content: list[dict[str, Any]], stamp_ms: int) -> str:
-    """One service's data block; `command` echoes the command that created the subscription."""
-    block = {"service": service, "timestamp": stamp_ms, "command": command, "content": content}
+def data_frame(service: str, content: list[dict[str, Any]], stamp_ms: int) -> str:
+    """One service's data block. Its `command` is always "SUBS", whatever command subscribed
+    the keys (ADD, SUBS): every real capture says so, ADD-made ones included."""
+    block = {"service": service, "timestamp": stamp_ms, "command": "SUBS", "content": content}
     return _encode({"data": [block]}).decode()
 
 
