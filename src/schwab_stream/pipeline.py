@@ -66,7 +66,7 @@ class Pipeline:
         self.lease = lease
         self.metrics = metrics
         self.health = health
-        self.telemetry = TelemetrySync(metrics, health, client.stats, publisher)
+        self.telemetry = TelemetrySync(metrics, health, client.stats, publisher, client.book)
         self.expiry = ExpiryNotifier(settings.expiry_hook, publisher, settings.expiry_hook_timeout)
         metrics.set_token_callbacks(
             lambda: auth.token_seconds_left()[0], lambda: auth.token_seconds_left()[1]

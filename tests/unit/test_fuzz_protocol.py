@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from schwab_stream.errors import ProtocolError
 from schwab_stream.events import TickEvent, decode_event, encode_event
 from schwab_stream.stream.fields import FIELD_NAMES, TICK_CORE_ATTRS, TICK_TIME_ATTRS
-from schwab_stream.stream.normalize import Normalizer, Problem
+from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.problems import Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, Frame, decode_frame
 from tests.frames import load_frames
 

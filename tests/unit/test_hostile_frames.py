@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from schwab_stream.errors import ProtocolError
 from schwab_stream.events import AccountEvent, TickEvent, decode_event, encode_event
 from schwab_stream.sim.replay import load_replay, parse_frame
-from schwab_stream.stream.normalize import MAX_VALUE_DEPTH, Normalizer, Problem, too_deep
+from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.problems import MAX_VALUE_DEPTH, Problem, too_deep
 from schwab_stream.stream.protocol import DataMessage, Frame, decode_frame
 
 #: The `frames_bad_total` reasons a whole frame can have (docs/operations.md).

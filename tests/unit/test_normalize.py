@@ -24,7 +24,8 @@ from schwab_stream.events import (
     encode_event,
 )
 from schwab_stream.stream.fields import TICK_CORE_ATTRS
-from schwab_stream.stream.normalize import Normalizer, Problem
+from schwab_stream.stream.normalize import Normalizer
+from schwab_stream.stream.problems import Problem
 from schwab_stream.stream.protocol import BookItem, DataMessage, decode_frame
 from tests.frames import load_frames
 

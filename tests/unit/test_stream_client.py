@@ -31,6 +31,7 @@ from schwab_stream.errors import (
     TokenStoreUnavailable,
 )
 from schwab_stream.stream import client as client_module
+from schwab_stream.stream import subscriptions as subscriptions_module
 from schwab_stream.stream.client import ClientStats, SchwabStreamClient, _Reconnect
 from schwab_stream.stream.protocol import StreamerCreds
 from schwab_stream.stream.state import ConnectionState, ReconnectReason
@@ -159,6 +160,20 @@ async def connected(
         await asyncio.wait({reader}, timeout=1)
 
 
+async def subscribe(client: SchwabStreamClient) -> None:
+    """Run the client's subscription loop until it says `subscribed` (or raises what ends the
+    session)."""
+    task = asyncio.create_task(client._keep_subscribed())
+    try:
+        async with asyncio.timeout(2):
+            while not client.stats.subscribed:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.001)
+    finally:
+        task.cancel()
+
+
 def data_frame(*items: Any, service: str = "LEVELONE_EQUITIES") -> dict[str, Any]:
     return {
         "data": [{"service": service, "timestamp": 1, "command": "SUBS", "content": list(items)}]
@@ -173,7 +188,7 @@ async def test_items_the_normalizer_cannot_use_are_counted_in_bad_frames_by_kind
 ) -> None:
     """Issue #13 item 4: item-level problems never reached `bad_frames` (so neither
     `frames_bad_total`), though the operations guide said they did."""
-    client = make_client()
+    client = make_client(subs={"LEVELONE_EQUITIES": ["AAPL", "MSFT"]})
     ws = FakeSocket()
     ws.push(data_frame({"key": "AAPL", "1": 1.0}, {"1": 2.0}, {"key": "AAPL", "1": "x", "99": 3}))
     ws.push(data_frame({"3": 1.0}, {"key": "MSFT", "2": 2.0}))
@@ -237,7 +252,7 @@ async def test_code_12_stops_for_good_wherever_it_comes() -> None:
             await client._login("token")
     async with connected(client, FakeSocket({"SUBS": [12]})):
         with pytest.raises(StreamStopped) as at_subs:
-            await client._subscribe_all()
+            await subscribe(client)
     for caught in (at_login, at_subs):
         assert caught.value.code == 12 and caught.value.exit_code is ExitCode.TAKEN_OVER
         assert str(caught.value) == "another session took over (code 12): said 12"
@@ -256,7 +271,7 @@ async def test_a_severing_code_at_subs_ends_the_session(
     client = make_client()
     async with connected(client, FakeSocket({"SUBS": [code]})):
         with pytest.raises(_Reconnect) as caught:
-            await client._subscribe_all()
+            await subscribe(client)
     assert (caught.value.kind, str(caught.value)) == (kind, detail)
     assert caught.value.immediate is (code == 3) and client._code3 is (code == 3)
     assert client.stats.state is not ConnectionState.SUBSCRIBED
@@ -268,7 +283,7 @@ async def test_code_12_while_a_command_waits_is_not_mistaken_for_a_closed_socket
     client = make_client()
     ws = FakeSocket({"SUBS": [None]})
     async with connected(client, ws):
-        subscribing = asyncio.create_task(client._subscribe_all())
+        subscribing = asyncio.create_task(subscribe(client))
         while not ws.sent:
             await asyncio.sleep(0)
         ws.notify(12)
@@ -279,15 +294,16 @@ async def test_code_12_while_a_command_waits_is_not_mistaken_for_a_closed_socket
 async def test_transient_subs_codes_are_retried_then_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(client_module, "COMMAND_RETRY_BASE", 0.001)
+    monkeypatch.setattr(subscriptions_module, "TRANSIENT_RETRY_BASE", 0.001)
     sink = ListSink()
     client = make_client(sink, subs={"LEVELONE_EQUITIES": ["AAPL"], "NASDAQ_BOOK": ["MSFT"]})
     ws = FakeSocket({"SUBS": [22, 20, 0, 24, 25, 23]})
     async with connected(client, ws):
-        await client._subscribe_all()
+        await subscribe(client)
     assert [r["service"] for r in ws.sent] == ["LEVELONE_EQUITIES"] * 3 + ["NASDAQ_BOOK"] * 3
     (failed,) = sink.named("subscribe_failed")  # three attempts, then said once
-    assert failed[1] == "NASDAQ_BOOK SUBS failed (code 23): said 23" and failed[2] == 23
+    assert failed[1].startswith("NASDAQ_BOOK SUBS failed (code 23): said 23 [keys: MSFT]")
+    assert failed[2] == 23
     assert client.stats.state is ConnectionState.SUBSCRIBED
 
 
@@ -296,9 +312,10 @@ async def test_symbol_limit_and_other_failures_are_reported_and_the_rest_streams
     subs = {"LEVELONE_EQUITIES": ["A", "B"], "NASDAQ_BOOK": ["A"], "CHART_EQUITY": ["A"]}
     client = make_client(sink, subs=subs)
     async with connected(client, FakeSocket({"SUBS": [19, 11, 26]})):
-        await client._subscribe_all()
+        await subscribe(client)
     (limit,) = sink.named("symbol_limit")
-    assert limit[2] == 19 and limit[3] == {"service": "LEVELONE_EQUITIES", "keys": 2}
+    assert limit[2] == 19
+    assert limit[3] == {"service": "LEVELONE_EQUITIES", "keys": 2, "symbols": ["A", "B"]}
     (failed,) = sink.named("subscribe_failed")
     assert failed[2] == 11 and failed[3]["service"] == "NASDAQ_BOOK"
     assert sink.named("subscribed")  # 26 (SUCCEEDED_COMMAND_SUBS) is a success
@@ -361,7 +378,8 @@ async def test_every_connection_state_is_reached_and_code_12_ends_stopped(
         await asyncio.wait_for(client.run(), 5)
 
     seen = {client.stats.state, *sink.states_seen, *connecting}
-    assert seen == set(ConnectionState) - {ConnectionState.STANDBY}
+    # (STANDBY is the pipeline's; IDLE needs nothing wanted: test_nothing_wanted_...)
+    assert seen == set(ConnectionState) - {ConnectionState.STANDBY, ConnectionState.IDLE}
     assert client.stats.state is ConnectionState.STOPPED
     assert not client.stats.logged_in and not client.stats.subscribed
     assert client.stats.reconnects == {"code_30": 1}
@@ -452,3 +470,98 @@ async def test_a_token_file_that_cannot_be_used_now_is_retried_and_said_once(
     assert client.stats.login_reason == ""
     said = [r.getMessage() for r in caplog.records if "token_file_unavailable" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("token_file_unavailable: lock_busy: another")
+
+
+# --- subscriptions on a live connection (the rules are SubscriptionBook's) ---------------------
+
+
+async def test_a_refused_subs_is_tried_again_on_the_same_connection_and_then_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """#14: a SUBS refused once (19, 11, 9, 21) was never retried on that connection, and the
+    `subscribed` event still listed the service."""
+    monkeypatch.setattr(subscriptions_module, "REFUSED_RETRY_BASE", 0.05)
+    sink = ListSink()
+    client = make_client(sink)
+    ws = FakeSocket({"SUBS": [19]})
+    async with connected(client, ws):
+        task = asyncio.create_task(client._keep_subscribed())
+        async with asyncio.timeout(2):
+            while client.book.active_counts() != {"LEVELONE_EQUITIES": 1}:
+                await asyncio.sleep(0.005)
+        task.cancel()
+    assert [(r["service"], r["command"]) for r in ws.sent] == [("LEVELONE_EQUITIES", "SUBS")] * 2
+    ((_, detail, code, info),) = sink.named("symbol_limit")
+    assert code == 19 and info["symbols"] == ["AAPL"] and "tried again in" in detail
+    (subscribed,) = sink.named("subscribed")  # said once, naming what was refused
+    assert subscribed[3] == {"services": {}, "refused": {"LEVELONE_EQUITIES": 1}}
+
+
+async def test_a_change_on_a_live_connection_sends_only_the_difference() -> None:
+    client = make_client(subs={"LEVELONE_EQUITIES": ["AAPL", "MSFT"]})
+    ws = FakeSocket()
+    async with connected(client, ws):
+        task = asyncio.create_task(client._keep_subscribed())
+        async with asyncio.timeout(2):
+            while not client.stats.subscribed:
+                await asyncio.sleep(0.005)
+            changes = client.want({"LEVELONE_EQUITIES": ["AAPL", "NVDA"], "CHART_EQUITY": ["SPY"]})
+            while len(ws.sent) < 4:
+                await asyncio.sleep(0.005)
+        task.cancel()
+    assert changes == {
+        "LEVELONE_EQUITIES": (["NVDA"], ["MSFT"]),
+        "CHART_EQUITY": (["SPY"], []),
+    }
+    sent = [(r["service"], r["command"], r["parameters"]["keys"]) for r in ws.sent]
+    assert sent == [
+        ("LEVELONE_EQUITIES", "SUBS", "AAPL,MSFT"),
+        ("LEVELONE_EQUITIES", "UNSUBS", "MSFT"),
+        ("LEVELONE_EQUITIES", "ADD", "NVDA"),
+        ("CHART_EQUITY", "SUBS", "SPY"),
+    ]
+
+
+async def test_data_for_keys_and_services_not_held_is_dropped_and_counted() -> None:
+    """#14: data for keys never subscribed was published, and an unknown service name became a
+    `last_message` metric label."""
+    sink = ListSink()
+    client = make_client(sink)
+    ws = FakeSocket()
+    ws.push(data_frame({"key": "AAPL", "1": 1.0}, {"key": "TSLA", "1": 2.0}))
+    ws.push(data_frame({"key": "SPY", "1": 1.0}, service="CHART_EQUITY"))
+    ws.push(data_frame({"key": "X"}, service="NO_SUCH_SERVICE_" + "x" * 100))
+    ws.hang_up()
+    await client._read_loop(ws)  # type: ignore[arg-type]
+    assert [e.symbol for e in sink.events] == ["AAPL"]
+    assert client.stats.bad_frames == {"not_subscribed": 2, "unknown_service": 1}
+    assert set(client.stats.last_message) == {"LEVELONE_EQUITIES"}
+    assert client.book.streaming["LEVELONE_EQUITIES"]["AAPL"] > 0  # its last data, stamped
+
+
+async def test_nothing_wanted_waits_without_connecting_until_a_subscription(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """#14: `run` with nothing to subscribe reconnected every 30 s forever (Schwab closes a
+    stream without subscriptions with code 30)."""
+    sockets: list[FakeSocket] = []
+
+    @asynccontextmanager
+    async def connect(url: str, **kwargs: Any) -> AsyncIterator[FakeSocket]:
+        sockets.append(FakeSocket())
+        yield sockets[-1]
+
+    monkeypatch.setattr(client_module.websockets, "connect", connect)
+    sink = ListSink()
+    client = make_client(sink, subs={})
+    running = asyncio.create_task(client.run())
+    await asyncio.sleep(0.2)
+    assert sockets == [] and client.stats.state is ConnectionState.IDLE
+    assert [s[0] for s in sink.statuses] == ["idle"]
+    client.want({"LEVELONE_EQUITIES": ["AAPL"]})
+    async with asyncio.timeout(2):
+        while not client.stats.subscribed:
+            await asyncio.sleep(0.005)
+    assert len(sockets) == 1
+    await client.stop()
+    await asyncio.wait_for(running, 2)

@@ -270,6 +270,4 @@ def test_random_changes_and_answers_converge_to_the_wanted_set(seed: int) -> Non
     assert book.settled
     wanted = book.wanted
     assert {s: k for s, k in wire.items() if k} == {s: set(k) for s, k in wanted.items()}
-    assert {s: set(m) for s, m in book.streaming.items()} == {
-        s: set(k) for s, k in wanted.items()
-    }
+    assert {s: set(m) for s, m in book.streaming.items()} == {s: set(k) for s, k in wanted.items()}

@@ -147,6 +147,7 @@ def test_connection_states_are_the_client_enum_with_the_label_strings_of_before(
         "standby",
         "login_needed",
         "stopped",
+        "idle",  # new: nothing wanted, so not connected (#14)
     )
     m = Metrics()
     m.set_connection_state(ConnectionState.RECONNECTING)
@@ -185,6 +186,7 @@ def test_exposition_names_every_documented_metric() -> None:
             "events_conflated_total",
             "reconnects_total",
             "last_message_age_seconds",
+            "subscription_keys",
             "access_token_seconds_left",
             "refresh_token_seconds_left",
             "publish_latency_seconds",

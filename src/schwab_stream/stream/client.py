@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,18 +36,25 @@ from schwab_stream.errors import (
 )
 from schwab_stream.sink import EventSink
 from schwab_stream.stream import protocol
-from schwab_stream.stream.codes import COMMAND_ATTEMPTS, OUTSIDE_COMMAND, CodeAction, action_for
+from schwab_stream.stream.codes import OUTSIDE_COMMAND, CodeAction, action_for
 from schwab_stream.stream.normalize import Normalizer
 from schwab_stream.stream.protocol import ResponseCode
 from schwab_stream.stream.state import ConnectionState, ReconnectReason
+from schwab_stream.stream.subscriptions import (
+    ACCT_ACTIVITY,
+    Answer,
+    Command,
+    Outcome,
+    SubscriptionBook,
+    Verb,
+)
 
 log = logging.getLogger(__name__)
 
 #: A connection that stayed up this long resets the backoff.
 STABLE_AFTER_SECONDS = 60.0
-#: Backoff of a subscription command answered with a transient code (20, 22-25).
-COMMAND_RETRY_BASE = 0.2
-COMMAND_RETRY_CAP = 1.0
+#: Keys named in a refusal's status event and log line (its `info.keys` has the count)
+_NAMED_KEYS = 20
 #: The largest frame the websocket accepts (its `max_size`). Schwab's largest, a level-one
 #: snapshot of hundreds of symbols, is well under 1 MiB; a bigger frame makes websockets close
 #: the connection with 1009, which is a reconnect (counted as `frames_bad_total{reason=
@@ -79,7 +87,7 @@ class ClientStats:
     frames: Counter[str] = field(default_factory=Counter)
     #: Frames we could not decode (`ProtocolError.kind`, `too_large` for one over the size bound,
     #: `internal` for one our code failed on) and items the normalizer could not use
-    #: (`normalize.Problem`), by kind: the `frames_bad_total` reasons
+    #: (`problems.Problem`), by kind: the `frames_bad_total` reasons
     bad_frames: Counter[str] = field(default_factory=Counter)
     reconnects: Counter[str] = field(default_factory=Counter)  # by ReconnectReason
     last_message: dict[str, float] = field(default_factory=dict)  # service -> monotonic
@@ -94,7 +102,7 @@ class SchwabStreamClient:
     def __init__(
         self,
         auth: SchwabAuthClient,
-        subscriptions: dict[str, list[str]],
+        subscriptions: Mapping[str, Iterable[str]],
         sink: EventSink,
         *,
         watchdog_seconds: float = 45.0,
@@ -105,14 +113,15 @@ class SchwabStreamClient:
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
         self.auth = auth
-        self.desired = {service: list(keys) for service, keys in subscriptions.items() if keys}
+        #: What is wanted, acknowledged and refused; `want()` changes it while streaming
+        self.book = SubscriptionBook(subscriptions)
         self.sink = sink
         self.watchdog_seconds = watchdog_seconds
         self.command_timeout = command_timeout
         self.login_poll_seconds = login_poll_seconds
         self.max_frame_bytes = max_frame_bytes
         self.stats = ClientStats()
-        self.normalizer = Normalizer(self.stats.bad_frames)
+        self.normalizer = Normalizer(self.stats.bad_frames, self.book.streaming)
         self.backoff = Backoff(reconnect_base_delay, reconnect_max_delay, jitter=0.5)
         self._stop = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -123,6 +132,8 @@ class SchwabStreamClient:
         self._last_rx = time.monotonic()
         self._end_reason: _Reconnect | StreamStopped | None = None
         self._code3 = False
+        #: Set when the wanted set changes: wakes the subscription loop and an idle client
+        self._changed = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -141,6 +152,9 @@ class SchwabStreamClient:
         store_retry = Backoff(0.5, TOKEN_STORE_RETRY_MAX, jitter=0.2)
         store_said = False
         while not self._stop.is_set():
+            if not self.book.wanted:
+                await self._idle()
+                continue
             started = time.monotonic()
             immediate = False
             kind: ReconnectReason
@@ -169,6 +183,9 @@ class SchwabStreamClient:
             self._set_disconnected()
             if self._stop.is_set():
                 break
+            if not self.book.wanted:  # everything was unsubscribed: Schwab closes (code 30)
+                self._report("disconnected", reason, logging.INFO)
+                continue
             if time.monotonic() - started > STABLE_AFTER_SECONDS:
                 attempt = 0
                 self.backoff.reset()
@@ -186,6 +203,34 @@ class SchwabStreamClient:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
+
+    def want(self, wanted: Mapping[str, Iterable[str]]) -> dict[str, tuple[list[str], list[str]]]:
+        """Make `wanted` the subscriptions, on the live connection (ADD and UNSUBS of the
+        difference) and on every later one; returns service -> (keys added, keys removed)."""
+        changes = self.book.set_wanted(wanted)
+        if changes:
+            self._changed.set()
+        return changes
+
+    async def _idle(self) -> None:
+        """Nothing is wanted: Schwab would close a stream without subscriptions (code 30) and
+        we would reconnect every 30 s, so say it once and wait for a subscription."""
+        self.stats.state = ConnectionState.IDLE
+        self._report(
+            "idle",
+            "nothing to subscribe: waiting for a subscription (settings, or `schwab-stream "
+            "subscribe`) before connecting",
+            logging.WARNING,
+        )
+        while not self.book.wanted and not self._stop.is_set():
+            self._changed.clear()
+            stop = asyncio.ensure_future(self._stop.wait())
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({stop, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                changed.cancel()
 
     async def stop(self) -> None:
         """Log out politely and close; `run()` then returns."""
@@ -266,15 +311,22 @@ class SchwabStreamClient:
             self._report("connected", info.streamer_socket_url, logging.INFO)
             reader = asyncio.create_task(self._read_loop(ws), name="stream-reader")
             watchdog = asyncio.create_task(self._watchdog(ws), name="stream-watchdog")
+            subscriber: asyncio.Task[None] | None = None
             try:
                 await self._login(token)
-                await self._subscribe_all()
-                await reader
+                subscriber = asyncio.create_task(self._keep_subscribed(), name="subscriber")
+                await asyncio.wait({reader, subscriber}, return_when=asyncio.FIRST_COMPLETED)
+                if subscriber.done():
+                    subscriber.result()  # a code that ends the session, or a command timeout
             finally:
+                self.book.disconnected()
                 watchdog.cancel()
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                for task in (reader, subscriber):
+                    if task is None:
+                        continue
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
                 self._ws = None
         if self._end_reason is not None:
             raise self._end_reason
@@ -291,62 +343,86 @@ class SchwabStreamClient:
         self.stats.state = ConnectionState.LOGGED_IN
         self._report("logged_in", response.msg, logging.INFO)
 
-    async def _subscribe_all(self) -> None:
-        if not self.desired:
-            self._report(
-                "idle",
-                "no subscriptions configured: Schwab will close the stream (code 30)",
-                logging.WARNING,
+    async def _keep_subscribed(self) -> None:
+        """For the whole session: send what the book says, one command at a time, and wait for
+        a change or a retry falling due. Ends only by raising (a code that ends the session, a
+        command timeout)."""
+        self.book.connected()
+        said_subscribed = False
+        while True:
+            await self._subscribe_pending()
+            if not said_subscribed and self.book.settled:
+                said_subscribed = True
+                self._say_subscribed()
+            wake = self.book.wake_at()
+            timeout = None if wake is None else max(0.0, wake - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            self._changed.clear()
+
+    async def _subscribe_pending(self) -> None:
+        """Send every command the book has for now."""
+        creds = self._require_creds()
+        while True:
+            command = self.book.next_command(time.monotonic())
+            if command is None:
+                return
+            # an added level-one key starts with a snapshot; a removed one's merge state goes
+            self.normalizer.reset(command.service, command.keys)
+            response = await self._send_command(
+                command.service, command.verb, functools.partial(_build, creds, command=command)
             )
-            return
-        for service, keys in self.desired.items():
-            await self._subscribe(service, keys)
-        self.stats.subscribed = True
-        self.stats.state = ConnectionState.SUBSCRIBED
+            answer = self.book.on_answer(response.code, response.msg, time.monotonic())
+            self._on_subscription_answer(answer)
+
+    def _on_subscription_answer(self, answer: Answer) -> None:
+        command = answer.command
+        where = f"{command.service} {command.verb}"
+        if answer.outcome is Outcome.APPLIED:
+            log.debug("%s %d keys: code %d", where, len(command.keys), answer.code)
+        elif answer.outcome is Outcome.RETRYING:
+            log.warning("%s got code %d (%s); sending it again", where, answer.code, answer.message)
+        elif answer.outcome is Outcome.SESSION_END:
+            raise self._session_end(answer.action, answer.code, answer.message, where)
+        else:
+            self._report_refusal(answer)
+
+    def _report_refusal(self, answer: Answer) -> None:
+        command = answer.command
+        if command.verb is Verb.UNSUBS:
+            state = "unsubscribe_failed"
+        elif answer.action is CodeAction.SYMBOL_LIMIT:
+            state = "symbol_limit"
+        else:
+            state = "subscribe_failed"
+        named = ",".join(command.keys[:_NAMED_KEYS])
+        more = len(command.keys) - _NAMED_KEYS
+        named += f" and {more} more" if more > 0 else ""
+        retry = self.book.wake_at()
+        later = f"; tried again in {retry - time.monotonic():.0f} s" if retry is not None else ""
         self._report(
-            "subscribed",
-            ", ".join(f"{s}={len(k)}" for s, k in self.desired.items()),
-            logging.INFO,
-            services={s: len(k) for s, k in self.desired.items()},
+            state,
+            f"{command.service} {command.verb} failed (code {answer.code}): {answer.message} "
+            f"[keys: {named}]{later}",
+            logging.ERROR,
+            code=answer.code,
+            service=command.service,
+            keys=len(command.keys),
+            symbols=list(command.keys[:_NAMED_KEYS]),
         )
 
-    async def _subscribe(self, service: str, keys: list[str]) -> None:
-        creds = self._require_creds()
-        # ACCT_ACTIVITY's key is ours to choose; schwab-py uses the correl id, so do we.
-        wire_keys = [creds.correl_id] if service == "ACCT_ACTIVITY" else keys
-        self.normalizer.reset(service)
-        retry = Backoff(COMMAND_RETRY_BASE, COMMAND_RETRY_CAP, jitter=0.5)
-        for attempt in range(1, COMMAND_ATTEMPTS + 1):
-            response = await self._send_command(
-                service, "SUBS", lambda rid: protocol.subs_request(creds, rid, service, wire_keys)
-            )
-            code = response.code
-            action = action_for(code, "SUBS")
-            if action is CodeAction.OK:
-                return
-            if action is CodeAction.RETRY and attempt < COMMAND_ATTEMPTS:
-                log.warning(
-                    "%s SUBS got code %d (%s); retrying (%d/%d)",
-                    service,
-                    code,
-                    response.msg,
-                    attempt,
-                    COMMAND_ATTEMPTS,
-                )
-                await asyncio.sleep(retry.next())
-                continue
-            if action in _SESSION_ENDING:
-                raise self._session_end(action, code, response.msg, f"{service} SUBS")
-            state = "symbol_limit" if action is CodeAction.SYMBOL_LIMIT else "subscribe_failed"
-            self._report(
-                state,
-                f"{service} SUBS failed (code {code}): {response.msg}",
-                logging.ERROR,
-                code=code,
-                service=service,
-                keys=len(keys),
-            )
-            return
+    def _say_subscribed(self) -> None:
+        self.stats.subscribed = True
+        self.stats.state = ConnectionState.SUBSCRIBED
+        active = self.book.active_counts()
+        refused = self.book.refused_counts()
+        detail = ", ".join(f"{s}={n}" for s, n in active.items()) or "nothing acknowledged"
+        if refused:
+            detail += "; refused: " + ", ".join(f"{s}={n}" for s, n in refused.items())
+        info: dict[str, Any] = {"services": active}
+        if refused:
+            info["refused"] = refused
+        self._report("subscribed", detail, logging.INFO, **info)
 
     def _session_end(
         self, action: CodeAction, code: int, msg: str, what: str
@@ -402,6 +478,7 @@ class SchwabStreamClient:
         normalizer = self.normalizer
         submit = self.sink.submit
         last_message = stats.last_message
+        held = self.book.streaming
         try:
             while True:
                 raw = await ws.recv(decode=False)
@@ -417,7 +494,8 @@ class SchwabStreamClient:
                         frames["data"] += 1
                         events: list[Any] = []
                         for message in frame.data:
-                            last_message[message.service] = now
+                            if message.service in held:  # never a label the server chooses
+                                last_message[message.service] = now
                             events.extend(normalizer.feed(message, recv_ns))
                         submit(events)
                         for problem in normalizer.new_problems():
@@ -534,6 +612,17 @@ class SchwabStreamClient:
     ) -> None:
         log.log(level, "%s: %s", state, detail, extra={"state": state, **info})
         self.sink.status(state, detail, code, **info)
+
+
+def _build(creds: protocol.StreamerCreds, request_id: str, *, command: Command) -> bytes:
+    """The request for a book command; ACCT_ACTIVITY's key is ours to choose: schwab-py uses
+    the correl id, so do we."""
+    keys = [creds.correl_id] if command.service == ACCT_ACTIVITY else command.keys
+    if command.verb is Verb.UNSUBS:
+        return protocol.unsubs_request(creds, request_id, command.service, keys)
+    if command.verb is Verb.ADD:
+        return protocol.add_request(creds, request_id, command.service, keys)
+    return protocol.subs_request(creds, request_id, command.service, keys)
 
 
 async def wait_for_new_login(path: Path, stop: asyncio.Event, poll: float) -> None:

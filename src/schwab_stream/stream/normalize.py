@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from enum import StrEnum
 from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeGuard
 
@@ -43,56 +42,14 @@ from schwab_stream.stream.fields import (
     TICK_CORE_ATTRS,
     TICK_TIME_ATTRS,
 )
+from schwab_stream.stream.problems import (
+    CONTAINERS,
+    MAX_DETAILS,
+    MAX_NAME,
+    Problem,
+    too_deep,
+)
 from schwab_stream.stream.protocol import BookItem, BookLevel, DataMessage
-
-_MAX_NAME: Final = 64  # problem details quote server-sent names; keep them bounded
-#: Distinct problem details kept (and logged once each); more share `KIND:(more)`
-_MAX_DETAILS: Final = 256
-#: The deepest JSON value an event may carry as received (a level-one field kept in `fields`, an
-#: account message). Real ones are a few levels deep; the bound keeps every event far from the
-#: recursion limit of the encoder that writes it to Redis.
-MAX_VALUE_DEPTH: Final = 64
-_CONTAINERS: Final[frozenset[type]] = frozenset({dict, list})
-
-
-def too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
-    """Whether `value` (decoded JSON) nests containers deeper than `limit`; iterative, so any
-    depth is safe to ask about. A scalar has depth 0, `[]` and `{}` depth 1."""
-    if value.__class__ not in _CONTAINERS:
-        return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if node.__class__ is dict else node
-        stack.extend((child, depth + 1) for child in children if child.__class__ in _CONTAINERS)
-    return False
-
-
-class Problem(StrEnum):
-    """What was wrong in a data message: a closed set, the `frames_bad_total` reasons."""
-
-    #: A data message of a service we have no table for: all its items are dropped
-    UNKNOWN_SERVICE = "unknown_service"
-    #: An item that is not a JSON object: dropped
-    ITEM_NOT_OBJECT = "item_not_object"
-    #: An item without a non-empty string `key` (the symbol): dropped
-    ITEM_NO_KEY = "item_no_key"
-    #: A known field with a value of the wrong type: left out of the event
-    BAD_VALUE = "bad_value"
-    #: A field we have no name for: kept (`fields["f<NUM>"]`, or a level or item's extra key)
-    UNKNOWN_FIELD = "unknown_field"
-    #: A malformed book level: dropped from its side
-    BAD_LEVEL = "bad_level"
-    #: A malformed market maker of a book level: dropped from its level
-    BAD_MAKER = "bad_maker"
-    #: A malformed screener entry: dropped from the screener's items
-    BAD_SCREENER_ITEM = "bad_screener_item"
-    #: A value nested deeper than `MAX_VALUE_DEPTH` (a level-one field is left out of its event;
-    #: an account message that is JSON text stays that text), so no event is too deep to encode
-    TOO_DEEP = "too_deep"
-
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _PRICE = attrgetter("price")
@@ -245,10 +202,19 @@ def _bar_slots(service: str) -> dict[str, tuple[str | None, bool]]:
 _Handler = Callable[[DataMessage[Any], int], list[Event]]
 
 
-class Normalizer:
-    """Per-connection normalization state; `reset` it when Schwab will resend snapshots."""
+#: service -> held key -> `recv_ns` of its last data (the `SubscriptionBook`'s `streaming`)
+Held = dict[str, dict[str, int]]
 
-    def __init__(self, by_kind: Counter[str] | None = None) -> None:
+
+class Normalizer:
+    """Per-connection normalization state; `reset` it when Schwab will resend snapshots.
+
+    Given `held`, only data of held keys is used (and each key's last data time is stamped
+    there); without it, every key is (a decoder on its own, as in the bench).
+    """
+
+    def __init__(self, by_kind: Counter[str] | None = None, held: Held | None = None) -> None:
+        self._held = held
         #: Problems by `Problem` kind: bounded, so fit for a metric label
         self.by_kind: Counter[str] = Counter() if by_kind is None else by_kind
         #: Problems in detail, `KIND:SERVICE[:FIELD]`: for the once-per-detail log line
@@ -279,9 +245,26 @@ class Normalizer:
         """The events of one data message (one per well-formed item), in item order."""
         handler = self._handlers.get(message.service)
         if handler is None:
-            self._problem(Problem.UNKNOWN_SERVICE, message.service[:_MAX_NAME])
+            self._problem(Problem.UNKNOWN_SERVICE, message.service[:MAX_NAME])
+            return []
+        if self._held is not None and message.service not in self._held:
+            self._problem(Problem.NOT_SUBSCRIBED, message.service)
             return []
         return handler(message, recv_ns)
+
+    def _marks(self, service: str) -> dict[str, int] | None:
+        """The held keys of `service` to check each item against, or None to take every key."""
+        return None if self._held is None else self._held.get(service)
+
+    def _is_held(self, marks: dict[str, int] | None, service: str, key: str, recv_ns: int) -> bool:
+        """Whether data for `key` is used (stamping its last data time), else counted."""
+        if marks is None:
+            return True
+        if key not in marks:
+            self._problem(Problem.NOT_SUBSCRIBED, service, key[:MAX_NAME])
+            return False
+        marks[key] = recv_ns
+        return True
 
     def reset(self, service: str, keys: Iterable[str] | None = None) -> None:
         """Forget level-one state (all keys of `service`, or just `keys`), so the next event of
@@ -306,7 +289,7 @@ class Normalizer:
         self.by_kind[kind] += 1
         detail = f"{kind}:{service}:{field}" if field else f"{kind}:{service}"
         stats = self.stats
-        if detail not in stats and len(stats) >= _MAX_DETAILS:
+        if detail not in stats and len(stats) >= MAX_DETAILS:
             # The server chooses field and service names: past the bound, new details share one
             # per kind, so neither this counter nor the log lines grow without bound.
             detail = f"{kind}:(more)"
@@ -328,7 +311,7 @@ class Normalizer:
 
     def _unknown_field(self, service: str, key: str) -> str:
         """Count an unknown item key; return the name it is kept under."""
-        self._problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
+        self._problem(Problem.UNKNOWN_FIELD, service, key[:MAX_NAME])
         return _kept_name(key)
 
     # --- level one ----------------------------------------------------------------------------
@@ -351,8 +334,8 @@ class Normalizer:
                 slot = slot_of(key)
                 if slot is None:
                     name = self._unknown_field(service, key)
-                    if value.__class__ in _CONTAINERS and too_deep(value):
-                        problem(Problem.TOO_DEEP, service, key[:_MAX_NAME])
+                    if value.__class__ in CONTAINERS and too_deep(value):
+                        problem(Problem.TOO_DEEP, service, key[:MAX_NAME])
                         continue
                     if fields is None:
                         fields = quote.fields = quote.fields.copy()
@@ -365,8 +348,8 @@ class Normalizer:
                             continue
                         args[pos] = value
                     elif pos == _TO_FIELDS:
-                        if value.__class__ in _CONTAINERS and too_deep(value):
-                            problem(Problem.TOO_DEEP, service, key[:_MAX_NAME])
+                        if value.__class__ in CONTAINERS and too_deep(value):
+                            problem(Problem.TOO_DEEP, service, key[:MAX_NAME])
                             continue
                         if fields is None:
                             fields = quote.fields = quote.fields.copy()
@@ -379,6 +362,7 @@ class Normalizer:
         def ticks(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
+            marks = self._marks(service)
             for item in message.content:
                 if type(item) is not dict:
                     problem(Problem.ITEM_NOT_OBJECT, service)
@@ -387,6 +371,11 @@ class Normalizer:
                 if type(symbol) is not str or not symbol:
                     problem(Problem.ITEM_NO_KEY, service)
                     continue
+                if marks is not None:
+                    if symbol not in marks:
+                        problem(Problem.NOT_SUBSCRIBED, service, symbol[:MAX_NAME])
+                        continue
+                    marks[symbol] = recv_ns
                 quote = quotes.get(symbol)
                 snapshot = quote is None
                 if quote is None:
@@ -411,13 +400,13 @@ class Normalizer:
                     else:
                         # (only shapes with extra fields pay for the check: deltas have none)
                         extras = plan.extras(item) if plan.extra_names else ()
-                        if extras and not _CONTAINERS.isdisjoint(map(type, extras)):
+                        if extras and not CONTAINERS.isdisjoint(map(type, extras)):
                             # a nested value: the checked path bounds its depth (rare: real
                             # level-one fields are scalars)
                             changed = merge_keys(quote, item)
                         else:
                             for key in plan.unknown:
-                                problem(Problem.UNKNOWN_FIELD, service, key[:_MAX_NAME])
+                                problem(Problem.UNKNOWN_FIELD, service, key[:MAX_NAME])
                             if plan.extra_names:
                                 fields = quote.fields.copy()
                                 fields.update(zip(plan.extra_names, extras))  # noqa: B905
@@ -444,19 +433,22 @@ class Normalizer:
         def books(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
+            marks = self._marks(service)
             for item in message.content:
-                if type(item) is BookItem:  # validated by the typed decode: the fast path
-                    symbol = item.key
+                typed = type(item) is BookItem  # validated by the typed decode: the fast path
+                symbol_or_none = item.key if typed else self._symbol(service, item)
+                if symbol_or_none is None or not self._is_held(
+                    marks, service, symbol_or_none, recv_ns
+                ):
+                    continue
+                symbol = symbol_or_none
+                if typed:
                     book_time = item.book_time
                     bids = _typed_levels(item.bids)
                     bids.sort(key=_PRICE, reverse=True)
                     asks = _typed_levels(item.asks)
                     asks.sort(key=_PRICE)
                 else:
-                    symbol_or_none = self._symbol(service, item)
-                    if symbol_or_none is None:
-                        continue
-                    symbol = symbol_or_none
                     book_time, bids, asks = self._book_sides(service, item)
                 seq = seqs.get(symbol, 0) + 1
                 seqs[symbol] = seq
@@ -568,9 +560,10 @@ class Normalizer:
         def bars(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
+            marks = self._marks(service)
             for item in message.content:
                 symbol = self._symbol(service, item)
-                if symbol is None:
+                if symbol is None or not self._is_held(marks, service, symbol, recv_ns):
                     continue
                 values: dict[str, Any] = {}
                 for key, value in item.items():
@@ -614,9 +607,10 @@ class Normalizer:
         def screeners(message: DataMessage[Any], recv_ns: int) -> list[Event]:
             timestamp = message.timestamp
             events: list[Event] = []
+            marks = self._marks(service)
             for item in message.content:
                 symbol = self._symbol(service, item)
-                if symbol is None:
+                if symbol is None or not self._is_held(marks, service, symbol, recv_ns):
                     continue
                 screener_ts: int | None = None
                 sort_field: str | None = None
@@ -697,6 +691,10 @@ class Normalizer:
         service = ACCT_ACTIVITY
         timestamp = message.timestamp
         events: list[Event] = []
+        marks = self._marks(service)
+        if marks:  # the item key is the correl id we chose: the held key is ours, not Schwab's
+            for key in marks:
+                marks[key] = recv_ns
         for item in message.content:
             symbol = self._symbol(service, item)
             if symbol is None:
@@ -738,7 +736,7 @@ class Normalizer:
         stays the text it came as; a value too deep to publish that did not come as text is
         left out. Nothing in it can raise."""
         if type(value) is not str:
-            if value.__class__ in _CONTAINERS and too_deep(value):
+            if value.__class__ in CONTAINERS and too_deep(value):
                 self._problem(Problem.TOO_DEEP, ACCT_ACTIVITY, "3")
                 return None
             return value
@@ -754,7 +752,7 @@ class Normalizer:
             return value
         except (ValueError, OverflowError, TypeError, MemoryError):  # DecodeError included
             return value
-        if decoded.__class__ in _CONTAINERS and too_deep(decoded):
+        if decoded.__class__ in CONTAINERS and too_deep(decoded):
             self._problem(Problem.TOO_DEEP, ACCT_ACTIVITY, "3")
             return value
         return decoded

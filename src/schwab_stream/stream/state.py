@@ -21,7 +21,7 @@ class ConnectionState(StrEnum):
     CONNECTED = "connected"
     #: LOGIN succeeded; subscribing
     LOGGED_IN = "logged_in"
-    #: Every configured service subscribed (or refused and reported)
+    #: Every wanted key acknowledged (or refused and reported)
     SUBSCRIBED = "subscribed"
     #: Waiting out the backoff before the next connection
     RECONNECTING = "reconnecting"
@@ -31,6 +31,8 @@ class ConnectionState(StrEnum):
     LOGIN_NEEDED = "login_needed"
     #: `run()` has returned or raised: stopped, or code 12
     STOPPED = "stopped"
+    #: Nothing is wanted: not connected, waiting for a subscription
+    IDLE = "idle"
 
 
 class ReconnectReason(StrEnum):

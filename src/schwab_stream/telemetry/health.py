@@ -2,7 +2,9 @@
 
 Health is about the Schwab side only. Redis being away is reported in the body but does not make the
 bridge unhealthy: the publisher buffers and conflates through it, and restarting the bridge (what a
-supervisor does on a failed health check) would not bring Redis back.
+supervisor does on a failed health check) would not bring Redis back. For the same reason, keys
+Schwab refused (a symbol limit) or never sends data for make the bridge `degraded` (HTTP 200, the
+keys named), not unhealthy: the rest streams, and a restart would not change Schwab's answer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ class Health:
         self.login_needed: str | None = None
         #: True while this instance waits as a hot standby; that is a healthy state.
         self.standby = False
+        #: True while nothing is wanted, so nothing is streamed (healthy: it says so and waits)
+        self.idle = False
+        #: Keys Schwab refused, per service, and the codes: "SERVICE" -> count
+        self.refused: dict[str, int] = {}
+        #: Acknowledged keys with no data since their subscription, past the allowed time
+        self.silent_keys: list[str] = []
 
     def mark_alive(self, now: float | None = None) -> None:
         """A data frame or heartbeat arrived."""
@@ -67,6 +75,8 @@ class Health:
                 # No instance can hold the lease, so nobody is streaming: a person must look.
                 return False, "standby: redis is unreachable, so no instance can take the lease"
             return True, "standby: waiting to take over from the active instance"
+        if self.idle:
+            return True, "idle: nothing to subscribe; waiting for a subscription"
         if not self.logged_in:
             return False, "not logged in to the Schwab streamer"
         if not self.subscribed:
@@ -74,20 +84,41 @@ class Health:
         silent = self.silence(now)
         if silent is not None and silent > max_silence:
             return False, f"no data or heartbeat for {silent:.1f} s (limit {max_silence:g} s)"
+        problems = self.degraded()
+        if problems:
+            return True, "degraded: " + "; ".join(problems)
         return True, "ok"
 
+    def degraded(self) -> list[str]:
+        """What streams less than wanted while the rest streams (empty: nothing)."""
+        problems = []
+        if self.refused:
+            counts = ", ".join(f"{s}={n}" for s, n in self.refused.items())
+            problems.append(f"keys refused by Schwab: {counts} (see `schwab-stream subscriptions`)")
+        if self.silent_keys:
+            shown = ", ".join(self.silent_keys[:10])
+            more = len(self.silent_keys) - 10
+            shown += f" and {more} more" if more > 0 else ""
+            problems.append(f"no data since subscribing: {shown}")
+        return problems
+
     def report(self, now: float, max_silence: float) -> dict[str, Any]:
-        """The `/healthz` JSON body."""
+        """The `/healthz` JSON body: `status` ok, degraded (streaming, some keys not: HTTP 200)
+        or unhealthy (HTTP 503)."""
         ok, reason = self.check(now, max_silence)
         silent = self.silence(now)
+        status = "unhealthy" if not ok else "degraded" if self.degraded() else "ok"
         return {
-            "status": "ok" if ok else "unhealthy",
+            "status": status,
             "reason": reason,
             "logged_in": self.logged_in,
             "subscribed": self.subscribed,
             "standby": self.standby,
             "redis_ok": self.redis_ok,
             "redis_refused_streams": self.redis_refused_streams,
+            "idle": self.idle,
+            "refused_keys": self.refused,
+            "silent_keys": self.silent_keys,
             "silence_seconds": None if silent is None else round(silent, 3),
             "max_silence_seconds": max_silence,
         }

@@ -174,6 +174,14 @@ class Metrics:
             **common,
         )
         self.redis_up = Gauge("redis_up", "1 when the last Redis operation succeeded.", **common)
+        self.subscription_keys = Gauge(
+            "subscription_keys",
+            "Wanted streamer keys by service and state (active, pending, refused, silent: "
+            "acknowledged but no data since).",
+            ["service", "state"],
+            **common,
+        )
+        self._subscription_labels: set[tuple[str, str]] = set()
         self.build_info = Info("build", "Version of schwab-stream and of Python.", **common)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
 
@@ -234,6 +242,12 @@ class Metrics:
         """Note a message (data or heartbeat) of `service` at `now` (time.monotonic())."""
         self._ages.last_seen[service] = time.monotonic() if now is None else now
 
+    def keep_message_ages(self, services: set[str]) -> None:
+        """Drop the ages of services not in `services` (no longer subscribed: their age would
+        only grow and fire the stale alert)."""
+        for service in [s for s in self._ages.last_seen if s not in services]:
+            del self._ages.last_seen[service]
+
     def observe_publish_latency(self, seconds: float) -> None:
         """Record one receive-to-acknowledge latency (the publisher calls `observe_ns`)."""
         self.publish_latency.observe_ns(round(seconds * 1e9))
@@ -255,6 +269,14 @@ class Metrics:
             )
         for name, child in self._states.items():
             child.set(1 if name == state else 0)
+
+    def set_subscription_keys(self, counts: dict[tuple[str, str], int]) -> None:
+        """Key counts by (service, state); series of pairs no longer present are removed."""
+        for labels in self._subscription_labels - counts.keys():
+            self.subscription_keys.remove(*labels)
+        for labels, n in counts.items():
+            self.subscription_keys.labels(*labels).set(n)
+        self._subscription_labels = set(counts)
 
     def set_redis_up(self, up: bool) -> None:
         self.redis_up.set(1 if up else 0)

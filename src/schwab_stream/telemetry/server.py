@@ -57,7 +57,7 @@ async def start_metrics_server(
         body = health.report(time.monotonic(), max_silence)
         return web.Response(
             text=json.dumps(body),
-            status=200 if body["status"] == "ok" else 503,
+            status=503 if body["status"] == "unhealthy" else 200,
             content_type="application/json",
             headers={"Cache-Control": "no-store"},
         )

@@ -17,6 +17,7 @@ from schwab_stream.stream.state import ConnectionState
 if TYPE_CHECKING:
     from schwab_stream.publish.stats import PublisherStats
     from schwab_stream.stream.client import ClientStats
+    from schwab_stream.stream.subscriptions import SubscriptionBook
     from schwab_stream.telemetry.health import Health
     from schwab_stream.telemetry.metrics import Metrics
 
@@ -37,11 +38,20 @@ class TelemetrySync:
         health: Health,
         client: ClientStats,
         publisher: PublisherView,
+        book: SubscriptionBook,
+        *,
+        silent_key_after: float = 300.0,
     ) -> None:
         self.metrics = metrics
         self.health = health
         self.client = client
         self.publisher = publisher
+        self.book = book
+        #: Seconds an acknowledged key may go without any data before it is called silent
+        self.silent_key_after = silent_key_after
+        #: When each wanted service was first seen here without a message: its age counts from
+        #: then, so a service that never sends anything still gets (a growing) age
+        self._wanted_since: dict[str, float] = {}
         self._seen: dict[str, Counter[str]] = {}
         #: Events written per second over the last sync interval
         self.events_per_second = 0.0
@@ -69,8 +79,7 @@ class TelemetrySync:
             metrics.inc_conflated(kind, n)
         for kind, n in self._delta("dropped", pub.dropped).items():
             metrics.inc_dropped(kind, "queue_full", n)
-        for service, when in client.last_message.items():
-            metrics.mark_message(service, when)
+        self._sync_subscriptions()
         state = ConnectionState.STANDBY if health.standby else client.state
         metrics.set_connection_state(state)
         redis_ok = self.publisher.redis_ok
@@ -80,10 +89,37 @@ class TelemetrySync:
         health.redis_ok = redis_ok
         health.redis_refused_streams = self.publisher.held_streams
         health.login_needed = client.login_reason if state is ConnectionState.LOGIN_NEEDED else None
+        health.idle = state is ConnectionState.IDLE
         last = max(client.last_message.values(), default=None)
         if last is not None:
             health.mark_alive(last)
         self._measure_rate(sum(pub.published.values()))
+
+    def _sync_subscriptions(self) -> None:
+        """Message ages for every wanted service (from subscribing when it never sent one),
+        key counts by state, and what /healthz calls degraded."""
+        metrics, book, now = self.metrics, self.book, time.monotonic()
+        wanted = set(book.streaming)
+        for service in wanted:
+            when = self.client.last_message.get(service)
+            if when is None:
+                when = self._wanted_since.setdefault(service, now)
+            metrics.mark_message(service, when)
+        heartbeat = self.client.last_message.get("heartbeat")
+        if heartbeat is not None:
+            metrics.mark_message("heartbeat", heartbeat)
+        metrics.keep_message_ages(wanted | {"heartbeat"})
+        for service in [s for s in self._wanted_since if s not in wanted]:
+            del self._wanted_since[service]
+        silent = book.silent_keys(now, self.silent_key_after)
+        counts: Counter[tuple[str, str]] = Counter()
+        for status in book.status():
+            counts[status.service, status.state.value] += 1
+        for service, _ in silent:
+            counts[service, "silent"] += 1
+        metrics.set_subscription_keys(dict(counts))
+        self.health.refused = book.refused_counts()
+        self.health.silent_keys = [f"{service}={key}" for service, key in silent]
 
     def _measure_rate(self, published: int) -> None:
         now = time.monotonic()
