@@ -149,8 +149,11 @@ class Pipeline:
             )
             log.info("metrics and health on %s/metrics and /healthz", self.metrics_server.url)
         try:
-            if await self._wait_for_lease():
+            acquired = await self._wait_for_lease()
+            if acquired and not self._stop.is_set():
                 return await self._run_active()
+            if acquired:  # stopped as it was taken: free it for a standby, stream nothing
+                await self.lease.release()
             log.info("stopped while on standby")
             await self.publisher.close(timeout=0.1)
             await self.auth.aclose()
@@ -217,6 +220,8 @@ class Pipeline:
         finally:
             log.info("stopping: logging out and flushing events to redis")
             await self.client.stop()
+            if not self.client.stats.logged_in:  # nothing to log out of: do not finish a connect
+                client_task.cancel()
             # asyncio.wait, not wait_for: the client's exception (code 12) was already handled.
             await asyncio.wait({client_task}, timeout=5.0)
             lease_task.cancel()

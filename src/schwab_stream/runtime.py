@@ -1,5 +1,5 @@
-"""How the long-running commands run their event loop: uvloop when installed, and a garbage
-collector that does not stall the hot path.
+"""How the long-running commands run their event loop: uvloop when installed, a garbage
+collector that does not stall the hot path, and stop signals caught from the first moment.
 
 A full (gen-2) collection walks every object the interpreter holds, imports included, so on a
 busy stream its pauses were the p99 latency; freezing the heap once start-up is done takes all
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Coroutine
+import signal
+from collections.abc import Callable, Coroutine
+from types import FrameType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -36,3 +38,63 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
+
+
+#: What stops a long-running command: Ctrl-C, a supervisor, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StartupStopped(BaseException):
+    """A stop signal during `run`'s start-up, before its event loop: nothing is running yet,
+    so the start-up unwinds at once (a BaseException, so no `except Exception` swallows it)."""
+
+
+class StopRequest:
+    """Stop signals from the first line of `run`, before its event loop can take them.
+
+    `run` spends a few hundred milliseconds importing and building its parts before its loop
+    runs; a SIGTERM then used to kill it unannounced (a Ctrl-C printed "Aborted!" and exited 1),
+    and one just after went on to connect and log in. Inside `with StopRequest()`, a signal
+    raises `StartupStopped` where the start-up is; after `defer()` (the loop is about to start)
+    it is only recorded, and `hand_to` passes stopping to the loop, at once if one came already.
+    Leaving the block puts the previous handlers back.
+    """
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self._deferred = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is None:
+            self.signal = signal.Signals(signum)
+        if not self._deferred:
+            raise StartupStopped(self.signal)
+
+    def defer(self) -> None:
+        """From now on a signal is only recorded, for `hand_to` (call it just before the loop)."""
+        self._deferred = True
+
+    def hand_to(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> bool:
+        """From now on every stop signal calls `stop` on `loop`; True (and `stop` called) when
+        one came already."""
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._stop_on, sig, stop)
+        if self.signal is not None:
+            stop()
+            return True
+        return False
+
+    def _stop_on(self, sig: signal.Signals, stop: Callable[[], None]) -> None:
+        if self.signal is None:
+            self.signal = sig
+        stop()

@@ -56,6 +56,8 @@ return 0
 """
 #: How often a standby tries to take the lease, at most (plus jitter).
 STANDBY_POLL = 1.0
+#: How long a standby stopped mid-try spends giving back a lease that try may have taken.
+RELEASE_ON_STOP = 0.3
 
 
 def new_instance_id() -> str:
@@ -144,7 +146,10 @@ class Lease:
         jitter = Backoff(poll, poll, jitter=0.2)  # spread the instances' tries
         while not stop.is_set():
             try:
-                ours, holder = await self._attempt()
+                attempt = await self._attempt_unless(stop)
+                if attempt is None:
+                    return False
+                ours, holder = attempt
                 if ours:
                     return True
                 standby = Standby(
@@ -163,6 +168,25 @@ class Lease:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), jitter.next())
         return False
+
+    async def _attempt_unless(self, stop: asyncio.Event) -> tuple[bool, str | None] | None:
+        """`_attempt`, or None as soon as `stop` is set: a stop must not wait out a stalled or
+        unreachable Redis (up to ttl/4 a try). An attempt cut short may have taken the lease all
+        the same, so it is given back, briefly, best effort."""
+        attempt = asyncio.ensure_future(self._attempt())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not stop.is_set():
+            return attempt.result()
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            await attempt
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release(), RELEASE_ON_STOP)
+        return None
 
     async def hold(self) -> None:
         """Renew every ttl/3 while streaming; raises LeaseLost when another instance has it.

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from schwab_stream.cli.common import exits_on_error
-from schwab_stream.config import (
-    load_settings,
-    malformed_option_keys,
-    parse_subscribe_option,
-    unknown_setting_names,
-)
-from schwab_stream.runtime import freeze_heap, run_async
+from schwab_stream.errors import ExitCode
+from schwab_stream.runtime import StartupStopped, StopRequest, freeze_heap, run_async
 
 if TYPE_CHECKING:
     from schwab_stream.pipeline import Pipeline
@@ -45,6 +39,25 @@ def run(subscribe: tuple[str, ...]) -> None:
     Exit codes: 0 stopped, 1 failed, 2 bad settings,
     3 another Schwab session took over (code 12), 4 another instance took the lease.
     """
+    # First: a SIGTERM (or Ctrl-C) while the parts load stops us cleanly, before streaming.
+    with StopRequest() as stop:
+        try:
+            code = _start(subscribe, stop)
+        except StartupStopped as stopped:
+            log.info("%s during start-up: stopped before streaming", stopped.args[0].name)
+            code = ExitCode.OK
+    sys.exit(code)
+
+
+def _start(subscribe: tuple[str, ...], stop: StopRequest) -> int:
+    # Imported here, not at the top: a stop signal is caught only once `run` runs, and these
+    # (pydantic above all) take most of the start-up.
+    from schwab_stream.config import (
+        load_settings,
+        malformed_option_keys,
+        parse_subscribe_option,
+        unknown_setting_names,
+    )
     from schwab_stream.pipeline import Pipeline
     from schwab_stream.telemetry.logging import setup_logging
 
@@ -66,23 +79,27 @@ def run(subscribe: tuple[str, ...]) -> None:
             "C or P, strike x 1000 in 8 digits, e.g. 'AAPL  261218C00200000'): it will get no data",
             key,
         )
+    for folder in pipeline.auth.store.loose_folders():
+        log.warning("%s", folder.message())
     if not subscriptions:
         log.warning(
             "nothing to subscribe: set SCHWAB_LEVELONE_EQUITIES (or another service setting) "
             "or pass --subscribe SERVICE=KEYS"
         )
-    sys.exit(run_async(_run(pipeline, subscriptions)))
+    stop.defer()  # the loop takes signals from its first step (`_run`)
+    return run_async(_run(pipeline, subscriptions, stop))
 
 
-async def _run(pipeline: Pipeline, subscriptions: dict[str, list[str]]) -> int:
-    freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a closed terminal too
-        loop.add_signal_handler(sig, pipeline.stop)
-    log.info(
-        "starting: %s",
-        ", ".join(f"{s}={len(k)}" for s, k in subscriptions.items()) or "no subscriptions",
-    )
+async def _run(pipeline: Pipeline, subscriptions: dict[str, list[str]], stop: StopRequest) -> int:
+    if stop.hand_to(asyncio.get_running_loop(), pipeline.stop):
+        assert stop.signal is not None
+        log.info("%s during start-up: stopping before streaming", stop.signal.name)
+    else:
+        freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
+        log.info(
+            "starting: %s",
+            ", ".join(f"{s}={len(k)}" for s, k in subscriptions.items()) or "no subscriptions",
+        )
     code = await pipeline.run()
     log.info("stopped (exit %d)", code)
     return code
