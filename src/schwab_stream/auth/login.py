@@ -209,6 +209,22 @@ async def _callback_code(
         await runner.cleanup()
 
 
+def listen_exposure(host: str) -> str | None:
+    """Who besides this machine can reach a server bound to `host`, in words; None when only
+    this machine can (a loopback address or `localhost`). `0.0.0.0` and `::` are every interface."""
+    if host.lower() == "localhost":
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host}, a name that may resolve to a network interface"
+    if address.is_loopback:
+        return None
+    if address.is_unspecified:
+        return f"{host}, every network interface of this machine"
+    return f"{host}, a network interface of this machine"
+
+
 def self_signed_context(host: str) -> ssl.SSLContext:
     """A TLS server context with a fresh one-day certificate for `host` (IP or name)."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
+import shlex
 import stat
 import tempfile
 import time
@@ -270,18 +272,29 @@ class TokenStore:
                 "set SCHWAB_TOKEN_PATH to a writable place",
             ) from None
 
+    def write_target(self) -> Path:
+        """Where a write lands: the file itself, or, when the path is a symlink (a token kept in a
+        vault folder, say), the file the link points at, so the link survives every write."""
+        if not self.path.is_symlink():
+            return self.path
+        target = Path(os.path.realpath(self.path))
+        if target.is_symlink():  # realpath gives up on a loop and hands back a link
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(self.path))
+        return target
+
     def _write(self, record: TokenRecord) -> None:
-        folder = self.path.parent
-        self._remove_stale_temp_files()
+        target = self.write_target()
+        folder = target.parent
+        self._remove_stale_temp_files(target)
         data = json.dumps(record.to_json(), indent=2).encode() + b"\n"
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
+            os.replace(tmp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
@@ -292,10 +305,11 @@ class TokenStore:
         finally:
             os.close(dir_fd)
 
-    def _remove_stale_temp_files(self) -> None:
+    @staticmethod
+    def _remove_stale_temp_files(target: Path) -> None:
         """A writer killed between mkstemp and replace leaves a temp file; every writer holds the
         lock, so under the lock any such file is an orphan."""
-        for orphan in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for orphan in target.parent.glob(f".{target.name}.*.tmp"):
             with contextlib.suppress(FileNotFoundError):
                 orphan.unlink()
                 log.debug("removed an orphaned temp file %s", orphan)
@@ -307,6 +321,39 @@ class TokenStore:
         except FileNotFoundError:
             return False
         return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+    def loose_folders(self) -> list[LooseFolder]:
+        """The token's folders that others may write (the link's and, for a symlink, the
+        target's): whoever can write there can swap the tokens or plant a link where we write."""
+        folders = [Path(os.path.abspath(self.path.parent))]
+        with contextlib.suppress(OSError):
+            target = self.write_target().parent
+            if target != folders[0]:
+                folders.append(target)
+        loose = []
+        for folder in folders:
+            try:
+                mode = folder.stat().st_mode
+            except OSError:  # not there yet: `_ensure_folder` makes it 0700
+                continue
+            if mode & (stat.S_IWGRP | stat.S_IWOTH):
+                loose.append(LooseFolder(folder, stat.S_IMODE(mode)))
+        return loose
+
+
+@dataclass(frozen=True)
+class LooseFolder:
+    """A token folder that group or others may write, and what to do about it."""
+
+    path: Path
+    mode: int
+
+    def message(self) -> str:
+        """One line: which folder, its mode, and the command (or setting) that fixes it."""
+        said = f"token folder {self.path} is writable by others (mode {self.mode:04o})"
+        if self.mode & stat.S_ISVTX:  # a shared folder like /tmp: narrowing it breaks others
+            return f"{said}: set SCHWAB_TOKEN_PATH to a file in a folder of your own (mode 700)"
+        return f"{said}: run `chmod 700 {shlex.quote(str(self.path))}`"
 
 
 def import_schwab_py(path: str | os.PathLike[str]) -> TokenRecord:

@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 import click
 
+from schwab_stream.auth.login import listen_exposure
 from schwab_stream.auth.login import login as run_login
+from schwab_stream.auth.token_store import TokenStore
 from schwab_stream.cli.common import one_shot_errors, setup_one_shot_logging
 from schwab_stream.config import load_settings
 from schwab_stream.expiry import format_when
@@ -18,10 +20,17 @@ from schwab_stream.expiry import format_when
 INTERRUPTED = 130
 
 
-def callback_problems(url: str) -> list[str]:
-    """What Schwab refuses in a callback URL (docs/schwab-protocol.md §2.3), said up front."""
+def callback_problems(url: str, *, listens: bool = False) -> list[str]:
+    """What Schwab refuses in a callback URL (docs/schwab-protocol.md §2.3), said up front; with
+    `listens` (the local callback server will run), also a host that is not this machine alone."""
     parts = urlsplit(url)
     problems = []
+    exposed = listen_exposure(parts.hostname or "") if listens else None
+    if exposed is not None:
+        problems.append(
+            f"the login callback server will listen on {exposed}, so anyone who reaches port "
+            f"{parts.port or 443} can send it requests: use 127.0.0.1"
+        )
     if parts.scheme != "https":
         problems.append("Schwab requires https")
     if parts.hostname == "localhost":
@@ -51,8 +60,10 @@ def login(manual: bool, no_browser: bool) -> None:
     """
     settings = load_settings()
     setup_one_shot_logging(settings)
-    for problem in callback_problems(settings.callback_url):
+    for problem in callback_problems(settings.callback_url, listens=not manual):
         click.echo(f"warning: SCHWAB_CALLBACK_URL={settings.callback_url}: {problem}", err=True)
+    for folder in TokenStore(settings.resolved_token_path).loose_folders():
+        click.echo(f"warning: {folder.message()}", err=True)
     try:
         record = asyncio.run(
             run_login(

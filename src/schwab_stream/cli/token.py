@@ -37,6 +37,8 @@ def status(as_json: bool) -> None:
     """
     settings = load_settings()
     store = TokenStore(settings.resolved_token_path)
+    for folder in store.loose_folders():
+        click.echo(f"warning: {folder.message()}", err=True)
     try:
         record = store.load()
     except (LoginRequiredError, TokenFileError) as exc:
