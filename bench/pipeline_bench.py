@@ -35,10 +35,14 @@ from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.runtime import freeze_heap
+from schwab_stream.sim.clock import parse_market_time
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.state import SimConfig
 from schwab_stream.stream.normalize import Normalizer
 from schwab_stream.stream.protocol import decode_frame
+
+#: Where the simulator's market clock starts: a regular session, so data flows at any hour.
+REGULAR_SESSION = parse_market_time("2025-06-10T09:35")
 
 SENDER = Path(__file__).resolve().parent / "sender.py"
 MAXLEN = 100_000
@@ -114,6 +118,7 @@ def bench_world(**sim: Any) -> Iterator[Bench]:
         tempfile.TemporaryDirectory(prefix="schwab-stream-bench-") as tmp,
         EmbeddedRedis() as server,
     ):
+        sim.setdefault("market_time", REGULAR_SESSION)  # the market open, whatever the hour
         simulator = SimThread(SimConfig(**sim)).start()
         try:
             world = Bench(server, simulator, Path(tmp))

@@ -23,10 +23,14 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
+from schwab_stream.sim.clock import parse_market_time
 from schwab_stream.sim.reference import EQUITIES
 from schwab_stream.sim.server import start
 from schwab_stream.sim.state import SimConfig
 from schwab_stream.sim.tokens import SIM_CORREL_ID, SIM_CUSTOMER_ID
+
+#: Where the simulator's market clock starts: a regular session, so data flows at any hour.
+REGULAR_SESSION = parse_market_time("2025-06-10T09:35")
 
 
 def _pin(cpu: int) -> None:
@@ -133,6 +137,7 @@ def main() -> None:
         heartbeat_interval=10,
         idle_timeout=60,
         symbol_limit=100_000,
+        market_time=REGULAR_SESSION,  # the market open, whatever the hour
     )
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -38,12 +40,19 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     yield redis_server.url
 
 
+#: Where the simulators of the tests start their market clock: a Tuesday just after the open,
+#: so data flows whenever the suite runs (the real calendar would close the market at night).
+REGULAR_SESSION = datetime(2025, 6, 10, 9, 35, tzinfo=ZoneInfo("America/New_York"))
+
+
 @pytest.fixture
 def sim_factory() -> Iterator[Callable[..., SimThread]]:
-    """Start simulators with given SimConfig fields; all are stopped after the test."""
+    """Start simulators with given SimConfig fields (the market clock at REGULAR_SESSION unless
+    given); all are stopped after the test."""
     started: list[SimThread] = []
 
     def make(**kwargs: Any) -> SimThread:
+        kwargs.setdefault("market_time", REGULAR_SESSION)
         sim = SimThread(SimConfig(**kwargs)).start()
         started.append(sim)
         return sim

@@ -27,12 +27,14 @@ def test_keep_redis_leaves_the_embedded_redis_running_with_the_events(tmp_path: 
     kept = re.search(r"keeps running \(pid (\d+)\)", out)
     folder = re.search(r"kill \d+; rm -r (\S+)", out)
     url = re.search(r"export REDIS_URL=(\S+)", out)
+    assert "--prefix schwab-demo" in out and "XREVRANGE schwab-demo:tick:AAPL" in out, out
     assert kept and folder and url, out
     pid = int(kept.group(1))
     try:
         time.sleep(0.5)  # a watcher that had not been told would have stopped it by now
         client = redis.Redis.from_url(url.group(1))
-        assert client.xlen("schwab:tick:AAPL") > 0
+        assert client.xlen("schwab-demo:tick:AAPL") > 0  # a prefix `run` does not use
+        assert not client.keys("schwab:*")
         client.close()
         assert Path(folder.group(1)).is_dir()
     finally:

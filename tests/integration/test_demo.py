@@ -12,16 +12,17 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 import redis
 from rich.console import Console
 
-from schwab_stream.cli.demo import DemoSettings, demo_option
+from schwab_stream.cli.demo import DemoSettings, MarketClock, demo_option
 from schwab_stream.cli.demo_view import ViewData, render
 from schwab_stream.pipeline import Snapshot
+from schwab_stream.sim.clock import ET
 from tests.env import clean_env
 
 DECOY_ENV = (
@@ -115,28 +116,64 @@ def _embedded_port(lines: list[str]) -> int:
     return int(match.group(1))
 
 
-def test_demo_fills_the_given_redis_and_exits_0(redis_url: str, tmp_path: Path) -> None:
+def test_demo_fills_the_given_redis_under_its_own_prefix_and_exits_0(
+    redis_url: str, tmp_path: Path
+) -> None:
     cwd, tmpdir = _workdir(tmp_path)
-    proc = _start(cwd, tmpdir, "--duration", "10", "--redis-url", redis_url)
+    args = ("--duration", "10", "--redis-url", redis_url, "--market-time", "2025-06-10T10:30")
+    proc = _start(cwd, tmpdir, *args)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     client = redis.Redis.from_url(redis_url)
     option = demo_option(date.today())
     for key in ("AAPL", "MSFT", "NVDA", "SPY", "/ES", option):
-        assert client.xlen(f"schwab:tick:{key}") > 0, key
-        assert json.loads(client.get(f"schwab:latest:tick:{key}"))["symbol"] == key
-    book = json.loads(client.get("schwab:latest:level2:AAPL"))
+        assert client.xlen(f"schwab-demo:tick:{key}") > 0, key
+        assert json.loads(client.get(f"schwab-demo:latest:tick:{key}"))["symbol"] == key
+    book = json.loads(client.get("schwab-demo:latest:level2:AAPL"))
     assert book["venue"] == "NASDAQ" and book["bids"] and book["asks"]
-    assert client.xlen("schwab:screener:NASDAQ_VOLUME_0") > 0
-    assert client.xlen("schwab:bar:AAPL") > 0  # --time-scale 10: a bar every 6 s
-    assert not client.exists("schwab:tick:DECOY") and not client.keys("decoy:*")
-    states = [json.loads(f[b"data"])["state"] for _, f in client.xrange("schwab:status")]
+    assert client.xlen("schwab-demo:screener:NASDAQ_VOLUME_0") > 0
+    assert client.xlen("schwab-demo:bar:AAPL") > 0  # --time-scale 10: a bar every 6 s
+    assert not client.keys("schwab:*")  # `run`'s prefix holds no simulated event
+    assert not client.keys("decoy:*")
+    states = [json.loads(f[b"data"])["state"] for _, f in client.xrange("schwab-demo:status")]
     assert "subscribed" in states and states[-1] == "stopped"
+    tick = json.loads(client.get("schwab-demo:latest:tick:AAPL"))
+    session_start = datetime(2025, 6, 10, 10, 30, tzinfo=ET).timestamp() * 1000
+    assert session_start <= tick["schwab_ts"] < session_start + 10 * 60_000  # market time
     client.close()
+    assert "market      simulated session, Tue 10:30 ET, 10x" in out
+    assert "prefix      schwab-demo" in out and "--prefix schwab-demo" in out
     status_lines = [line for line in out.splitlines() if re.match(r"^ +\d+s subscribed ", line)]
     assert len(status_lines) >= 7, out
+    assert status_lines[-1].endswith("[simulated session, Tue 10:31 ET]"), status_lines[-1]
     assert f"events published to {redis_url}" in out and "The events stay in your Redis" in out
     assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "simulated"),
+    [
+        ("2025-06-10T11:02", "2025-06-10T11:02", False),  # the regular session: the real clock
+        ("2025-06-10T08:00", "2025-06-09T10:30", True),  # pre-market: yesterday's session
+        ("2025-06-10T10:00", "2025-06-10T10:00", False),
+        ("2025-06-14T03:00", "2025-06-13T10:30", True),  # Saturday night: Friday's
+        ("2025-06-19T12:00", "2025-06-18T10:30", True),  # Juneteenth: the day before
+    ],
+)
+def test_the_demo_is_live_in_the_regular_session_and_a_simulated_one_otherwise(
+    now: str, start: str, simulated: bool
+) -> None:
+    clock = MarketClock.choose(datetime.fromisoformat(now).replace(tzinfo=ET), 10, None)
+    assert clock.start == datetime.fromisoformat(start).replace(tzinfo=ET)
+    assert clock.simulated is simulated
+    assert clock.label(0).startswith("simulated session, " if simulated else "live, ")
+
+
+def test_the_demo_label_says_the_day_time_and_session() -> None:
+    friday = MarketClock(datetime(2025, 6, 13, 10, 30, tzinfo=ET), True, 10)
+    assert friday.label(0) == "simulated session, Fri 10:30 ET"
+    assert friday.label(60 * 33) == "simulated session, Fri 16:00 ET (post-market)"
+    assert friday.label(60 * 57) == "simulated session, Fri 20:00 ET (closed)"
 
 
 def test_demo_on_embedded_redis_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -148,7 +185,7 @@ def test_demo_on_embedded_redis_leaves_nothing_behind(tmp_path: Path) -> None:
         assert any(re.match(rf"temp files +{re.escape(str(tmpdir))}/", line) for line in lines)
         client = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
         deadline = time.monotonic() + 10
-        while not client.xlen("schwab:tick:AAPL"):
+        while not client.xlen("schwab-demo:tick:AAPL"):
             assert time.monotonic() < deadline, "no AAPL ticks in the embedded Redis"
             time.sleep(0.1)
         client.close()
@@ -193,7 +230,8 @@ def test_live_view_runs_without_a_terminal(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "Quotes (schwab:latest:tick:*)" in done.stdout and "Pipeline" in done.stdout
+    assert "Quotes (schwab-demo:latest:tick:*)" in done.stdout and "Pipeline" in done.stdout
+    assert "simulated session, " in done.stdout or "live, " in done.stdout
     assert list(tmpdir.iterdir()) == []
 
 

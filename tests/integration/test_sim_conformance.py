@@ -20,6 +20,7 @@ import pytest
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.state import SimConfig
 from schwab_stream.sim.symbols import option_symbol
+from tests.conftest import REGULAR_SESSION
 
 from .sim_ws import RawClient, post
 
@@ -100,7 +101,12 @@ def data_block(message: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimThread]:
     config = SimConfig(
-        heartbeat_interval=1, idle_timeout=10, rate=200, book_interval=0.05, time_scale=1200
+        heartbeat_interval=1,
+        idle_timeout=10,
+        rate=200,
+        book_interval=0.05,
+        time_scale=60,
+        market_time=REGULAR_SESSION,
     )
     with SimThread(config) as running:
         yield running

@@ -15,7 +15,7 @@ from schwab_stream.sim.registry import Market
 from schwab_stream.sim.symbols import classify, option_symbol
 from schwab_stream.sim.wire import wire_double
 
-T0 = 1_718_805_600.0  # 2024-06-19 10:00 ET, a Wednesday in regular hours
+T0 = 1_718_719_200.0  # 2024-06-18 10:00 ET, a Tuesday in the regular session
 SYMBOLS = {
     "LEVELONE_EQUITIES": ["AAPL", "ZZZQ", "$SPX"],
     "LEVELONE_OPTIONS": ["AAPL  240621C00190000", "SPY   240621P00520000"],

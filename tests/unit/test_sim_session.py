@@ -19,7 +19,7 @@ from schwab_stream.sim.session import Session
 from schwab_stream.sim.state import SimConfig, SimState
 from schwab_stream.sim.tokens import SIM_CORREL_ID, SIM_CUSTOMER_ID
 
-T0 = 1_718_805_600.0  # 2024-06-19 10:00 New York
+T0 = 1_718_719_200.0  # 2024-06-18 10:00 New York, a Tuesday in the regular session
 Frame = dict[str, Any]
 
 

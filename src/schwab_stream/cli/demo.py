@@ -4,7 +4,10 @@ One command shows the project working before anyone owns a Schwab app: the simul
 thread, a throw-away redis-server starts unless `--redis-url` is given, a real OAuth login against
 the simulator writes a token file in a temp folder, and the same `Pipeline` that `run` uses streams
 into Redis. The view reads Redis as any consumer would. Settings come from the simulator only,
-never from the user's `.env` or environment, so a demo cannot touch a live setup by accident.
+never from the user's `.env` or environment, so a demo cannot touch a live setup by accident, and
+its events go under a prefix of their own (`schwab-demo`), so a `run` later pointed at a kept
+Redis never reads simulated quotes for real ones. The simulator follows the real calendar while
+the regular session is open; otherwise it plays a regular session and the demo says so on screen.
 Everything started here is stopped and removed at exit, Ctrl-C included.
 """
 
@@ -20,7 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -37,6 +40,9 @@ from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.errors import ExitCode, SchwabStreamError
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.runtime import run_async
+from schwab_stream.sim.calendar import is_trading_day
+from schwab_stream.sim.clock import ET, parse_market_time
+from schwab_stream.sim.hours import MarketHours, Schedule, session_name
 from schwab_stream.sim.server import SimThread
 from schwab_stream.sim.state import SimConfig
 
@@ -47,6 +53,43 @@ DEMO_FUTURE = "/ES"
 DEMO_SCREENER = "NASDAQ_VOLUME_0"
 #: Simulator data frames per second: lively enough to watch, far below what the pipeline takes.
 DEMO_RATE = 40.0
+#: The demo's Redis key prefix: not `run`'s default, so simulated events never pass for real ones.
+DEMO_PREFIX = "schwab-demo"
+#: When the real market is closed, the demo plays this moment of the last regular session.
+SESSION_MOMENT = (10, 30)
+
+
+@dataclass(frozen=True)
+class MarketClock:
+    """Where the demo's market clock starts and whether that is the real calendar."""
+
+    start: datetime
+    simulated: bool
+    time_scale: float
+
+    @classmethod
+    def choose(cls, now: datetime, time_scale: float, given: datetime | None) -> MarketClock:
+        """The real clock while the regular session is open; else SESSION_MOMENT of the latest
+        trading day (or `given`, from --market-time): never a closed market that looks live."""
+        if given is not None:
+            return cls(given, True, time_scale)
+        now_ms = int(now.timestamp() * 1000)
+        if Schedule("equity", MarketHours()).regular_at(now_ms):
+            return cls(now.astimezone(ET), False, time_scale)
+        day = now.astimezone(ET).date()
+        while True:
+            start = datetime(day.year, day.month, day.day, *SESSION_MOMENT, tzinfo=ET)
+            if is_trading_day(day) and start <= now:
+                return cls(start, True, time_scale)
+            day -= timedelta(days=1)
+
+    def label(self, elapsed: float) -> str:
+        """What the screen says: "simulated session, Fri 10:30 ET" or "live, Tue 11:02 ET"."""
+        moment = self.start + timedelta(seconds=elapsed * self.time_scale)
+        phase = session_name(Schedule("equity", MarketHours()), int(moment.timestamp() * 1000))
+        kind = "simulated session" if self.simulated else "live"
+        tail = "" if phase == "regular session" else f" ({phase})"
+        return f"{kind}, {moment:%a %H:%M} ET{tail}"
 
 
 def demo_option(today: date) -> str:
@@ -97,6 +140,7 @@ class DemoOptions:
     time_scale: float
     prefix: str
     subscriptions: dict[str, list[str]]
+    market: MarketClock
 
 
 class Demo:
@@ -133,9 +177,9 @@ class Demo:
     async def run(self) -> int:
         self._setup_logging()
         opts = self.options
-        self.sim = await asyncio.to_thread(
-            SimThread(SimConfig(rate=DEMO_RATE, time_scale=opts.time_scale)).start
-        )
+        market_time = opts.market.start if opts.market.simulated else None
+        config = SimConfig(rate=DEMO_RATE, time_scale=opts.time_scale, market_time=market_time)
+        self.sim = await asyncio.to_thread(SimThread(config).start)
         if self.stopping:
             return ExitCode.OK
         if opts.redis_url:
@@ -185,7 +229,11 @@ class Demo:
                 if opts.duration and elapsed >= opts.duration:
                     self.pipeline.stop()
                     break
-                view = ViewData(elapsed=elapsed, snapshot=self.pipeline.snapshot())
+                view = ViewData(
+                    elapsed=elapsed,
+                    snapshot=self.pipeline.snapshot(),
+                    market=opts.market.label(elapsed),
+                )
                 await reader.read(view)
                 screen.update(view)
                 await asyncio.wait({task}, timeout=screen.interval)
@@ -200,9 +248,16 @@ class Demo:
         else:
             where = "yours (--redis-url): the events stay there"
         click.echo(f"simulator   {self.sim.base_url}")
+        click.echo(f"market      {self.options.market.label(0)}, {self.options.time_scale:g}x")
         click.echo(f"redis       {self.redis_url}  ({where})")
+        click.echo(
+            f"prefix      {self.options.prefix}  (the keys: {self.options.prefix}:tick:AAPL, ...)"
+        )
         click.echo(f"temp files  {self.folder}  (removed at exit)")
-        click.echo(f"follow it   {_self_command()} tail --redis-url {self.redis_url} --symbol AAPL")
+        click.echo(
+            f"follow it   {_self_command()} tail --redis-url {self.redis_url} "
+            f"--prefix {self.options.prefix} --symbol AAPL"
+        )
 
     def close(self) -> None:
         """Stop what was started, in reverse order, and remove the temp folder; an impatient
@@ -248,7 +303,7 @@ class Demo:
             echo("The events stay in your Redis. Read them with:")
         echo(f"  export REDIS_URL={url}")
         symbol = DEMO_EQUITIES[0]
-        tail = f"{_self_command()} tail --redis-url $REDIS_URL"
+        tail = f"{_self_command()} tail --redis-url $REDIS_URL --prefix {p}"
         echo(f"  {tail} --from-start --count 5 --symbol {symbol}")
         echo(f"  {self._redis_cli()} -u $REDIS_URL XREVRANGE {p}:tick:{symbol} + - COUNT 1")
         if self.redis is not None and self.options.keep_redis and self.redis.proc is not None:
@@ -319,7 +374,17 @@ def _echo_warnings(path: Path) -> None:
     help="Simulated market minutes per wall minute: 10 closes a one-minute bar every 6 s.",
 )
 @click.option(
-    "--prefix", default="schwab", show_default=True, help="Redis key prefix to write under."
+    "--market-time",
+    metavar="YYYY-MM-DDTHH:MM",
+    default=None,
+    help="Play the market from this New York time (default: now if the regular session is "
+    "open, else 10:30 of the last trading day).",
+)
+@click.option(
+    "--prefix",
+    default=DEMO_PREFIX,
+    show_default=True,
+    help="Redis key prefix to write under (not `run`'s `schwab`: simulated events stay apart).",
 )
 @click.option(
     "--subscribe",
@@ -333,6 +398,7 @@ def demo(
     redis_url: str | None,
     keep_redis: bool,
     time_scale: float,
+    market_time: str | None,
     prefix: str,
     subscribe: tuple[str, ...],
 ) -> None:
@@ -350,6 +416,10 @@ def demo(
         raise click.UsageError(str(exc)) from None
     if keep_redis and redis_url:
         raise click.UsageError("--keep-redis is for the embedded Redis; not with --redis-url")
+    try:
+        given = parse_market_time(market_time) if market_time is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--market-time") from None
     options = DemoOptions(
         duration=duration,
         ui=not no_ui,
@@ -358,6 +428,7 @@ def demo(
         time_scale=time_scale,
         prefix=prefix,
         subscriptions=subscriptions,
+        market=MarketClock.choose(datetime.now(ET), time_scale, given),
     )
     runner = Demo(options)
     code: int = ExitCode.FAILED

@@ -37,6 +37,8 @@ class ViewData:
 
     elapsed: float
     snapshot: Snapshot
+    #: The market clock as the screen says it ("simulated session, Fri 10:30 ET").
+    market: str = ""
     quotes: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
     book: dict[str, Any] | None = None
     bar: dict[str, Any] | None = None
@@ -224,7 +226,7 @@ class DemoView:
         return Panel(
             Group(*parts),
             title=title,
-            subtitle=f"{self.redis_url}   {view.elapsed:.0f} s{until}",
+            subtitle=f"{view.market}   {self.redis_url}   {view.elapsed:.0f} s{until}".strip(),
         )
 
 
@@ -248,12 +250,13 @@ def compact_line(view: ViewData) -> str:
             f" book {view.book.get('symbol')} {px(view.book['bids'][0].get('price'))}"
             f"/{px(view.book['asks'][0].get('price'))}"
         )
+    market = f" [{view.market}]" if view.market else ""
     return (
         f"{view.elapsed:5.0f}s {snap.state} events={snap.events_published} "
         f"({snap.events_per_second:.0f}/s) p50={ms(snap.latency_p50_ms)} "
         f"p99={ms(snap.latency_p99_ms)} queue={snap.queue_depth} "
         f"reconnects={snap.reconnects} access={time_left(snap.access_seconds_left)}"
-        f"{quote}{book}"
+        f"{quote}{book}{market}"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -114,6 +115,21 @@ _DEFAULTS = SimConfig()
     help="Market clock speed (60 = a one-minute bar every second).",
 )
 @click.option(
+    "--market-time",
+    metavar="YYYY-MM-DDTHH:MM",
+    default=None,
+    help="Start the market clock at this New York time (default: now, the real calendar).",
+)
+@click.option(
+    "--hours",
+    "hours",
+    multiple=True,
+    metavar="NAME=HH:MM",
+    help="Change a session time, repeatable: equity_open, regular_open, regular_close, "
+    "equity_close, early_regular_close, early_equity_close, futures_open, futures_close, "
+    "forex_open, forex_close (see docs/simulator.md).",
+)
+@click.option(
     "--replay",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -150,6 +166,8 @@ def sim(
     symbols_per_frame: int,
     book_interval: float,
     time_scale: float,
+    market_time: str | None,
+    hours: tuple[str, ...],
     replay: Path | None,
     replay_pace: bool,
     faults: tuple[str, ...],
@@ -158,13 +176,23 @@ def sim(
 
     It prints the base URL first, then the settings a client needs, as shell lines.
     """
+    from schwab_stream.sim.clock import parse_market_time
     from schwab_stream.sim.control import parse_fault
+    from schwab_stream.sim.hours import MarketHours
 
     for spec in faults:
         try:
             parse_fault(spec)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--fault") from None
+    try:
+        start = parse_market_time(market_time) if market_time is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--market-time") from None
+    try:
+        session_hours = MarketHours().replace(list(hours))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--hours") from None
     config = SimConfig(
         host=host,
         port=port,
@@ -181,6 +209,8 @@ def sim(
         symbols_per_frame=symbols_per_frame,
         book_interval=book_interval,
         time_scale=time_scale,
+        market_time=start,
+        hours=session_hours,
         replay=replay,
         replay_pace=replay_pace,
         startup_faults=list(faults),
@@ -207,6 +237,7 @@ async def _serve(config: SimConfig) -> None:
         "# point a client at it (then `schwab-stream login` approves at once):",
         "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
         f"# streamer {running.state.streamer_url}  stats {base}/sim/stats",
+        f"# market clock {_market_line(config)}",
     ]
     print("\n".join(lines), flush=True)
     stop = asyncio.Event()
@@ -217,3 +248,14 @@ async def _serve(config: SimConfig) -> None:
         await stop.wait()
     finally:
         await running.stop()
+
+
+def _market_line(config: SimConfig) -> str:
+    """Where the market clock starts: 'Tue 2025-06-10 10:30 ET (regular session), 1x'."""
+    from schwab_stream.sim.clock import ET
+    from schwab_stream.sim.hours import Schedule, session_name
+
+    start = config.market_time or datetime.now(ET)
+    phase = session_name(Schedule("equity", config.hours), int(start.timestamp() * 1000))
+    where = "real calendar" if config.market_time is None else "--market-time"
+    return f"{start.astimezone(ET):%a %Y-%m-%d %H:%M} ET ({phase}; {where}), {config.time_scale:g}x"

@@ -40,10 +40,13 @@ def et_date(epoch_ms: int) -> date:
     return date(1970, 1, 1) + timedelta(days=et_local_ms(epoch_ms) // DAY_MS)
 
 
-def regular_hours(epoch_ms: int) -> bool:
-    """09:30-16:00 New York on a weekday (holidays are not modelled)."""
-    minute = et_ms_of_day(epoch_ms) // MINUTE_MS
-    return 9 * 60 + 30 <= minute < 16 * 60 and et_date(epoch_ms).weekday() < 5
+def parse_market_time(text: str) -> datetime:
+    """`YYYY-MM-DDTHH:MM` read as New York time (ValueError otherwise)."""
+    try:
+        moment = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise ValueError(f"{text!r} is not YYYY-MM-DDTHH:MM (New York time)") from None
+    return moment.replace(tzinfo=ET)
 
 
 def utc_midnight_ms(d: date) -> int:

@@ -2,6 +2,9 @@
 
 Level one is conflated (a snapshot of the requested fields first, then only what changed); books
 and screeners are whole snapshots every book_interval; charts send each bar once it finishes.
+Outside its market's session a service sends what Schwab does then (docs/simulator.md): level one
+the snapshot of a new key and nothing more, charts the last bar of the session, books and
+screeners nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ class Feed:
             inst.step(now_ms)
             extras, values = levelone.fields(svc, inst, now_ms)
             last = sub.last.get(key)
+            if last is not None and not inst.hours.open_at(now_ms):
+                continue
             if last is None:
                 item = {"key": key, **extras}
                 item.update((f, values[f]) for f in sub.fields)
@@ -102,11 +107,13 @@ class Feed:
             sub.due[key] = now + self.config.book_interval
             if svc in BOOK_SERVICES:
                 inst = market.for_service(svc, key)
-                if inst is None:
+                if inst is None or not inst.hours.open_at(now_ms):
                     continue
                 inst.step(now_ms)
                 body = books.snapshot(svc, inst, now_ms)
             else:
+                if not market.schedule(screeners.KINDS[svc]).open_at(now_ms):
+                    continue
                 screened = screeners.snapshot(market, svc, key, now_ms)
                 if screened is None:
                     continue
@@ -117,15 +124,22 @@ class Feed:
         return content
 
     def _charts(self, svc: str, sub: Sub) -> Content:
-        """Bars that finished since the last one sent (those before the subscription: none)."""
+        """Bars that finished since the last one sent: those before the subscription are history,
+        not stream, except that a subscription outside the session gets the session's last bar
+        (a real one at 21:15 got the day's 19:59 bar)."""
         now_ms = self.market.now_ms()
         content: Content = []
         for key, inst in self._picked(svc, sub):
             inst.catch_up(now_ms)
             sent = sub.bar_sent.get(key)
-            if sent is None:  # bars finished before the subscription are history, not stream
-                sub.bar_sent[key] = inst.bars[-1].start_ms if inst.bars else 0
-                continue
+            if sent is None:
+                open_now = inst.hours.open_at(now_ms)
+                back = 1 if open_now else 2
+                sent = sub.bar_sent[key] = (
+                    inst.bars[-back].start_ms if len(inst.bars) >= back else 0
+                )
+                if open_now:
+                    continue
             for bar in inst.bars:
                 if bar.start_ms > sent:
                     seq = self.seq.get(svc, 0)

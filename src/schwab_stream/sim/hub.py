@@ -22,14 +22,21 @@ from schwab_stream.sim.state import SimConfig, SimState
 class Hub:
     """What every connection shares: market, who is logged in, armed fault codes, replay.
 
-    `clock` is the wall clock of the market and of envelope timestamps (tests pass a fake one).
+    `clock` is the wall clock the market clock runs on (tests pass a fake one); envelope
+    timestamps and heartbeats carry market time, as every other time the simulator sends.
     """
 
     def __init__(self, state: SimState, clock: Callable[[], float] = time.time) -> None:
         self.state = state
         self.config: SimConfig = state.config
-        self.clock = clock
-        self.market = Market(self.config.seed, self.config.time_scale, clock)
+        start = self.config.market_time
+        self.market = Market(
+            self.config.seed,
+            self.config.time_scale,
+            clock,
+            start_ms=None if start is None else int(start.timestamp() * 1000),
+            hours=self.config.hours,
+        )
         self.sessions: set[Session] = set()
         self.active: dict[str, Session] = {}
         self.armed: list[int] = []
@@ -52,8 +59,9 @@ class Hub:
     def count_command(self, command: str) -> None:
         self.state.commands[command if command in CLIENT_COMMANDS else "other"] += 1
 
-    def wall_ms(self) -> int:
-        return int(self.clock() * 1000)
+    def stamp_ms(self) -> int:
+        """What envelope timestamps and heartbeats carry: market time."""
+        return self.market.now_ms()
 
     def access_valid(self, token: str) -> bool:
         return self.state.tokens.is_access_valid(token)

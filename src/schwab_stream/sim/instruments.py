@@ -2,7 +2,8 @@
 
 Each instrument draws only from its own seeded RNG, in a fixed order per event, so one symbol's
 path never depends on what else is subscribed. The terms are typed per asset kind (what the
-level-one builders read), the walk state is shared by all kinds.
+level-one builders read), the walk state is shared by all kinds. An instrument trades only while
+its `Schedule` says its market is open, and resets its daily fields at the times Schwab documents.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from schwab_stream.sim.clock import MINUTE_MS, et_date
+from schwab_stream.sim.hours import Schedule
 from schwab_stream.sim.pricing import Greeks, black_scholes
-from schwab_stream.sim.reference import QUOTE_IDS, EquityRef, FutureRef
+from schwab_stream.sim.reference import QUOTE_VENUES, TRADE_VENUES, EquityRef, FutureRef, Venue
 from schwab_stream.sim.symbols import Kind
 
 
@@ -47,8 +49,9 @@ class EquityTerms:
 
     ref: EquityRef
     main_type: str
-    #: The last trade seen in regular hours (equity fields 29-31, 36 keep it after the close).
-    regular: Print | None = None
+    dividend_date: str = ""  # field 26, "YYYY-MM-DD 00:00:00.0" ("" without a dividend)
+    htb_quantity: int = -1  # field 46 (-1: NULL)
+    htb_rate: float = 0.0  # field 47
 
 
 @dataclass
@@ -96,6 +99,18 @@ class ForexTerms:
 
 Terms = EquityTerms | OptionTerms | FutureTerms | ForexTerms
 
+#: Daily resets per kind: (minute since midnight New York of the trade date, what resets).
+#: Equities and options follow the Streamer Guide (docs/schwab-api.md §11); futures and forex
+#: start their day when their session opens (the evening before), a simplification.
+RESETS: dict[str, tuple[tuple[int, str], ...]] = {
+    "equity": ((3 * 60 + 30, "day"), (7 * 60 + 28, "volume")),
+    "index": ((3 * 60 + 30, "day"), (7 * 60 + 28, "volume")),
+    "option": ((3 * 60 + 30, "range"), (7 * 60 + 28, "open"), (7 * 60 + 29, "close")),
+    "future": ((18 * 60 - 24 * 60, "session"),),
+    "future_option": ((18 * 60 - 24 * 60, "session"),),
+    "forex": ((17 * 60 - 24 * 60, "session"),),
+}
+
 
 # ---- the walk --------------------------------------------------------------------------------
 
@@ -126,6 +141,7 @@ class Instrument:
     close: float
     last: float
     terms: Terms
+    hours: Schedule
     bid: float = 0.0
     ask: float = 0.0
     bid_size: int = 1
@@ -139,9 +155,9 @@ class Instrument:
     trade_ms: int = 0
     bid_ms: int = 0
     ask_ms: int = 0
-    bid_id: str = "Q"
-    ask_id: str = "Q"
-    last_id: str = "Q"
+    bid_venue: Venue = QUOTE_VENUES[0]
+    ask_venue: Venue = QUOTE_VENUES[0]
+    last_venue: Venue = QUOTE_VENUES[0]
     sigma: float = 0.00012  # per-event relative volatility: ~0.1% a second at demo rates
     trades: int = 0
     high52: float = 0.0  # the 52-week range, fixed at creation
@@ -150,38 +166,75 @@ class Instrument:
     bar: Bar | None = None
     bars: deque[Bar] = field(default_factory=lambda: deque(maxlen=240))
     last_event_ms: int = 0
+    #: The last trade of a regular session (equity fields 29-31 and 36 keep it after the close).
+    regular: Print | None = None
+    #: Reset minute -> the trade date (ordinal) of the last reset applied (see RESETS).
+    marks: dict[int, int] = field(default_factory=dict)
 
     def step(self, now_ms: int) -> None:
-        """One market event at now_ms (options re-quote from their underlying's move)."""
+        """One market event at now_ms if the market is open (options re-quote from their
+        underlying's move); closed, only the daily resets and the last bar happen."""
+        if not self.hours.open_at(now_ms):
+            self.settle(now_ms)
+            return
         if self.underlying is None:
             self.walk(now_ms)
             return
         now_ms = max(now_ms, self.last_event_ms)
         self.last_event_ms = now_ms
+        self.settle(now_ms)
         self.underlying.walk(now_ms, trade=self.rng.random() < 0.5)
-        self.finish_bar(now_ms)
         self.quote_from_underlying(now_ms)
         if self.rng.random() < 0.3:
             self.trade(now_ms)
 
+    def settle(self, now_ms: int) -> None:
+        """Apply the daily resets due by now_ms (once per trade date) and close a finished bar."""
+        self.finish_bar(now_ms)
+        for minute, what in RESETS[self.kind]:
+            day = self.hours.reset_day(now_ms, minute)
+            if self.marks.setdefault(minute, day) != day:
+                self.marks[minute] = day
+                self._reset(what)
+
+    def _reset(self, what: str) -> None:
+        if what in ("day", "range", "session"):
+            self.high = self.low = 0.0
+        if what in ("day", "session"):
+            self.open = 0.0
+            self.close = self.regular.price if what == "day" and self.regular else self.last
+        if what in ("volume", "range", "session"):
+            self.volume = 0
+        if what == "open":
+            self.open = 0.0
+        if what == "close":
+            self.close = self.last
+
     def walk(self, now_ms: int, trade: bool | None = None) -> None:
-        """One random-walk event at now_ms: move the quote, and trade with some probability."""
+        """One random-walk event at now_ms: move the quote, and trade with some probability
+        (nothing but the resets while the market is closed)."""
         now_ms = max(now_ms, self.last_event_ms)
+        self.settle(now_ms)
+        if not self.hours.open_at(now_ms):
+            return
         self.last_event_ms = now_ms
         rng = self.rng
-        self.finish_bar(now_ms)
         if rng.random() < 0.8 or self.bid <= 0:
             self._move_quote(now_ms)
         if rng.random() < 0.6 if trade is None else trade:
             self.trade(now_ms)
 
     def catch_up(self, now_ms: int, spacing_ms: int = 10_000) -> None:
-        """Trade at least every spacing_ms of market time up to now, so every minute has a bar."""
+        """Trade at least every spacing_ms of open market time up to now, so every minute of a
+        session has a bar (and no minute outside one)."""
         if now_ms - self.last_event_ms > 2 * 3_600_000:
             self.last_event_ms = now_ms - 2 * 3_600_000
         while self.last_event_ms + spacing_ms <= now_ms:
-            self.walk(self.last_event_ms + spacing_ms, trade=True)
-        self.finish_bar(now_ms)
+            at = self.hours.next_open(self.last_event_ms + spacing_ms)
+            if at > now_ms:
+                break
+            self.walk(at, trade=True)
+        self.settle(now_ms)
 
     def mid(self) -> float:
         return (self.bid + self.ask) / 2 if self.ask > 0 else self.last
@@ -207,10 +260,10 @@ class Instrument:
             ask = round_tick(bid + self.tick, self.tick, self.places)
         if bid != self.bid:
             self.bid_ms = now_ms
-            self.bid_id = rng.choice(QUOTE_IDS)
+            self.bid_venue = rng.choice(QUOTE_VENUES)
         if ask != self.ask:
             self.ask_ms = now_ms
-            self.ask_id = rng.choice(QUOTE_IDS)
+            self.ask_venue = rng.choice(QUOTE_VENUES)
         self.bid, self.ask = bid, ask
         if rng.random() < 0.7:
             self.bid_size = self.lot * rng.randint(1, 30)
@@ -251,12 +304,14 @@ class Instrument:
         self.last, self.last_size = price, size
         self.volume += size
         self.trades += 1
-        if self.open == 0:
-            self.open = self.high = self.low = price
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
+        if self.hours.regular_at(now_ms):  # only regular-session trades set open, high, low
+            self.regular = Print(price, size, now_ms)
+            if self.open == 0:
+                self.open = price
+            self.high = max(self.high, price)
+            self.low = min(self.low, price) if self.low else price
         self.trade_ms = now_ms
-        self.last_id = rng.choice(QUOTE_IDS)
+        self.last_venue = rng.choice(TRADE_VENUES)
         start = now_ms - now_ms % MINUTE_MS
         if self.bar is None or self.bar.start_ms != start:
             self.bar = Bar(start, price, price, price, price, size)

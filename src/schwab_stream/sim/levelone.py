@@ -16,7 +16,6 @@ from schwab_stream.sim.clock import (
     MONTH_CODES,
     et_date,
     front_contract,
-    regular_hours,
     third_friday,
     utc_midnight_ms,
 )
@@ -29,7 +28,7 @@ from schwab_stream.sim.instruments import (
     OptionTerms,
     Print,
 )
-from schwab_stream.sim.reference import EXCHANGE_NAMES, MIC_IDS, QUOTE_IDS
+from schwab_stream.sim.reference import EXCHANGE_NAMES
 from schwab_stream.sim.wire import wire_double
 
 #: What a builder returns: (extra keys for a snapshot, numeric fields "1".."N-1")
@@ -41,15 +40,19 @@ def fields(service: str, inst: Instrument, now_ms: int) -> Fields:
     return _BUILDERS[service](inst, now_ms)
 
 
+def low52(i: Instrument) -> float:
+    """The 52-week low: the day's low counts once there is one (0 means none yet today)."""
+    return min(i.low52, i.low) if i.low else i.low52
+
+
 def _equity(i: Instrument, now_ms: int) -> Fields:
     terms = i.terms
     assert isinstance(terms, EquityTerms)
     ref = terms.ref
     p = i.places
-    regular = regular_hours(now_ms)
-    if regular or terms.regular is None:
-        terms.regular = Print(i.last, i.last_size, i.trade_ms)
-    reg_last = terms.regular.price
+    hours = i.hours
+    regular = i.regular or Print(i.last, i.last_size, i.trade_ms)
+    reg_last = regular.price
     net = i.last - i.close
     pct = net / i.close * 100 if i.close else 0.0
     mark = i.mark()
@@ -65,8 +68,8 @@ def _equity(i: Instrument, now_ms: int) -> Fields:
         "3": wire_double(i.last, p),
         "4": i.bid_size,
         "5": i.ask_size,
-        "6": i.ask_id,
-        "7": i.bid_id,
+        "6": i.ask_venue[0],
+        "7": i.bid_venue[0],
         "8": i.volume,
         "9": i.last_size,
         "10": wire_double(i.high, p),
@@ -75,39 +78,39 @@ def _equity(i: Instrument, now_ms: int) -> Fields:
         "13": ref.exchange,
         "14": ref.sub_type != "",
         "15": ref.description,
-        "16": i.last_id,
+        "16": i.last_venue[0],
         "17": wire_double(i.open, p),
         "18": wire_double(net, 4),
         "19": wire_double(max(i.high52, i.high), p),
-        "20": wire_double(min(i.low52, i.low), p),
+        "20": wire_double(low52(i), p),
         "21": wire_double(ref.pe, 5),
         "22": wire_double(ref.dividend, 4),
         "23": wire_double(yield_pct, 5),
         "24": 0,
         "25": EXCHANGE_NAMES.get(ref.exchange, "NYSE"),
-        "26": "2024-05-15 00:00:00.0" if ref.dividend else "",
-        "27": regular,
-        "28": regular,
+        "26": terms.dividend_date,
+        "27": hours.regular_at(i.quote_ms),
+        "28": hours.regular_at(i.trade_ms),
         "29": wire_double(reg_last, p),
-        "30": terms.regular.size,
+        "30": regular.size,
         "31": wire_double(reg_last - i.close, 4),
         "32": "Normal",
         "33": wire_double(mark, p + 1),
         "34": i.quote_ms,
         "35": i.trade_ms,
-        "36": terms.regular.ms,
+        "36": regular.ms,
         "37": i.bid_ms,
         "38": i.ask_ms,
-        "39": MIC_IDS[QUOTE_IDS.index(i.ask_id) % len(MIC_IDS)],
-        "40": MIC_IDS[QUOTE_IDS.index(i.bid_id) % len(MIC_IDS)],
-        "41": MIC_IDS[QUOTE_IDS.index(i.last_id) % len(MIC_IDS)],
+        "39": i.ask_venue[1],
+        "40": i.bid_venue[1],
+        "41": i.last_venue[1],
         "42": wire_double(pct, 7),
         "43": wire_double((reg_last - i.close) / i.close * 100 if i.close else 0.0, 7),
         "44": wire_double(mark_net, 4),
         "45": wire_double(mark_net / i.close * 100 if i.close else 0.0, 8),
-        "46": -1 if ref.sub_type == "" else 95_711_793,
-        "47": 0,
-        "48": 0,
+        "46": terms.htb_quantity,
+        "47": wire_double(terms.htb_rate, 4),
+        "48": -1 if terms.htb_quantity < 0 else int(terms.htb_rate > 0),
         "49": 1 if ref.sub_type else 0,
         "50": wire_double(i.last - reg_last, 4),
         "51": wire_double((i.last - reg_last) / reg_last * 100 if reg_last else 0.0, 7),
@@ -176,7 +179,7 @@ def _option(i: Instrument, now_ms: int) -> Fields:
         "48": True,
         "49": root,
         "50": wire_double(max(i.high52, i.high), 2),
-        "51": wire_double(min(i.low52, i.low), 2),
+        "51": wire_double(low52(i), 2),
         "52": 0,
         "53": 0,
         "54": 0,
@@ -221,7 +224,7 @@ def _future(i: Instrument, now_ms: int) -> Fields:
         "19": wire_double(net, p),
         "20": wire_double(net / i.close * 100 if i.close else 0.0, 8),
         "21": ref.exchange,
-        "22": "Normal",
+        "22": "Normal" if i.hours.open_at(now_ms) else "Closed",
         "23": s.open_interest,
         "24": wire_double(i.mark(), p),
         "25": wire_double(ref.tick, 6),
@@ -321,7 +324,7 @@ def _forex(i: Instrument, now_ms: int) -> Fields:
         "25": False,
         "26": "",
         "27": wire_double(max(i.high52, i.high), p + 1),
-        "28": wire_double(min(i.low52, i.low), p + 1),
+        "28": wire_double(low52(i), p + 1),
         "29": wire_double(i.mid(), p + 1),
     }
     return extras, values

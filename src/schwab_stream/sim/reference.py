@@ -6,7 +6,9 @@ other symbol gets plausible made-up values drawn from its own RNG at creation (`
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,34 @@ CURRENCIES: dict[str, tuple[str, float]] = {
 NYSE_VENUES = ("NYSE", "ARCX", "NSDQ", "BATX", "EDGX", "IEXG", "MEMX", "AMEX", "MWSE", "G")
 NASDAQ_VENUES = ("NSDQ", "arcx", "edgx", "batx", "iexg", "memx", "nyse", "edga", "baty", "G")
 OPTION_VENUES = ("CBOE", "AMEX", "PHLX", "ISEX", "MIAX", "BOSX", "EDGX", "NSDQ", "GMNI", "PACX")
-#: Level-one exchange ids (equity fields 6, 7, 16) and the MIC ids they map to (39-41).
-QUOTE_IDS = "QZPNKJYXB"
-MIC_IDS = ("XNAS", "BATS", "ARCX", "EDGX", "XBOS", "MEMX", "IEXG", "XNYS")
+#: A venue as level one names it: (exchange id char, MIC), equity fields 6/39, 7/40 and 16/41.
+#: Each pair is one exchange: the SIP participant letters, and the pairs real frames show
+#: (Z BATS; Q XBOS, Nasdaq BX quoting under Nasdaq's letter; L TRFC, an off-exchange print).
+Venue = tuple[str, str]
+QUOTE_VENUES: tuple[Venue, ...] = (
+    ("Q", "XNAS"),
+    ("Q", "XBOS"),
+    ("Z", "BATS"),
+    ("Y", "BATY"),
+    ("K", "EDGX"),
+    ("J", "EDGA"),
+    ("P", "ARCX"),
+    ("N", "XNYS"),
+    ("X", "XPSX"),
+    ("V", "IEXG"),
+    ("U", "MEMX"),
+)
+#: Where trades print: any quoting venue, or off exchange through a FINRA TRF.
+TRADE_VENUES: tuple[Venue, ...] = (*QUOTE_VENUES, ("L", "TRFC"), ("L", "TRFC"))
+
+
+def dividend_and_borrow(symbol: str, dividend: float, today: date) -> tuple[str, int, float]:
+    """(last ex-dividend date as Schwab writes it, hard-to-borrow quantity, rate): per symbol,
+    from the symbol alone, so every stock differs and each is the same on every run."""
+    rng = random.Random(f"static|{symbol}")
+    phase = rng.randint(0, 90)
+    ex_date = today - timedelta(days=(today.toordinal() - phase) % 91)
+    hard = rng.random() < 0.15
+    quantity = rng.randint(10_000, 900_000) if hard else rng.randint(2, 300) * 10**6
+    rate = round(rng.uniform(0.3, 40), 4) if quantity < 1_000_000 else 0.0
+    return (f"{ex_date:%Y-%m-%d} 00:00:00.0" if dividend else "", quantity, rate)

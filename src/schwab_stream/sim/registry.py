@@ -2,7 +2,8 @@
 
 An instrument's RNG is seeded with `f"{seed}|{symbol}"` and its creation draws in a fixed order,
 so the same seed gives the same market whatever else was asked for first. Market time starts at
-wall time and runs `time_scale` times as fast; the clock is injectable so tests can pin it.
+`start_ms` (wall time by default: the real calendar) and runs `time_scale` times as fast; the
+clock is injectable so tests can pin it. Each kind of instrument trades on its own `Schedule`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from schwab_stream.sim.clock import MONTH_CODES, third_friday
+from schwab_stream.sim.clock import MONTH_CODES, et_date, third_friday
+from schwab_stream.sim.hours import MarketHours, Schedule
 from schwab_stream.sim.instruments import (
     EquityTerms,
     ForexTerms,
@@ -20,6 +22,7 @@ from schwab_stream.sim.instruments import (
     FutureTerms,
     Instrument,
     OptionTerms,
+    Print,
     round_tick,
     tick_places,
 )
@@ -31,6 +34,7 @@ from schwab_stream.sim.reference import (
     INDEXES,
     EquityRef,
     FutureRef,
+    dividend_and_borrow,
 )
 from schwab_stream.sim.services import SERVICE_KINDS
 from schwab_stream.sim.symbols import (
@@ -52,20 +56,31 @@ class Market:
         seed: int,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        start_ms: int | None = None,
+        hours: MarketHours | None = None,
     ) -> None:
         self.seed = seed
         self.time_scale = time_scale
         self.clock = clock
         self._t0 = clock()
+        self._start_ms = int(self._t0 * 1000) if start_ms is None else start_ms
+        self.hours = hours or MarketHours()
+        self.schedules: dict[str, Schedule] = {}
         self.instruments: dict[str, Instrument] = {}
         #: Draws of the order ids (orders.py) and screener windows (screeners.py).
         self.order_rng = random.Random(f"{seed}|orders")
         self.screen_rng = random.Random(f"{seed}|screener")
 
     def now_ms(self) -> int:
-        """Market time: wall time at start, running time_scale times faster since."""
-        now = self.clock()
-        return int((self._t0 + (now - self._t0) * self.time_scale) * 1000)
+        """Market time: start_ms at start, running time_scale times faster since."""
+        return self._start_ms + int((self.clock() - self._t0) * self.time_scale * 1000)
+
+    def schedule(self, kind: Kind) -> Schedule:
+        """The sessions of one kind of instrument (one per market, so its cache is shared)."""
+        found = self.schedules.get(kind)
+        if found is None:
+            found = self.schedules[kind] = Schedule(kind, self.hours)
+        return found
 
     def instrument(self, symbol: str) -> Instrument | None:
         """The instrument for a symbol in one of Schwab's formats, or None if it has none."""
@@ -99,13 +114,25 @@ class Market:
             "forex": self._create_forex,
         }
         inst = creators[kind](symbol, rng)
-        inst.last_event_ms = now
+        # Born as of its market's last regular moment, then brought forward to now: the resets
+        # passed since apply, and a closed market keeps the bars of its last minutes.
+        hours = inst.hours
+        regular = hours.last_open(now, regular=True)
         inst.open = inst.high = inst.low = inst.last
-        inst.trade_ms = inst.quote_ms = inst.bid_ms = inst.ask_ms = now - rng.randint(0, 5000)
+        inst.regular = Print(inst.last, inst.trade_lot, regular - rng.randint(0, 5000))
+        inst.settle(regular)
+        born = hours.last_open(now)
+        inst.last_event_ms = born
+        inst.trade_ms = inst.quote_ms = inst.bid_ms = inst.ask_ms = born - rng.randint(0, 5000)
+        inst.settle(born)
         if inst.underlying is not None:
-            inst.quote_from_underlying(now)
+            inst.quote_from_underlying(born)
         else:
-            inst.walk(now, trade=False)
+            inst.walk(born, trade=False)
+            if born < now:  # closed: the last minutes of the session, with their bars
+                inst.last_event_ms = born - 5 * 60_000
+                inst.catch_up(born + 1)
+        inst.settle(now)
         inst.high52 = round(max(inst.last, inst.close) * 1.25, inst.places)
         inst.low52 = round(min(inst.last, inst.close) * 0.7, inst.places)
         return inst
@@ -121,6 +148,7 @@ class Market:
                 round(rng.uniform(8, 400), 2),
             )
         close = round(ref.price * rng.uniform(0.97, 1.03), 2)
+        today = et_date(self.now_ms())
         inst = Instrument(
             symbol,
             "equity",
@@ -131,7 +159,8 @@ class Market:
             1,
             close=close,
             last=round(close * rng.uniform(0.99, 1.01), 2),
-            terms=EquityTerms(ref, "EQUITY"),
+            terms=EquityTerms(ref, "EQUITY", *dividend_and_borrow(symbol, ref.dividend, today)),
+            hours=self.schedule("equity"),
         )
         inst.volume = rng.randint(50_000, 30_000_000)
         inst.sigma = 0.0001
@@ -142,8 +171,9 @@ class Market:
         name, price = INDEXES.get(symbol, (f"{symbol[1:]} INDEX", round(rng.uniform(100, 5000), 2)))
         close = round(price * rng.uniform(0.98, 1.02), 2)
         terms = EquityTerms(EquityRef(name, "", "0", price, sub_type=""), "INDEX")
+        hours = self.schedule("index")
         return Instrument(
-            symbol, "index", rng, 0.01, 2, 1, 100, close=close, last=close, terms=terms
+            symbol, "index", rng, 0.01, 2, 1, 100, close=close, last=close, terms=terms, hours=hours
         )
 
     def _create_option(self, symbol: str, rng: random.Random) -> Instrument:
@@ -163,7 +193,18 @@ class Market:
             rate=0.045,
         )
         inst = Instrument(
-            symbol, "option", rng, 0.01, 2, 1, 1, close=0.0, last=0.0, terms=terms, underlying=und
+            symbol,
+            "option",
+            rng,
+            0.01,
+            2,
+            1,
+            1,
+            close=0.0,
+            last=0.0,
+            terms=terms,
+            hours=self.schedule("option"),
+            underlying=und,
         )
         theo = terms.greeks(und.last, self.now_ms()).price
         inst.close = inst.last = max(0.01, round(theo * rng.uniform(0.95, 1.05), 2))
@@ -186,8 +227,19 @@ class Market:
             contract=(month_code, yy) if month_code else None,
             open_interest=rng.randint(50_000, 2_000_000),
         )
+        hours = self.schedule("future")
         inst = Instrument(
-            symbol, "future", rng, ref.tick, places, 1, 1, close=close, last=close, terms=terms
+            symbol,
+            "future",
+            rng,
+            ref.tick,
+            places,
+            1,
+            1,
+            close=close,
+            last=close,
+            terms=terms,
+            hours=hours,
         )
         inst.volume = volume
         inst.sigma = 0.00008
@@ -222,6 +274,7 @@ class Market:
             close=0.0,
             last=0.0,
             terms=terms,
+            hours=self.schedule("future_option"),
             underlying=und,
         )
         theo = terms.greeks(und.last, self.now_ms()).price
@@ -251,6 +304,7 @@ class Market:
             close=close,
             last=close,
             terms=ForexTerms(f"{base_name}/{quote_name} Spot"),
+            hours=self.schedule("forex"),
         )
         inst.volume = rng.randint(100, 2_000) * 10_000
         inst.sigma = 0.00003

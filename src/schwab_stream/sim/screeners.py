@@ -15,7 +15,7 @@ from schwab_stream.sim.clock import MONTH_ABBR, et_date
 from schwab_stream.sim.instruments import EquityTerms, Instrument, OptionTerms
 from schwab_stream.sim.reference import EQUITIES
 from schwab_stream.sim.registry import Market
-from schwab_stream.sim.symbols import option_symbol
+from schwab_stream.sim.symbols import Kind, option_symbol
 from schwab_stream.sim.wire import wire_double
 
 PREFIXES = (
@@ -41,6 +41,8 @@ SORTS = (
 )
 FREQUENCIES = (0, 1, 5, 10, 30, 60)
 OPTION_ROOTS = ("SPY", "QQQ", "NVDA", "TSLA", "AAPL", "IWM")
+#: Whose session a screener follows: equities' extended one, or options' regular one.
+KINDS: dict[str, Kind] = {"SCREENER_EQUITY": "equity", "SCREENER_OPTION": "option"}
 
 Row = tuple[Instrument, int, int]  # (instrument, volume in the window, trades in the window)
 

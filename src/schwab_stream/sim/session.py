@@ -2,8 +2,8 @@
 
 The I/O edge (streamer.py) feeds `receive(text, now)`, calls `poll(now)`, sleeps until
 `next_wakeup(now)` and writes `outbox`; `now` is any monotonic clock, so tests drive a session
-with a fake one and no sockets. Envelope timestamps come from the host's wall clock, which tests
-fake too. What connections share (market, takeover, armed codes, replay) is the `Host`.
+with a fake one and no sockets. Envelope timestamps come from the host's market clock, which
+tests fake too. What connections share (market, takeover, armed codes, replay) is the `Host`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Host(Protocol):
     def replay(self) -> list[ReplayFrame] | None: ...
     def count(self, name: str, n: int = 1) -> None: ...
     def count_command(self, command: str) -> None: ...
-    def wall_ms(self) -> int: ...
+    def stamp_ms(self) -> int: ...
     def access_valid(self, token: str) -> bool: ...
     def on_login(self, session: Session) -> None: ...
     def take_armed(self, command: str) -> int | None: ...
@@ -218,7 +218,7 @@ class Session:
     def _item(self, svc: str, cmd: str, rid: str, code: int, msg: str) -> dict[str, Any]:
         if code not in SUCCESS_CODES:
             self.hub.count(f"code_{code}")
-        return wire.response_item(svc, cmd, rid, self.correl_id, code, msg, self.hub.wall_ms())
+        return wire.response_item(svc, cmd, rid, self.correl_id, code, msg, self.hub.stamp_ms())
 
     def _respond(self, items: list[dict[str, Any]]) -> None:
         self.outbox.append(wire.response_frame(items))
@@ -227,7 +227,7 @@ class Session:
     def end_with_notify(self, code: int) -> None:
         """Schwab's unsolicited ends (12 takeover, 30 stop streaming): ADMIN notify, then close."""
         self.hub.count(f"code_{code}")
-        self.outbox.append(wire.admin_notify(code, CODE_MESSAGES[code], self.hub.wall_ms()))
+        self.outbox.append(wire.admin_notify(code, CODE_MESSAGES[code], self.hub.stamp_ms()))
         self.closing = True
         self.wake()
 
@@ -242,7 +242,7 @@ class Session:
         self.wake()
 
     def garbage(self) -> None:
-        self.outbox.append(wire.garbage(self.hub.wall_ms()))
+        self.outbox.append(wire.garbage(self.hub.stamp_ms()))
         self.hub.count("garbage_frames")
         self.wake()
 
@@ -289,7 +289,7 @@ class Session:
             self.end_with_notify(30)
             return
         if self._heartbeats_on() and now >= self.next_heartbeat:
-            self.outbox.append(wire.heartbeat(self.hub.wall_ms()))
+            self.outbox.append(wire.heartbeat(self.hub.stamp_ms()))
             self.hub.count("heartbeats")
             self.next_heartbeat = now + self.config.heartbeat_interval
         while self.account and self.account[0][0] <= now and ACCT_SERVICE in self.subs:
@@ -331,7 +331,7 @@ class Session:
         self.hub.count("data_frames")
 
     def _data(self, svc: str, content: list[dict[str, Any]]) -> str:
-        return wire.data_frame(svc, content, self.hub.wall_ms())
+        return wire.data_frame(svc, content, self.hub.stamp_ms())
 
     # ---- replay --------------------------------------------------------------------------
 

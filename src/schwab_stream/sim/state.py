@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from schwab_stream.sim.hours import MarketHours
 from schwab_stream.sim.tokens import TokenAuthority
 
 DEFAULT_APP_KEY = "sim-app-key"
@@ -38,6 +40,9 @@ class SimConfig:
     symbols_per_frame: int = 0
     book_interval: float = 1.0
     time_scale: float = 1.0
+    #: Where the market clock starts (aware); None follows the real calendar from now.
+    market_time: datetime | None = None
+    hours: MarketHours = field(default_factory=MarketHours)
     replay: Path | None = None
     replay_pace: bool = False
     startup_faults: list[str] = field(default_factory=list)
