@@ -50,6 +50,19 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="schwab_stream")
 
 
+@pytest.fixture
+def sim(sim_factory: Callable[..., SimThread]) -> SimThread:
+    """A simulator quoting briskly, with heartbeats twice a second."""
+    return sim_factory(rate=40, heartbeat_interval=0.5)
+
+
+async def quoting(bridges: Bridges, sim: SimThread, subs: dict[str, list[str]] = QUOTES) -> Bridge:
+    """A bridge on `sim` once AAPL's quotes reach Redis."""
+    bridge = await bridges.start(sim, subs)
+    await wait_for(lambda: bridge.ticks("AAPL"))
+    return bridge
+
+
 async def post_raw(sim: SimThread, text: str, on: str | None = None) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=sim.base_url) as http:
         response = await http.post(
@@ -84,13 +97,11 @@ def reconnects(bridge: Bridge) -> int:
 
 
 async def test_a_deeply_nested_frame_is_counted_logged_once_and_streaming_goes_on(
-    sim_factory: Callable[..., SimThread],
+    sim: SimThread,
     bridges: Bridges,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sim = sim_factory(rate=40, heartbeat_interval=0.5)
-    bridge = await bridges.start(sim, {**QUOTES, "ACCT_ACTIVITY": ["x"]})
-    await wait_for(lambda: bridge.ticks("AAPL"))
+    bridge = await quoting(bridges, sim, {**QUOTES, "ACCT_ACTIVITY": ["x"]})
     assert len(DEEP_FRAME) < 2_200
     assert (await post_raw(sim, DEEP_FRAME))["connections"] == 1
     await wait_for(lambda: bridge.pipeline.client.stats.bad_frames["too_deep"] == 1)
@@ -127,13 +138,12 @@ async def test_a_deeply_nested_frame_is_counted_logged_once_and_streaming_goes_o
 
 
 async def test_a_deeply_nested_frame_while_a_subs_waits_for_its_answer(
-    sim_factory: Callable[..., SimThread],
+    sim: SimThread,
     bridges: Bridges,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The frame goes out just before the SUBS answer: the reader must live to read it, or the
     session would end with "no response to SUBS" and loop."""
-    sim = sim_factory(rate=40, heartbeat_interval=0.5)
     assert (await post_raw(sim, DEEP_FRAME, on="SUBS"))["armed"] == "SUBS"
     bridge = await bridges.start(sim, QUOTES, command_timeout=3)
     await wait_for(lambda: bridge.has_state("subscribed"))
@@ -148,14 +158,12 @@ async def test_a_deeply_nested_frame_while_a_subs_waits_for_its_answer(
 
 
 async def test_a_bug_handling_one_frame_is_counted_and_skipped(
-    sim_factory: Callable[..., SimThread],
+    sim: SimThread,
     bridges: Bridges,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Whatever one frame makes our code raise ends neither the reader nor the session."""
-    sim = sim_factory(rate=40, heartbeat_interval=0.5)
-    bridge = await bridges.start(sim, QUOTES)
-    await wait_for(lambda: bridge.ticks("AAPL"))
+    bridge = await quoting(bridges, sim)
     normalizer = bridge.pipeline.client.normalizer
     feed = normalizer.feed
     failures = 3
@@ -178,11 +186,10 @@ async def test_a_bug_handling_one_frame_is_counted_and_skipped(
 
 
 async def test_a_frame_over_the_size_bound_is_a_reconnect_said_once(
-    sim_factory: Callable[..., SimThread],
+    sim: SimThread,
     bridges: Bridges,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sim = sim_factory(rate=40, heartbeat_interval=0.5)
     bridge = await bridges.start(sim, QUOTES)
     bridge.pipeline.client.max_frame_bytes = 64 * 1024  # before it connects: the task waits
     await wait_for(lambda: bridge.ticks("AAPL"))
@@ -201,7 +208,7 @@ async def test_a_frame_over_the_size_bound_is_a_reconnect_said_once(
 
 
 async def test_generated_hostile_frames_through_a_real_bridge(
-    sim_factory: Callable[..., SimThread],
+    sim: SimThread,
     bridges: Bridges,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -226,9 +233,7 @@ async def test_generated_hostile_frames_through_a_real_bridge(
 
     collect()
     assert len(frames) >= 6
-    sim = sim_factory(rate=40, heartbeat_interval=0.5)
-    bridge = await bridges.start(sim, {**QUOTES, "ACCT_ACTIVITY": ["x"]})
-    await wait_for(lambda: bridge.ticks("AAPL"))
+    bridge = await quoting(bridges, sim, {**QUOTES, "ACCT_ACTIVITY": ["x"]})
     for text in frames:
         await post_raw(sim, text)
     await asyncio.sleep(0.2)

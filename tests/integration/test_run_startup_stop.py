@@ -5,12 +5,12 @@ LOGIN."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,19 +23,11 @@ from schwab_stream.auth.token_store import TokenStore
 from schwab_stream.sim.server import SimThread
 
 from .fault_helpers import run_env, spawn_run
-from .pipeline_helpers import write_tokens
+from .pipeline_helpers import token_lock_held, write_tokens
 
 AAPL = ("--subscribe", "LEVELONE_EQUITIES=AAPL")
 #: A stop must end the process within this long of the signal.
 PROMPT = 1.0
-
-_HOLD_LOCK = """
-import sys, filelock
-lock = filelock.FileLock(sys.argv[1])
-lock.acquire()
-print("held", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-"""
 
 
 def sim_stats(sim: SimThread) -> dict[str, int]:
@@ -68,6 +60,13 @@ def stop_and_time(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tup
             proc.kill()
             proc.wait()
     return proc.returncode, time.monotonic() - started, err
+
+
+def assert_stopped_at_once(sim: SimThread, code: int, took: float, err: str) -> None:
+    """Exit 0 (the clean stop) within `PROMPT`, and Schwab never saw it."""
+    assert code == 0, err
+    assert took < PROMPT, (took, err)
+    assert_never_streamed(sim, err)
 
 
 def assert_never_streamed(sim: SimThread, err: str) -> None:
@@ -137,10 +136,7 @@ def test_a_stop_at_any_point_of_start_up_exits_0_at_once_and_never_connects(
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.002)
     time.sleep(delay)
-    code, took, err = stop_and_time(proc, sig)
-    assert code == 0, err
-    assert took < PROMPT, (took, err)
-    assert_never_streamed(sim, err)
+    assert_stopped_at_once(sim, *stop_and_time(proc, sig))
 
 
 def test_a_stop_while_waiting_for_the_lease_ends_at_once(
@@ -150,10 +146,7 @@ def test_a_stop_while_waiting_for_the_lease_ends_at_once(
     held.set("schwab:lease", "another-instance", px=60_000)
     sim, proc = spawn()
     wait_for_line(proc, "standby: another instance holds the lease")
-    code, took, err = stop_and_time(proc)
-    assert code == 0, err
-    assert took < PROMPT, (took, err)
-    assert_never_streamed(sim, err)
+    assert_stopped_at_once(sim, *stop_and_time(proc))
     assert held.get("schwab:lease") == b"another-instance"  # not ours to free
     held.close()
 
@@ -168,10 +161,7 @@ def test_a_stop_while_a_stalled_redis_has_the_lease_try_ends_at_once(
         sim, proc = spawn(redis_url=f"redis://127.0.0.1:{port}/0")
         wait_for_line(proc, "standby: redis is unreachable")  # the first try timed out
         time.sleep(2.0)  # the next try (after ~1 s) is waiting on the silent socket now
-        code, took, err = stop_and_time(proc)
-    assert code == 0, err
-    assert took < PROMPT, (took, err)
-    assert_never_streamed(sim, err)
+        assert_stopped_at_once(sim, *stop_and_time(proc))
 
 
 def test_a_stop_while_connecting_does_not_finish_the_connect(
@@ -181,30 +171,15 @@ def test_a_stop_while_connecting_does_not_finish_the_connect(
     another process holds the lock): a stop ends it at once instead of connecting, logging in and
     subscribing first."""
     token_path = tmp_path / "token.json"
-    holder: subprocess.Popen[str] | None = None
+    with contextlib.ExitStack() as held:
 
-    def expire_and_hold_the_lock() -> None:
-        nonlocal holder
-        store = TokenStore(token_path)
-        store.save(dataclasses.replace(store.load(), access_expires_at=time.time() - 10))
-        holder = subprocess.Popen(
-            [sys.executable, "-c", _HOLD_LOCK, str(store.lock_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        def expire_and_hold_the_lock() -> None:
+            store = TokenStore(token_path)
+            store.save(dataclasses.replace(store.load(), access_expires_at=time.time() - 10))
+            held.enter_context(token_lock_held(store.lock_path))
 
-    try:
         sim, proc = spawn(before=expire_and_hold_the_lock)
         wait_for_line(proc, "active: holding the lease")
         time.sleep(0.5)  # connecting: userPreference wants a fresh token, the refresh the lock
-        code, took, err = stop_and_time(proc)
-    finally:
-        if holder is not None:
-            assert holder.stdin is not None
-            holder.stdin.close()
-            holder.wait(5)
-    assert code == 0, err
-    assert took < PROMPT, (took, err)
-    assert_never_streamed(sim, err)
+        outcome = stop_and_time(proc)
+    assert_stopped_at_once(sim, *outcome)

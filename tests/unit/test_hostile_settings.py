@@ -267,18 +267,19 @@ def test_a_number_setting_is_sane_or_one_config_error(
     assert number == number and abs(number) < 1e10, (name, value, number)  # finite and sane
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("REDIS_URL", "redis://127.0.0.1:99999"),
-        ("REDIS_URL", "redis://[::1:6379"),
-        ("SCHWAB_TOKEN_PATH", ""),
-        ("SCHWAB_TOKEN_PATH", "/"),
-        ("SCHWAB_API_BASE_URL", "http://127.0.0.1:abc"),
-        ("SCHWAB_WATCHDOG_SECONDS", "inf"),
-        ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
-    ],
-)
+#: A bad value of each kind the review tried: a URL's port or IPv6 literal, an empty or folder
+#: token path, a number past its range.
+HOSTILE_SETTINGS = [
+    ("REDIS_URL", "redis://127.0.0.1:99999"),
+    ("REDIS_URL", "redis://[::1:6379"),
+    ("SCHWAB_TOKEN_PATH", ""),
+    ("SCHWAB_TOKEN_PATH", "/"),
+    ("SCHWAB_API_BASE_URL", "http://127.0.0.1:abc"),
+    ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), [*HOSTILE_SETTINGS, ("SCHWAB_WATCHDOG_SECONDS", "inf")])
 @pytest.mark.parametrize(
     "command", [["token", "status"], ["token", "refresh"], ["login", "--manual"]]
 )
@@ -296,14 +297,9 @@ def test_a_hostile_setting_is_one_line_from_every_command(
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("REDIS_URL", "redis://127.0.0.1:99999"),
-        ("REDIS_URL", "redis://[::1:6379"),
-        ("SCHWAB_TOKEN_PATH", ""),
-        ("SCHWAB_TOKEN_PATH", "/"),
-        ("SCHWAB_API_BASE_URL", "http://127.0.0.1:abc"),
+        *HOSTILE_SETTINGS,
         ("SCHWAB_WATCHDOG_SECONDS", "1e400"),
         ("SCHWAB_COMMAND_TIMEOUT", "nan"),
-        ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
     ],
 )
 def test_run_refuses_a_hostile_setting_with_exit_2(
