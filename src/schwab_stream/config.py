@@ -6,7 +6,6 @@ Every setting keeps the exact environment name users type, so the error for a ba
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schwab_stream.errors import ConfigError
+from schwab_stream.symbols import check_keys
 
 #: Streamer services a user can subscribe to, in the order Schwab documents them.
 SUBSCRIBABLE_SERVICES: tuple[str, ...] = (
@@ -246,20 +246,15 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
 
 
-#: Schwab's option symbol: root padded to 6, YYMMDD, C or P, strike x 1000 in 8 digits.
-_OPTION_SYMBOL = re.compile(r"^[A-Z0-9.$/ ]{6}\d{6}[CP]\d{8}$")
-_OPTION_SERVICES = ("LEVELONE_OPTIONS", "OPTIONS_BOOK")
-
-
 def malformed_option_keys(subscriptions: dict[str, list[str]]) -> list[str]:
-    """Option keys not in Schwab's `RRRRRRYYMMDDsWWWWWddd` format: Schwab sends no data and
-    no error for them, so say so at start-up."""
-    return [
-        f"{service}={key!r}"
-        for service in _OPTION_SERVICES
-        for key in subscriptions.get(service, [])
-        if not _OPTION_SYMBOL.match(key)
-    ]
+    """Option keys (LEVELONE_OPTIONS, OPTIONS_BOOK) not in Schwab's `RRRRRRYYMMDDsWWWWWddd`
+    format, as `SERVICE='key'`: kept for `cli/run.py`'s option-worded warning; every other
+    service's keys are checked by `symbols.check_keys`."""
+    options = {service: subscriptions.get(service, []) for service in _OPTION_SERVICES}
+    return [f"{problem.service}={problem.key!r}" for problem in check_keys(options)]
+
+
+_OPTION_SERVICES = ("LEVELONE_OPTIONS", "OPTIONS_BOOK")
 
 
 def unknown_setting_names(env_file: str | Path = ".env") -> list[str]:

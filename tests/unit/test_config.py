@@ -160,15 +160,24 @@ def test_unknown_schwab_names_in_env_and_dotenv_are_named(
 
 
 def test_option_keys_outside_schwabs_format_are_named() -> None:
+    """Only the option services: run's warning about them speaks of option symbols (the other
+    services' keys are checked by symbols.check_keys, tests/unit/test_symbols.py)."""
     from schwab_stream.config import malformed_option_keys
 
     subs = {
-        "LEVELONE_OPTIONS": ["AAPL  261218C00200000", "AAPL", "SPXW  240420C05040000"],
+        "LEVELONE_OPTIONS": [
+            "AAPL  261218C00200000",
+            "AAPL",
+            "SPXW  240420C05040000",
+            "AAPL  261318C00200000",  # month 13: the right shape, not a date
+        ],
         "OPTIONS_BOOK": ["AAPL 261218C00200000"],
-        "LEVELONE_EQUITIES": ["AAPL"],
+        "LEVELONE_EQUITIES": ["AAPL", "aapl"],
+        "LEVELONE_FUTURES": ["ES"],
     }
     assert malformed_option_keys(subs) == [
         "LEVELONE_OPTIONS='AAPL'",
+        "LEVELONE_OPTIONS='AAPL  261318C00200000'",
         "OPTIONS_BOOK='AAPL 261218C00200000'",
     ]
 
