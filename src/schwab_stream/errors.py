@@ -32,6 +32,12 @@ class ExitCode(IntEnum):
     TAKEN_OVER = 3
     LOGIN_NEEDED = 3
     LEASE_LOST = 4
+    #: `subscribe`/`unsubscribe`: Schwab refused some keys (named on stderr)
+    REFUSED = 5
+    #: `subscribe`/`unsubscribe`/`subscriptions`: no bridge runs on this Redis and prefix
+    NO_BRIDGE = 6
+    #: `subscribe`/`unsubscribe`: the bridge did not answer in time (the change is stored)
+    NO_ANSWER = 7
 
 
 class SchwabStreamError(Exception):

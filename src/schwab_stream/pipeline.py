@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 
@@ -16,8 +15,10 @@ from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord
 from schwab_stream.config import Settings
+from schwab_stream.control.bridge import ControlLoop
 from schwab_stream.errors import ExitCode, LeaseLost, LoginRequiredError, StreamStopped
 from schwab_stream.publish.redis import TradingEventPublisher
+from schwab_stream.redact import safe_url
 from schwab_stream.standby import Lease, Standby, StandbyReason, StandbyReporter
 from schwab_stream.stream.client import SchwabStreamClient, wait_for_new_login
 from schwab_stream.stream.state import ConnectionState
@@ -68,6 +69,10 @@ class Pipeline:
         self.health = health
         self.telemetry = TelemetrySync(metrics, health, client.stats, publisher, client.book)
         self.expiry = ExpiryNotifier(settings.expiry_hook, publisher, settings.expiry_hook_timeout)
+        #: Live subscriptions: the settings' keys are pinned, the rest comes from Redis
+        self.control = ControlLoop(
+            settings.redis_url, settings.redis_prefix, client, client.book.wanted, publisher
+        )
         metrics.set_token_callbacks(
             lambda: auth.token_seconds_left()[0], lambda: auth.token_seconds_left()[1]
         )
@@ -177,7 +182,7 @@ class Pipeline:
             self.metrics.set_redis_up(not redis_down)
             detail = standby.detail
             if redis_down:
-                detail = f"{detail} at {_safe_url(self.settings.redis_url)}"
+                detail = f"{detail} at {safe_url(self.settings.redis_url)}"
             log.log(
                 logging.WARNING if redis_down else logging.INFO,
                 "standby: %s",
@@ -195,6 +200,8 @@ class Pipeline:
 
     async def _run_active(self) -> ExitCode:
         publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
+        await self.control.load()  # what was wanted before (a restart, a takeover) streams first
+        control_task = asyncio.create_task(self.control.run(), name="subscription-control")
         client_task = asyncio.create_task(self.client.run(), name="stream-client")
         refresh_task = asyncio.create_task(self._keep_tokens_fresh(), name="token-refresh")
         stop_task = asyncio.create_task(self._stop.wait(), name="stop")
@@ -227,7 +234,7 @@ class Pipeline:
             lease_task.cancel()
             if self.exit_code != ExitCode.LEASE_LOST:
                 await self.lease.release()  # logged out: a standby may log in right away
-            for task in (refresh_task, stop_task, telemetry_task):
+            for task in (refresh_task, stop_task, telemetry_task, control_task):
                 task.cancel()
             await self.expiry.aclose()
             self.telemetry.sync()
@@ -287,12 +294,3 @@ class Pipeline:
             log.error("stream client failed: %r", exc)
             return ExitCode.FAILED
         return ExitCode.OK
-
-
-def _safe_url(url: str) -> str:
-    """A Redis URL fit for a log line: the password, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "sim": "schwab_stream.cli.sim:sim",
     "demo": "schwab_stream.cli.demo:demo",
     "tail": "schwab_stream.cli.tail:tail",
+    "subscribe": "schwab_stream.cli.subscriptions:subscribe",
+    "unsubscribe": "schwab_stream.cli.subscriptions:unsubscribe",
+    "subscriptions": "schwab_stream.cli.subscriptions:subscriptions",
 }
 
 

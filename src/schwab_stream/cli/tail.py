@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from schwab_stream.cli.common import exits_on_error, redis_url_option
 from schwab_stream.cli.formatting import format_line
 from schwab_stream.errors import SchwabStreamError
+from schwab_stream.redact import safe_url
 
 #: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
 SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
@@ -217,7 +218,7 @@ def tail(
     try:
         client.ping()
     except (RedisError, OSError) as exc:
-        raise SchwabStreamError(f"cannot reach Redis at {redis_url}: {exc}") from None
+        raise SchwabStreamError(f"cannot reach Redis at {safe_url(redis_url)}: {exc}") from None
     try:
         keys = fixed_keys(prefix, wanted_symbols, wanted_types)
         if not wanted_symbols:

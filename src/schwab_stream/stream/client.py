@@ -134,6 +134,8 @@ class SchwabStreamClient:
         self._code3 = False
         #: Set when the wanted set changes: wakes the subscription loop and an idle client
         self._changed = asyncio.Event()
+        #: Set on every subscription answer and connection change (the control plane waits on it)
+        self.book_changed = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -320,6 +322,7 @@ class SchwabStreamClient:
                     subscriber.result()  # a code that ends the session, or a command timeout
             finally:
                 self.book.disconnected()
+                self.book_changed.set()
                 watchdog.cancel()
                 for task in (reader, subscriber):
                     if task is None:
@@ -373,6 +376,7 @@ class SchwabStreamClient:
                 command.service, command.verb, functools.partial(_build, creds, command=command)
             )
             answer = self.book.on_answer(response.code, response.msg, time.monotonic())
+            self.book_changed.set()
             self._on_subscription_answer(answer)
 
     def _on_subscription_answer(self, answer: Answer) -> None:
