@@ -129,6 +129,14 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
     )
     lease_ttl: float = Field(10.0, ge=1.0, le=300.0, validation_alias=_env("SCHWAB_LEASE_TTL"))
+    #: `strict`: a key in the wrong format for its service stops `run` (exit 2); `warn`: it is
+    #: said and sent anyway (the formats are Schwab's documented ones; some are UNVERIFIED)
+    key_check: Literal["strict", "warn"] = Field(
+        "strict", validation_alias=_env("SCHWAB_KEY_CHECK")
+    )
+    silent_key_seconds: float = Field(
+        300.0, gt=0, le=86_400, validation_alias=_env("SCHWAB_SILENT_KEY_SECONDS")
+    )
 
     # --- Operations -----------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SCHWAB_METRICS_PORT"))
@@ -246,15 +254,10 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
 
 
-def malformed_option_keys(subscriptions: dict[str, list[str]]) -> list[str]:
-    """Option keys (LEVELONE_OPTIONS, OPTIONS_BOOK) not in Schwab's `RRRRRRYYMMDDsWWWWWddd`
-    format, as `SERVICE='key'`: kept for `cli/run.py`'s option-worded warning; every other
-    service's keys are checked by `symbols.check_keys`."""
-    options = {service: subscriptions.get(service, []) for service in _OPTION_SERVICES}
-    return [f"{problem.service}={problem.key!r}" for problem in check_keys(options)]
-
-
-_OPTION_SERVICES = ("LEVELONE_OPTIONS", "OPTIONS_BOOK")
+def key_problems(subscriptions: dict[str, list[str]]) -> list[str]:
+    """Keys not in their service's format, one line each with the right format: Schwab sends
+    no data and no error for them (`symbols.check_keys`)."""
+    return [str(problem) for problem in check_keys(subscriptions)]
 
 
 def unknown_setting_names(env_file: str | Path = ".env") -> list[str]:

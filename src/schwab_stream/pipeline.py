@@ -67,7 +67,14 @@ class Pipeline:
         self.lease = lease
         self.metrics = metrics
         self.health = health
-        self.telemetry = TelemetrySync(metrics, health, client.stats, publisher, client.book)
+        self.telemetry = TelemetrySync(
+            metrics,
+            health,
+            client.stats,
+            publisher,
+            client.book,
+            silent_key_after=settings.silent_key_seconds,
+        )
         self.expiry = ExpiryNotifier(settings.expiry_hook, publisher, settings.expiry_hook_timeout)
         #: Live subscriptions: the settings' keys are pinned, the rest comes from Redis
         self.control = ControlLoop(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -125,3 +126,16 @@ def token_lock_held(lock_path: Path) -> Iterator[subprocess.Popen[str]]:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(5)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_snippet(marker: str) -> str:
+    """The ```python block right after `<!-- MARKER -->` in the README: tests run the README's
+    own code, so it cannot drift."""
+    match = re.search(
+        rf"<!-- {re.escape(marker)} -->\n```python\n(.*?)\n```", README.read_text(), re.DOTALL
+    )
+    assert match, f"README.md has no {marker} snippet"
+    return match.group(1)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +18,7 @@ from schwab_stream.sim.server import SimThread
 from tests.env import clean_env
 
 from .fault_helpers import Bridge, Bridges
-from .pipeline_helpers import sim_post, sim_stats, wait_for
+from .pipeline_helpers import readme_snippet, sim_post, sim_stats, wait_for
 
 EQ = "LEVELONE_EQUITIES"
 
@@ -183,18 +184,9 @@ async def test_malformed_control_messages_are_ignored_and_streaming_goes_on(
 def test_the_commands_exit_codes_name_what_happened(redis_url: str) -> None:
     """Usage errors exit 2 before anything is written; no bridge exits 6."""
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    def cli(*args: str, url: str = redis_url) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "schwab_stream",
-                *args,
-                "--redis-url",
-                redis_url,
-                "--prefix",
-                "t",
-            ],
+            [sys.executable, "-m", "schwab_stream", *args, "--redis-url", url, "--prefix", "t"],
             capture_output=True,
             text=True,
             env=clean_env(),
@@ -210,3 +202,51 @@ def test_the_commands_exit_codes_name_what_happened(redis_url: str) -> None:
     listed = cli("subscriptions")
     assert listed.returncode == 6 and "cli (pinned)" in listed.stdout
     assert "Traceback" not in bad_service.stderr + bad_key.stderr + none.stderr + listed.stderr
+
+    # the ACL of docs/subscriptions.md: a reader cannot change subscriptions
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command(
+        *[
+            "ACL",
+            "SETUSER",
+            "reader",
+            "on",
+            ">rpw",
+            "~t:tick:*",
+            "~t:latest:*",
+            "+@read",
+            "+@connection",
+        ]
+    )
+    admin.close()
+    reader_url = redis_url.replace("redis://", "redis://reader:rpw@")
+    denied = cli("subscribe", "LEVELONE_EQUITIES=AAPL", url=reader_url)
+    assert denied.returncode == 1 and "refused: NoPermissionError" in denied.stderr
+    assert "rpw" not in denied.stderr and "Traceback" not in denied.stderr
+    unreachable = cli("subscriptions", url="redis://:secret@127.0.0.1:1/0")
+    assert (
+        unreachable.returncode == 1 and "cannot reach Redis at redis://:***@" in unreachable.stderr
+    )
+
+
+async def test_the_readme_python_snippet_subscribes_and_unsubscribes(
+    sim_factory: Callable[..., SimThread], bridges: Bridges, redis_url: str, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=20)
+    await started(bridges, sim, {EQ: ["AAPL"]})
+    script = tmp_path / "control.py"
+    script.write_text(readme_snippet("control:python") + "\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env={**clean_env(), "REDIS_URL": redis_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines() == ["applied subscribed 1 key", "applied unsubscribed 1 key"]
+    commands = (await sim_stats(sim))["commands"]
+    assert (commands.get("ADD"), commands.get("UNSUBS")) == (1, 1)

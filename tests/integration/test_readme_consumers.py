@@ -19,19 +19,13 @@ import redis.asyncio as aioredis
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
 
-from .pipeline_helpers import make_settings, wait_for, write_tokens
+from .pipeline_helpers import make_settings, readme_snippet, wait_for, write_tokens
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 SEQ_LINE = re.compile(r"^(\d+) AAPL [\d.]+ [\d.]+$")
 
 
 def snippet(name: str) -> str:
-    """The ```python block right after `<!-- consumer:NAME -->` in the README."""
-    match = re.search(
-        rf"<!-- consumer:{name} -->\n```python\n(.*?)\n```", README.read_text(), re.DOTALL
-    )
-    assert match, f"README.md has no consumer:{name} snippet"
-    return match.group(1)
+    return readme_snippet(f"consumer:{name}")
 
 
 @asynccontextmanager

@@ -159,27 +159,61 @@ def test_unknown_schwab_names_in_env_and_dotenv_are_named(
     assert unknown_setting_names(env_file) == ["SCHWAB_LEVELONE_EQUITY", "SCHWAB_NASDAQ_BOOKS"]
 
 
-def test_option_keys_outside_schwabs_format_are_named() -> None:
-    """Only the option services: run's warning about them speaks of option symbols (the other
-    services' keys are checked by symbols.check_keys, tests/unit/test_symbols.py)."""
-    from schwab_stream.config import malformed_option_keys
+def test_keys_outside_their_services_format_are_named_with_the_right_one() -> None:
+    """Every service's keys, not only options (#14: `ES`, `EURUSD`, `VOLUME` were accepted
+    silently and never got data); the formats themselves: tests/unit/test_symbols.py."""
+    from schwab_stream.config import key_problems
 
     subs = {
-        "LEVELONE_OPTIONS": [
-            "AAPL  261218C00200000",
-            "AAPL",
-            "SPXW  240420C05040000",
-            "AAPL  261318C00200000",  # month 13: the right shape, not a date
-        ],
-        "OPTIONS_BOOK": ["AAPL 261218C00200000"],
-        "LEVELONE_EQUITIES": ["AAPL", "aapl"],
-        "LEVELONE_FUTURES": ["ES"],
+        "LEVELONE_OPTIONS": ["AAPL  261218C00200000", "AAPL"],
+        "LEVELONE_EQUITIES": ["AAPL", "MSFT"],
+        "LEVELONE_FUTURES": ["ES", "/ES"],
+        "LEVELONE_FOREX": ["EURUSD"],
+        "SCREENER_EQUITY": ["VOLUME"],
     }
-    assert malformed_option_keys(subs) == [
-        "LEVELONE_OPTIONS='AAPL'",
-        "LEVELONE_OPTIONS='AAPL  261318C00200000'",
-        "OPTIONS_BOOK='AAPL 261218C00200000'",
+    problems = key_problems(subs)
+    assert len(problems) == 4
+    assert [p.split(" key ")[0] for p in problems] == [
+        "LEVELONE_OPTIONS",
+        "LEVELONE_FUTURES",
+        "LEVELONE_FOREX",
+        "SCREENER_EQUITY",
     ]
+    assert "/ES" in problems[1] and "EUR/USD" in problems[2]
+
+
+def test_a_malformed_key_in_the_settings_stops_run_unless_key_check_is_warn(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.env import clean_env
+
+    def run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "schwab_stream", "run"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={
+                **clean_env(),
+                "SCHWAB_APP_KEY": "k",
+                "SCHWAB_APP_SECRET": "s",
+                "SCHWAB_TOKEN_PATH": str(tmp_path / "token.json"),
+                "REDIS_URL": "redis://127.0.0.1:1/0",
+                "SCHWAB_LEVELONE_FUTURES": "ES",
+                **env,
+            },
+            timeout=60,
+        )
+
+    strict = run()
+    assert strict.returncode == 2
+    assert "LEVELONE_FUTURES key 'ES'" in strict.stderr and "/ES" in strict.stderr
+    assert "SCHWAB_KEY_CHECK=warn" in strict.stderr and "Traceback" not in strict.stderr
+    bad_setting = run(SCHWAB_KEY_CHECK="maybe")
+    assert bad_setting.returncode == 2 and "SCHWAB_KEY_CHECK" in bad_setting.stderr
 
 
 def test_max_frame_bytes_is_a_bounded_setting() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from schwab_stream.cli.common import exits_on_error
-from schwab_stream.errors import ExitCode
+from schwab_stream.errors import ConfigError, ExitCode
 from schwab_stream.runtime import StartupStopped, StopRequest, freeze_heap, run_async
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ def _start(subscribe: tuple[str, ...], stop: StopRequest) -> int:
     # Imported here, not at the top: a stop signal is caught only once `run` runs, and these
     # (pydantic above all) take most of the start-up.
     from schwab_stream.config import (
+        key_problems,
         load_settings,
-        malformed_option_keys,
         parse_subscribe_option,
         unknown_setting_names,
     )
@@ -73,18 +73,21 @@ def _start(subscribe: tuple[str, ...], stop: StopRequest) -> int:
     pipeline = Pipeline.from_settings(settings, subscriptions)
     for name in unknown_setting_names():
         log.warning("%s is not a schwab-stream setting (a typo?); it is ignored", name)
-    for key in malformed_option_keys(subscriptions):
-        log.warning(
-            "%s is not an option symbol in Schwab's format (root padded to 6 characters, YYMMDD, "
-            "C or P, strike x 1000 in 8 digits, e.g. 'AAPL  261218C00200000'): it will get no data",
-            key,
+    problems = key_problems(subscriptions)
+    if problems and settings.key_check == "strict":
+        raise ConfigError(
+            "; ".join(problems) + " (Schwab sends nothing for such a key; fix it, or set "
+            "SCHWAB_KEY_CHECK=warn to send it anyway)"
         )
+    for problem in problems:
+        log.warning("%s: sent anyway (SCHWAB_KEY_CHECK=warn); it may get no data", problem)
     for folder in pipeline.auth.store.loose_folders():
         log.warning("%s", folder.message())
     if not subscriptions:
         log.warning(
-            "nothing to subscribe: set SCHWAB_LEVELONE_EQUITIES (or another service setting) "
-            "or pass --subscribe SERVICE=KEYS"
+            "nothing in the settings to subscribe: keys stored by `schwab-stream subscribe` "
+            "stream if there are any; otherwise the bridge waits for one (or set "
+            "SCHWAB_LEVELONE_EQUITIES, or pass --subscribe SERVICE=KEYS)"
         )
     stop.defer()  # the loop takes signals from its first step (`_run`)
     return run_async(_run(pipeline, subscriptions, stop))

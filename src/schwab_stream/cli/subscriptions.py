@@ -48,17 +48,18 @@ def _target(redis_url: str | None, prefix: str | None) -> tuple[str, str]:
 
 def _run(redis_url: str, what: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run one exchange; Redis unreachable is one line naming the URL (password masked)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
     try:
         return asyncio.run(what())
-    except (RedisError, OSError, TimeoutError) as exc:
-        click.echo(
-            f"schwab-stream: cannot reach Redis at {safe_url(redis_url)}: {type(exc).__name__}: "
-            f"{exc}",
-            err=True,
-        )
-        raise click.exceptions.Exit(ExitCode.FAILED) from None
+    except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
+        said = f"cannot reach Redis at {safe_url(redis_url)}: {type(exc).__name__}: {exc}"
+    except RedisError as exc:  # NOPERM from an ACL, a read-only replica, ...
+        said = f"Redis at {safe_url(redis_url)} refused: {type(exc).__name__}: {exc}"
+    click.echo(f"schwab-stream: {said}", err=True)
+    raise click.exceptions.Exit(ExitCode.FAILED)
 
 
 def _parse(pairs: tuple[str, ...]) -> dict[str, list[str]]:
