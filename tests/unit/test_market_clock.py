@@ -303,3 +303,22 @@ def test_each_service_streams_in_its_session_only(
         assert (len(got) > 1) == streams
     else:
         assert bool(got) == streams
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--market-time", "2025-06-10 10:30"], "YYYY-MM-DDTHH:MM"),
+        (["--hours", "equity_open=7"], "not HH:MM"),
+        (["--hours", "lunch=12:00"], "unknown hours 'lunch'"),
+    ],
+)
+def test_sim_refuses_a_bad_market_time_or_hours_with_a_usage_error(
+    args: list[str], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from schwab_stream.cli.sim import sim
+
+    result = CliRunner().invoke(sim, args)
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -303,3 +303,40 @@ def test_option_symbol_and_wire_doubles() -> None:
     assert wire_double(235.0, 2) == 235 and isinstance(wire_double(235.0, 2), int)
     assert wire_double(0.999, 2) == 1 and isinstance(wire_double(0.999, 2), int)
     assert isinstance(wire_double(1.25, 2), float)
+
+
+def test_exchange_ids_and_mics_are_paired_as_the_exchanges_are() -> None:
+    market = Market(3, clock=Clock())
+    pairs = set()
+    for symbol in ("AAPL", "MSFT", "F", "SPY", "ZZZQ"):
+        inst = market.instrument(symbol)
+        assert inst is not None
+        for _ in range(200):
+            inst.step(market.now_ms() + 1)
+            _, values = levelone.fields("LEVELONE_EQUITIES", inst, market.now_ms())
+            pairs |= {(values[c], values[m]) for c, m in (("6", "39"), ("7", "40"), ("16", "41"))}
+    assert {("Z", "BATS"), ("N", "XNYS"), ("L", "TRFC"), ("Q", "XNAS")} <= pairs
+    by_id: dict[str, set[str]] = {}
+    for code, mic in pairs:
+        by_id.setdefault(code, set()).add(mic)
+    assert by_id["N"] == {"XNYS"} and by_id["Z"] == {"BATS"} and by_id["K"] == {"EDGX"}
+    assert all(len({c for c, m in pairs if m == mic}) == 1 for _, mic in pairs)  # one id per MIC
+
+
+def test_dividend_dates_and_borrow_figures_vary_by_stock_and_not_by_run() -> None:
+    def statics(seed: int) -> dict[str, tuple[Any, ...]]:
+        market = Market(seed, clock=Clock())
+        out = {}
+        for symbol in ("AAPL", "MSFT", "KO", "XOM", "JPM", "ZZZQ", "GME"):
+            inst = market.instrument(symbol)
+            assert inst is not None
+            _, values = levelone.fields("LEVELONE_EQUITIES", inst, market.now_ms())
+            out[symbol] = (values["26"], values["46"], values["47"], values["48"])
+        return out
+
+    first, again = statics(1), statics(2)
+    assert first == again  # from the symbol alone
+    payers = [v[0] for s, v in first.items() if s in ("AAPL", "MSFT", "KO", "XOM", "JPM")]
+    assert len(set(payers)) == len(payers) and all(d.endswith(" 00:00:00.0") for d in payers)
+    assert first["GME"][0] == ""  # no dividend, no date
+    assert len({v[1] for v in first.values()}) == len(first)
