@@ -2,7 +2,8 @@
 
 Each row puts our figure next to a reference measured in the same run on the same machine:
 schwab-py's handler for decode + normalize + encode, a bare XADD loop for throughput, a bare
-websocket-to-XADD loop for latency. All on loopback, against an embedded redis-server.
+websocket-to-XADD loop for latency, a bare Redis-to-websocket relay for live subscription
+changes (issue 16). All on loopback, against an embedded redis-server.
 
     .venv-bench/bin/python bench/run.py [--quick]
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
+import subscription_bench
 from schwab_stream.runtime import run_async
 
 
@@ -145,6 +147,33 @@ def process_rows(mode: Mode, world: pipeline_bench.Bench, quick: bool) -> list[R
     return rows
 
 
+def subscription_rows() -> list[Row]:
+    """Live subscription changes (#16), in their own world: the simulator needs a symbol limit
+    above 1,000 and no other streamer logged in (bench/subscription_bench.py)."""
+    with pipeline_bench.bench_world(**subscription_bench.SIM) as world:
+        f = run_async(subscription_bench.measure(world))
+    o, b = f.ours, f.bare
+    adds = o.bulk_add_commands
+    return [
+        Row(
+            f"subscription change p50/p99 ({f.changes} changes)",
+            f"{o.p50:.2f} / {o.p99:.2f} ms",
+            f"{b.p50:.2f} / {b.p99:.2f} ms bare relay",
+            f"{o.p99 / b.p99:.1f}x",
+            "p99 < 50 ms",
+            o.p99 < 50,
+        ),
+        Row(
+            f"subscribe {f.bulk:,} keys in one request (remove: {o.bulk_remove_ms:.1f} ms)",
+            f"{o.bulk_add_ms:.1f} ms, {adds.get('ADD', 0)} ADD",
+            f"{b.bulk_add_ms:.1f} ms bare relay",
+            f"{o.bulk_add_ms / b.bulk_add_ms:.1f}x",
+            "applied, 2 ADD",
+            adds == {"ADD": 2},
+        ),
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ("benchmark", "ours", "reference (same run)", "ratio", "target", "")
     cells = [headers] + [
@@ -185,6 +214,7 @@ def main() -> None:
         steps.append(lambda: process_rows(mode, world, args.quick))
         for step in steps:
             rows.extend(step())
+    rows.extend(subscription_rows())
     print_table(rows)
     print(f"# {'quick' if args.quick else 'full'} mode, {time.monotonic() - started:.0f} s")
 
