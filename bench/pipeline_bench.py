@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -200,12 +201,24 @@ class Acks:
         return self.events / ((self.ack_ns[-1] - min(self.recv_ns)) / 1e9)
 
 
-async def run_pipeline(world: Bench, url: str, expected: int, timeout: float = 120.0) -> Acks:
-    """A real Pipeline (latest keys on), its websocket pointed at `url`, until `expected` market
-    events are acknowledged by Redis. Conflation is ruled out by a queue larger than the run."""
-    pipeline = Pipeline.from_settings(
-        world.settings(queue_size=10_000_000), {"LEVELONE_EQUITIES": ["SYM00"]}
-    )
+def frame_keys(frames: list[str]) -> dict[str, list[str]]:
+    """Every (service, key) the frames carry data for: what the bridge must hold, since it
+    drops data for keys it does not hold."""
+    keys: dict[str, dict[str, None]] = {}
+    for frame in frames:
+        for message in json.loads(frame).get("data", []):
+            held = keys.setdefault(message["service"], {})
+            held.update(dict.fromkeys(item["key"] for item in message["content"]))
+    return {service: list(held) for service, held in keys.items()}
+
+
+async def run_pipeline(
+    world: Bench, url: str, expected: int, subs: dict[str, list[str]], timeout: float = 120.0
+) -> Acks:
+    """A real Pipeline (latest keys on) holding `subs`, its websocket pointed at `url`, until
+    `expected` market events are acknowledged by Redis. Conflation is ruled out by a queue
+    larger than the run."""
+    pipeline = Pipeline.from_settings(world.settings(queue_size=10_000_000), subs)
     real_preference = pipeline.auth.user_preference
 
     async def pointed() -> UserPreference:
@@ -308,7 +321,7 @@ async def throughput(world: Bench, frames: list[str]) -> Throughput:
         bare = max(bare, await bare_xadd_rate(world.redis.url, entries, batch))
     world.flush()
     async with sender(frames, 0, world.tmp) as url:
-        acks = await run_pipeline(world, url, len(entries))
+        acks = await run_pipeline(world, url, len(entries), frame_keys(frames))
     with redis.Redis.from_url(world.redis.url) as client:
         written = sum(int(client.xlen(stream)) for stream in {s for s, _ in entries})
     if written != len(entries):
@@ -331,7 +344,7 @@ async def latency(world: Bench, frames: list[str], rate: float, skip: int) -> La
         bare = (await bare_ws_latencies_ms(url, world.redis.url, entries))[skip:]
     world.flush()
     async with sender(frames, rate, world.tmp) as url:
-        acks = await run_pipeline(world, url, sum(len(e) for e in entries))
+        acks = await run_pipeline(world, url, sum(len(e) for e in entries), frame_keys(frames))
     ours = acks.frame_latencies_ms(skip)
     return Latency(
         (quantile(ours, 0.5), quantile(ours, 0.99)),

@@ -190,14 +190,13 @@ class SubscriptionControl:
 def _lists(subs: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     """`subs` upper-cased and checked: an unknown service or a key in the wrong format is an
     InvalidRequest naming it and the right format, before anything is written."""
-    checked: dict[str, list[str]] = {}
+    unique: dict[str, dict[str, None]] = {}
     for service, keys in subs.items():
         name = service.strip().upper()
         if name not in SERVICES:
             raise InvalidRequest(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
-        joined = parse_keys(",".join(keys))
-        if joined:
-            checked.setdefault(name, []).extend(k for k in joined if k not in checked.get(name, []))
+        unique.setdefault(name, {}).update(dict.fromkeys(parse_keys(",".join(keys))))
+    checked = {service: list(keys) for service, keys in unique.items() if keys}
     problems = check_keys(checked)
     if problems:
         raise InvalidRequest("; ".join(map(str, problems)))

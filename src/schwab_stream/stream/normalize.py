@@ -260,8 +260,8 @@ class Normalizer:
         """Whether data for `key` is used (stamping its last data time), else counted."""
         if marks is None:
             return True
-        if key not in marks:
-            self._problem(Problem.NOT_SUBSCRIBED, service, key[:MAX_NAME])
+        if key not in marks:  # (per service: a large unsubscribe leaves data for many keys)
+            self._problem(Problem.NOT_SUBSCRIBED, service)
             return False
         marks[key] = recv_ns
         return True
@@ -373,7 +373,7 @@ class Normalizer:
                     continue
                 if marks is not None:
                     if symbol not in marks:
-                        problem(Problem.NOT_SUBSCRIBED, service, symbol[:MAX_NAME])
+                        problem(Problem.NOT_SUBSCRIBED, service)
                         continue
                     marks[symbol] = recv_ns
                 quote = quotes.get(symbol)
