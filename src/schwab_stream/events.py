@@ -85,6 +85,9 @@ class BarEvent(_Event, tag="bar"):
     close: float | None = None
     volume: float | None = None
     sequence: int | None = None
+    #: True for a bar fetched from Schwab's price history to fill a gap (its `schwab_ts` is
+    #: null); additive, so the schema stays v1
+    backfilled: bool = False
 
 
 class ScreenerItem(msgspec.Struct, kw_only=True, gc=False):
