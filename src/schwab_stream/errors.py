@@ -7,6 +7,7 @@ log label) and the exit code a command ends with, so no caller ever parses a mes
     │   └── TokenStoreUnavailable kind "token_store"    exit 1  cannot use it now (disk, lock)
     ├── LoginRequiredError       kind "login_required"  exit 3  a person must run `login`
     ├── AuthError                kind "auth"            exit 1  OAuth/REST failed after retries
+    ├── RestError                kind "rest"            exit 1  a market-data call failed (`reason`)
     ├── ProtocolError            kind per instance      exit 1  a streamer frame we cannot read
     ├── StreamStopped            kind "taken_over"      exit 3  code 12: another session took over
     ├── LeaseLost                kind "lease_lost"      exit 4  another instance took the lease
@@ -17,7 +18,7 @@ Messages are for people and never carry a secret.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import ClassVar
 
 
@@ -84,6 +85,45 @@ class AuthError(SchwabStreamError):
     """An OAuth or REST call failed in a way retries did not fix."""
 
     kind = "auth"
+
+
+class RestReason(StrEnum):
+    """Why a market-data REST call failed: the bounded label of `RestError` and its metric."""
+
+    BAD_REQUEST = "bad_request"  # 400 and other 4xx: Schwab refused the parameters
+    NOT_FOUND = "not_found"  # 404
+    UNAUTHORIZED = "unauthorized"  # 401 after one token refresh, or 403
+    RATE_LIMITED = "rate_limited"  # 429 on every attempt
+    SERVER_ERROR = "server_error"  # 5xx on every attempt
+    NETWORK = "network"  # timeouts and connection failures on every attempt
+    BAD_ANSWER = "bad_answer"  # an answer we cannot read (not JSON, wrong shape, a 3xx)
+
+
+#: The reasons worth trying again later: the same request may well succeed.
+TRANSIENT_REST_REASONS = frozenset(
+    {RestReason.RATE_LIMITED, RestReason.SERVER_ERROR, RestReason.NETWORK}
+)
+
+
+class RestError(SchwabStreamError):
+    """A market-data REST call failed after the retries it deserved. `reason` says why (bounded),
+    `status` is the last HTTP status (None for a network failure); the message names the call and
+    Schwab's error title, never a token."""
+
+    kind = "rest"
+
+    def __init__(
+        self, reason: RestReason, message: str, *, status: int | None = None, attempts: int = 1
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+    @property
+    def transient(self) -> bool:
+        """True when trying again later may succeed (429, 5xx, network)."""
+        return self.reason in TRANSIENT_REST_REASONS
 
 
 class ProtocolError(SchwabStreamError):
