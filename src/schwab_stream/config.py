@@ -6,6 +6,7 @@ Every setting keeps the exact environment name users type, so the error for a ba
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -63,6 +64,8 @@ def _check_host_and_port(value: str) -> None:
         raise ValueError("has a port that is not a number from 1 to 65535")
 
 
+#: A New York wall-clock time, HH:MM
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 #: Largest `SCHWAB_STREAM_MAXLEN`: a billion entries per stream is far past any Redis's memory,
 #: and well inside the signed 64-bit integer Redis reads MAXLEN as.
 MAX_STREAM_MAXLEN = 1_000_000_000
@@ -138,6 +141,19 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86_400, validation_alias=_env("SCHWAB_SILENT_KEY_SECONDS")
     )
 
+    # --- Back-fill of bars from Schwab's price history (docs/backfill.md) ------------------
+    backfill: bool = Field(True, validation_alias=_env("SCHWAB_BACKFILL"))
+    backfill_hold_seconds: float = Field(
+        300.0, ge=1, le=3600, validation_alias=_env("SCHWAB_BACKFILL_HOLD_SECONDS")
+    )
+    backfill_equity_from: str = Field("07:00", validation_alias=_env("SCHWAB_BACKFILL_EQUITY_FROM"))
+    backfill_futures_from: str = Field(
+        "18:00", validation_alias=_env("SCHWAB_BACKFILL_FUTURES_FROM")
+    )
+    backfill_concurrency: int = Field(
+        4, ge=1, le=32, validation_alias=_env("SCHWAB_BACKFILL_CONCURRENCY")
+    )
+
     # --- Operations -----------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SCHWAB_METRICS_PORT"))
     log_format: Literal["auto", "console", "json"] = Field(
@@ -190,6 +206,13 @@ class Settings(BaseSettings):
         if value.expanduser().is_dir():
             raise ValueError(f"{value} is a folder: name a file in it, e.g. {value}/token.json")
         return value
+
+    @field_validator("backfill_equity_from", "backfill_futures_from")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value.strip()):
+            raise ValueError("must be a New York time as HH:MM, e.g. 07:00")
+        return value.strip()
 
     @field_validator("redis_url")
     @classmethod

@@ -136,6 +136,9 @@ class SchwabStreamClient:
         self._changed = asyncio.Event()
         #: Set on every subscription answer and connection change (the control plane waits on it)
         self.book_changed = asyncio.Event()
+        #: Told of each change of the wanted set (service -> added, removed) before it is sent:
+        #: the back-fill holds an added key's bars from its first one
+        self.on_change: Callable[[dict[str, tuple[list[str], list[str]]]], None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -211,6 +214,8 @@ class SchwabStreamClient:
         difference) and on every later one; returns service -> (keys added, keys removed)."""
         changes = self.book.set_wanted(wanted)
         if changes:
+            if self.on_change is not None:  # before anything is sent for the change
+                self.on_change(changes)
             self._changed.set()
         return changes
 

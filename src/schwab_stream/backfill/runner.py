@@ -1,0 +1,288 @@
+"""Backfiller: the I/O around the back-fill rules. It reads each bar stream's last bar from
+Redis, asks Schwab's price history for the missing minutes, and hands the bars to the
+`BarSequencer`, whose output goes to the publisher.
+
+When: at start (from the session's open, or the stream's last bar, whichever is later), after
+every reconnect (from the last bar published), and for a key added at run time. Redis gaps need
+none: the publisher keeps every bar through them. It runs beside the stream: REST calls go
+through the market-data client's rate limiter, a few at a time, and only bars wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from schwab_stream.backfill.candles import (
+    MINUTE_MS,
+    NEW_YORK,
+    Candle,
+    local_time_ms,
+    minute_floor,
+    to_bars,
+)
+from schwab_stream.backfill.planner import BackfillPlanner, Fetch, Why
+from schwab_stream.backfill.sequencer import BarSequencer
+from schwab_stream.errors import RestError
+from schwab_stream.events import BarEvent, Event
+from schwab_stream.sink import EventSink
+
+log = logging.getLogger(__name__)
+
+#: The services whose keys are back-filled.
+BAR_SERVICES = ("CHART_EQUITY", "CHART_FUTURES")
+
+
+class History(Protocol):
+    """What the back-fill needs of the market-data REST client."""
+
+    async def price_history(
+        self, symbol: str, start_ms: int, end_ms: int, *, extended: bool = True
+    ) -> _Candles: ...
+
+
+class _Candles(Protocol):
+    @property
+    def candles(self) -> list[Candle]: ...
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """Where a key's session starts, New York time (docs/backfill.md): equities' extended session
+    at 07:00 (CHART_EQUITY's first minute), futures the evening before at 18:00 (UNVERIFIED)."""
+
+    equity: tuple[int, int] = (7, 0)
+    futures: tuple[int, int] = (18, 0)
+
+    @classmethod
+    def from_settings(cls, equity: str, futures: str) -> SessionStart:
+        """From `SCHWAB_BACKFILL_EQUITY_FROM` / `_FUTURES_FROM` (HH:MM, checked by settings)."""
+        e_hour, e_minute = equity.split(":")
+        f_hour, f_minute = futures.split(":")
+        return cls((int(e_hour), int(e_minute)), (int(f_hour), int(f_minute)))
+
+    def of(self, service: str, now_ms: int) -> int:
+        hour, minute = self.futures if service == "CHART_FUTURES" else self.equity
+        today = local_time_ms(now_ms, hour, minute)
+        if today <= now_ms:
+            return today
+        return (
+            local_time_ms(now_ms, hour, minute, days_back=1)
+            if service == "CHART_FUTURES"
+            else today
+        )
+
+
+@dataclass
+class BackfillStats:
+    """Plain counters for telemetry and the closing log line."""
+
+    fetches: Counter[str] = field(default_factory=Counter)  # ok, retried, given_up
+    bars: int = 0
+    candles_bad: Counter[str] = field(default_factory=Counter)  # CandleProblem
+    minutes_given_up: int = 0
+
+
+class Backfiller:
+    def __init__(
+        self,
+        history: History,
+        redis_url: str,
+        prefix: str,
+        publisher: EventSink,
+        wanted: Callable[[], Mapping[str, list[str]]],
+        *,
+        sequencer: BarSequencer | None = None,
+        planner: BackfillPlanner | None = None,
+        sessions: SessionStart | None = None,
+        concurrency: int = 4,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.history = history
+        self.prefix = prefix
+        self.publisher = publisher
+        self.wanted = wanted
+        self.sequencer = sequencer or BarSequencer()
+        self.planner = planner or BackfillPlanner()
+        self.sessions = sessions or SessionStart()
+        self.concurrency = concurrency
+        self.wall_ms = wall_ms
+        self.stats = BackfillStats()
+        self.redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
+        #: Keys whose stream's last bar was read from Redis
+        self._read: set[str] = set()
+        self._wake = asyncio.Event()
+
+    # --- hooks (synchronous: called by the gate and the stream client) --------------------------
+
+    def bar_keys(self) -> list[tuple[str, str]]:
+        wanted = self.wanted()
+        return [(s, k) for s in BAR_SERVICES for k in wanted.get(s, [])]
+
+    def on_logged_in(self) -> None:
+        """A new connection: the minutes since each key's last bar are missing."""
+        now_ms = self.wall_ms()
+        for service, symbol in self.bar_keys():
+            self._plan(service, symbol, now_ms, Why.RECONNECT)
+
+    def on_change(self, changes: Mapping[str, tuple[list[str], list[str]]]) -> None:
+        """Keys added at run time: their session so far is missing."""
+        now_ms = self.wall_ms()
+        for service in BAR_SERVICES:
+            for symbol in changes.get(service, ([], []))[0]:
+                self._plan(service, symbol, now_ms, Why.ADDED)
+
+    def _plan(self, service: str, symbol: str, now_ms: int, why: Why) -> None:
+        last = self.sequencer.last_start(symbol)
+        start = self.sessions.of(service, now_ms)
+        if last is not None:
+            start = max(start, last + MINUTE_MS)
+        end = minute_floor(now_ms)
+        if self.planner.want(service, symbol, start, end, why, urgent=True):
+            self.sequencer.begin_fill(symbol, start, time.monotonic())
+            self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Before streaming: read each key's last bar and plan the start's back-fill, so the
+        first live bars already wait for it."""
+        now_ms = self.wall_ms()
+        for service, symbol in self.bar_keys():
+            await self._read_last(symbol)
+            self._plan(service, symbol, now_ms, Why.START)
+
+    async def run(self) -> None:
+        running: dict[asyncio.Task[list[BarEvent]], Fetch] = {}
+        try:
+            while True:
+                now = time.monotonic()
+                self._release(self.sequencer.expire(now))
+                while len(running) < self.concurrency:
+                    fetch = self.planner.next_fetch(now)
+                    if fetch is None:
+                        break
+                    running[asyncio.create_task(self._fetch(fetch))] = fetch
+                wake = min(
+                    (t for t in (self.planner.wake_at(), self.sequencer.wake_at()) if t),
+                    default=None,
+                )
+                timeout = 1.0 if wake is None else max(0.0, min(1.0, wake - now))
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait(
+                    {*running, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+                for task in [t for t in running if t in done]:
+                    self._finish(running.pop(task), task)
+        finally:
+            for task in running:
+                task.cancel()
+            await self.redis.aclose()
+
+    async def _fetch(self, fetch: Fetch) -> list[BarEvent]:
+        if fetch.symbol not in self._read:
+            await self._read_last(fetch.symbol)
+        last = self.sequencer.last_start(fetch.symbol)
+        start = fetch.start_ms if last is None else max(fetch.start_ms, last + MINUTE_MS)
+        if start >= fetch.end_ms:
+            return []
+        answer = await self.history.price_history(fetch.symbol, start, fetch.end_ms)
+        problems: Counter[str] = Counter()
+        bars = to_bars(
+            fetch.service,
+            fetch.symbol,
+            answer.candles,
+            start,
+            fetch.end_ms,
+            time.time_ns(),
+            problems,
+        )
+        self.stats.candles_bad.update(problems)
+        bad = {k: v for k, v in problems.items() if k != "outside"}
+        if bad:
+            log.warning("back-fill of %s: candles left out %s", fetch.symbol, dict(bad))
+        return bars
+
+    def _finish(self, fetch: Fetch, task: asyncio.Task[list[BarEvent]]) -> None:
+        exc = task.exception()
+        if exc is None:
+            self.planner.done(fetch)
+            self.stats.fetches["ok"] += 1
+            published = self.sequencer.filled(fetch.symbol, task.result())
+            self.stats.bars += sum(1 for b in published if b.backfilled)
+            self._release(published)
+            return
+        final = isinstance(exc, RestError) and not exc.transient
+        if not isinstance(exc, RestError | RedisError | OSError | TimeoutError):
+            log.error("back-fill of %s failed: %r (a bug: please report)", fetch.symbol, exc)
+            final = True
+        if self.planner.failed(fetch, time.monotonic(), final=final):
+            self.stats.fetches["retried"] += 1
+            log.info("back-fill of %s failed (%s); trying again", fetch.symbol, exc)
+            return
+        self.stats.fetches["given_up"] += 1
+        self._release(self.sequencer.abandon(fetch.symbol))
+        self._say_incomplete(fetch.symbol, fetch.service, fetch.start_ms, fetch.end_ms, str(exc))
+
+    def _release(self, bars: list[BarEvent]) -> None:
+        if bars:
+            events: list[Event] = [*bars]
+            self.publisher.submit(events)
+        for given in self.sequencer.take_given_up():
+            self._say_incomplete(
+                given.symbol, "", given.start_ms, given.end_ms, "back-fill did not land in time"
+            )
+
+    def _say_incomplete(
+        self, symbol: str, service: str, start_ms: int, end_ms: int, why: str
+    ) -> None:
+        minutes = max(0, (end_ms - start_ms) // MINUTE_MS)
+        self.stats.minutes_given_up += minutes
+        detail = (
+            f"{symbol}: {minutes} minutes from {_hhmm(start_ms)} to {_hhmm(end_ms)} "
+            f"not back-filled ({why})"
+        )
+        log.warning("%s", detail)
+        self.publisher.status(
+            "backfill_incomplete",
+            detail,
+            symbol=symbol,
+            service=service,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            minutes=minutes,
+        )
+
+    async def _read_last(self, symbol: str) -> None:
+        """The start of the last bar in the key's stream (nothing when Redis cannot say: the
+        sequencer then only knows what it publishes)."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError, msgspec.DecodeError):
+            entries: Any = await asyncio.wait_for(
+                self.redis.xrevrange(f"{self.prefix}:bar:{symbol}", count=1), 2.0
+            )
+            start = None
+            if entries:
+                start = msgspec.json.decode(entries[0][1][b"data"], type=_Start).start
+            self.sequencer.known(symbol, start)
+            self._read.add(symbol)
+
+
+class _Start(msgspec.Struct):
+    start: int | None = None
+
+
+def _hhmm(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, NEW_YORK).strftime("%Y-%m-%d %H:%M ET")
