@@ -266,14 +266,14 @@ class MarketDataClient:
                 if status == 429:
                     self.stats.rate_limited += 1
                     asked = retry_after_seconds(response.headers.get("Retry-After"), time.time())
-            if not failure.transient or attempt >= self.max_attempts:
-                raise failure
             delay = backoff.next()
             if failure.reason is RestReason.RATE_LIMITED:
-                # Pause every caller: for Retry-After when sent (up to max_retry_after), else
-                # for this call's own backoff delay.
+                # Pause every caller, even when this call gives up: for Retry-After when sent
+                # (up to max_retry_after), else for this call's own backoff delay.
                 pause = delay if asked is None else min(asked, self.max_retry_after)
                 self.limiter.pause(self._clock(), pause)
+            if not failure.transient or attempt >= self.max_attempts:
+                raise failure
             self.stats.retries[endpoint.value] += 1
             log.info(
                 "%s failed (%s); retry %d of %d in %.1f s",
