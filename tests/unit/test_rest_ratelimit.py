@@ -10,6 +10,7 @@ from email.utils import formatdate
 import pytest
 
 from schwab_stream.rest.ratelimit import WINDOW_SECONDS, RateLimiter, retry_after_seconds
+from tests.unit.test_architecture import _loaded_by
 
 
 def slots(limiter: RateLimiter, count: int, now: float = 0.0) -> list[float]:
@@ -111,3 +112,9 @@ def test_retry_after_as_an_http_date() -> None:
     now = 1_750_000_000.0
     assert retry_after_seconds(formatdate(now + 42, usegmt=True), now) == pytest.approx(42.0)
     assert retry_after_seconds(formatdate(now - 42, usegmt=True), now) == 0.0
+
+
+def test_the_limiter_and_the_candle_window_are_sans_io() -> None:
+    forbidden = ("asyncio", "httpx", "schwab_stream.auth", "schwab_stream.rest.client")
+    assert _loaded_by("schwab_stream.rest.ratelimit", forbidden) == []
+    assert _loaded_by("schwab_stream.rest.candles", forbidden) == []
