@@ -225,22 +225,38 @@ def test_bars_are_one_minute_candles_built_from_trades() -> None:
 
 
 def test_bar_volume_is_the_sum_of_its_trades() -> None:
+    """Level one prints the tape's trades; each bar is those of its minute, and the volume a
+    client sees grows by exactly the trades printed."""
     clock = Clock()
     market = Market(9, clock=clock)
     inst = market.instrument("AAPL")
-    assert inst is not None
-    per_minute: dict[int, int] = {}
+    assert inst is not None and inst.tape is not None
+    start_ms = market.now_ms()
+    per_minute: dict[int, list[tuple[float, int]]] = {}
+    for ms, price, size in inst.tape.trades(start_ms - 60_000, start_ms + 300_000):
+        per_minute.setdefault(ms - ms % 60_000, []).append((price, size))
+    volume = inst.volume
     for _ in range(300):
         clock.t += 1
-        before = inst.trades
         inst.step(market.now_ms())
-        if inst.trades > before:
-            minute = inst.trade_ms - inst.trade_ms % 60_000
-            per_minute[minute] = per_minute.get(minute, 0) + inst.last_size
-    inst.catch_up(market.now_ms() + 60_000, spacing_ms=10**9)
+    assert inst.volume - volume == sum(
+        size for ms, _, size in inst.tape.trades(start_ms, market.now_ms())
+    )
+    inst.catch_up(market.now_ms() + 60_000)
+    checked = 0
     for bar in inst.bars:
-        if bar.start_ms in per_minute:
-            assert bar.volume == per_minute[bar.start_ms]
+        trades = per_minute.get(bar.start_ms)
+        if trades and start_ms <= bar.start_ms < start_ms + 240_000:
+            prices = [p for p, _ in trades]
+            assert bar.volume == sum(s for _, s in trades)
+            assert (bar.open, bar.high, bar.low, bar.close) == (
+                prices[0],
+                max(prices),
+                min(prices),
+                prices[-1],
+            )
+            checked += 1
+    assert checked >= 4
 
 
 def test_screeners_rank_their_universe() -> None:
@@ -311,8 +327,8 @@ def test_exchange_ids_and_mics_are_paired_as_the_exchanges_are() -> None:
     for symbol in ("AAPL", "MSFT", "F", "SPY", "ZZZQ"):
         inst = market.instrument(symbol)
         assert inst is not None
-        for _ in range(200):
-            inst.step(market.now_ms() + 1)
+        for i in range(200):
+            inst.step(market.now_ms() + 1 + 2_000 * i)  # trades print as the tape goes by
             _, values = levelone.fields("LEVELONE_EQUITIES", inst, market.now_ms())
             pairs |= {(values[c], values[m]) for c, m in (("6", "39"), ("7", "40"), ("16", "41"))}
     assert {("Z", "BATS"), ("N", "XNYS"), ("L", "TRFC"), ("Q", "XNAS")} <= pairs

@@ -19,10 +19,9 @@ from schwab_stream.sim.hours import Schedule
 from schwab_stream.sim.pricing import Greeks, black_scholes
 from schwab_stream.sim.reference import QUOTE_VENUES, TRADE_VENUES, EquityRef, FutureRef, Venue
 from schwab_stream.sim.symbols import Kind
+from schwab_stream.sim.tape import Bar, Tape, round_tick
 
-
-def round_tick(value: float, tick: float, places: int) -> float:
-    return round(round(value / tick) * tick, places)
+__all__ = ["Bar", "Instrument", "Print", "round_tick", "tick_places"]
 
 
 def tick_places(tick: float) -> int:
@@ -99,6 +98,9 @@ class ForexTerms:
 
 Terms = EquityTerms | OptionTerms | FutureTerms | ForexTerms
 
+#: A tape instrument left alone longer than this starts again at its current session.
+REBASE_MS = 3 * 86_400_000
+
 #: Daily resets per kind: (minute since midnight New York of the trade date, what resets).
 #: Equities and options follow the Streamer Guide (docs/schwab-api.md §11); futures and forex
 #: start their day when their session opens (the evening before), a simplification.
@@ -113,18 +115,6 @@ RESETS: dict[str, tuple[tuple[int, str], ...]] = {
 
 
 # ---- the walk --------------------------------------------------------------------------------
-
-
-@dataclass
-class Bar:
-    """One one-minute candle built from simulated trades."""
-
-    start_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
 
 
 @dataclass
@@ -170,10 +160,18 @@ class Instrument:
     regular: Print | None = None
     #: Reset minute -> the trade date (ordinal) of the last reset applied (see RESETS).
     marks: dict[int, int] = field(default_factory=dict)
+    #: Equities, indexes, futures and forex trade their tape (tape.py): every trade is a pure
+    #: function of (seed, symbol, trade date), read up to the market clock; `tape_ms` is how far.
+    #: Options and futures options (None) re-quote from their underlying and trade at random.
+    tape: Tape | None = None
+    tape_ms: int = 0
 
     def step(self, now_ms: int) -> None:
         """One market event at now_ms if the market is open (options re-quote from their
         underlying's move); closed, only the daily resets and the last bar happen."""
+        if self.tape is not None:
+            self.walk(now_ms)
+            return
         if not self.hours.open_at(now_ms):
             self.settle(now_ms)
             return
@@ -214,6 +212,13 @@ class Instrument:
         """One random-walk event at now_ms: move the quote, and trade with some probability
         (nothing but the resets while the market is closed)."""
         now_ms = max(now_ms, self.last_event_ms)
+        if self.tape is not None:
+            fresh = self.consume(now_ms)
+            self.settle(now_ms)
+            if self.hours.open_at(now_ms):
+                self.last_event_ms = now_ms
+                self.quote_around_last(now_ms, force=fresh)
+            return
         self.settle(now_ms)
         if not self.hours.open_at(now_ms):
             return
@@ -224,9 +229,56 @@ class Instrument:
         if rng.random() < 0.6 if trade is None else trade:
             self.trade(now_ms)
 
+    def consume(self, now_ms: int) -> bool:
+        """Print the tape's trades up to now_ms (resets applied minute by minute on the way);
+        True if there was one. After a long pause (REBASE_MS) it starts again at the session."""
+        tape = self.tape
+        if tape is None or now_ms <= self.tape_ms:
+            return False
+        if now_ms - self.tape_ms > REBASE_MS:
+            self.tape_ms = tape.session_start(now_ms)[1] - 1
+        minute = -1
+        printed = False
+        for ms, price, size in tape.trades(self.tape_ms, now_ms):
+            start = ms - ms % MINUTE_MS
+            if start != minute:
+                minute = start
+                self.settle(ms)
+            self.print_trade(price, size, ms)
+            printed = True
+        self.tape_ms = now_ms
+        return printed
+
+    def quote_around_last(self, now_ms: int, force: bool = False) -> None:
+        """A tape instrument's quote: a spread of 1-5 ticks with the last trade inside it (so
+        every trade printed at the bid, the ask or between); re-drawn on a trade or at random."""
+        rng = self.rng
+        if not (force or self.bid <= 0 or rng.random() < 0.8):
+            return
+        tick, places = self.tick, self.places
+        width = rng.choice((1, 1, 1, 2, 2, 3, 5))
+        bid = round_tick(max(self.last - rng.randint(0, width) * tick, tick), tick, places)
+        ask = round_tick(bid + width * tick, tick, places)
+        if bid != self.bid:
+            self.bid_ms = now_ms
+            self.bid_venue = rng.choice(QUOTE_VENUES)
+        if ask != self.ask:
+            self.ask_ms = now_ms
+            self.ask_venue = rng.choice(QUOTE_VENUES)
+        self.bid, self.ask = bid, ask
+        if rng.random() < 0.7:
+            self.bid_size = self.lot * rng.randint(1, 30)
+            self.ask_size = self.lot * rng.randint(1, 30)
+        self.quote_ms = now_ms
+
     def catch_up(self, now_ms: int, spacing_ms: int = 10_000) -> None:
-        """Trade at least every spacing_ms of open market time up to now, so every minute of a
-        session has a bar (and no minute outside one)."""
+        """Bring the trades up to now: a tape instrument prints its tape; another trades at
+        least every spacing_ms of open market time, so every minute of a session has a bar (and
+        no minute outside one)."""
+        if self.tape is not None:
+            self.consume(max(now_ms, self.tape_ms))
+            self.settle(now_ms)
+            return
         if now_ms - self.last_event_ms > 2 * 3_600_000:
             self.last_event_ms = now_ms - 2 * 3_600_000
         while self.last_event_ms + spacing_ms <= now_ms:
@@ -292,6 +344,7 @@ class Instrument:
             self.ask_size = self.rng.randint(1, 60)
 
     def trade(self, now_ms: int) -> None:
+        """A random trade at the bid, the ask or the mid (instruments without a tape)."""
         rng = self.rng
         side = rng.random()
         if side < 0.4:
@@ -301,6 +354,11 @@ class Instrument:
         else:
             price = round_tick(self.mid(), self.tick, self.places)
         size = self.trade_lot * rng.choice((1, 1, 1, 2, 3, 5, 10, 20))
+        self.print_trade(price, size, now_ms)
+
+    def print_trade(self, price: float, size: int, now_ms: int) -> None:
+        """A trade happened: last, volume, the regular-session open/high/low, the bar."""
+        rng = self.rng
         self.last, self.last_size = price, size
         self.volume += size
         self.trades += 1

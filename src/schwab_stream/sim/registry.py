@@ -46,6 +46,7 @@ from schwab_stream.sim.symbols import (
     Kind,
     classify,
 )
+from schwab_stream.sim.tape import Tape
 
 
 class Market:
@@ -58,6 +59,7 @@ class Market:
         clock: Callable[[], float] = time.time,
         start_ms: int | None = None,
         hours: MarketHours | None = None,
+        gap_rate: float = 0.0,
     ) -> None:
         self.seed = seed
         self.time_scale = time_scale
@@ -65,6 +67,8 @@ class Market:
         self._t0 = clock()
         self._start_ms = int(self._t0 * 1000) if start_ms is None else start_ms
         self.hours = hours or MarketHours()
+        #: Chance that a minute of a session has no trade, hence no bar (tape.py).
+        self.gap_rate = gap_rate
         self.schedules: dict[str, Schedule] = {}
         self.instruments: dict[str, Instrument] = {}
         #: Draws of the order ids (orders.py) and screener windows (screeners.py).
@@ -114,6 +118,9 @@ class Market:
             "forex": self._create_forex,
         }
         inst = creators[kind](symbol, rng)
+        if inst.underlying is None:
+            self._start_tape(inst, now)
+            return inst
         # Born as of its market's last regular moment, then brought forward to now: the resets
         # passed since apply, and a closed market keeps the bars of its last minutes.
         hours = inst.hours
@@ -136,6 +143,39 @@ class Market:
         inst.high52 = round(max(inst.last, inst.close) * 1.25, inst.places)
         inst.low52 = round(min(inst.last, inst.close) * 0.7, inst.places)
         return inst
+
+    def _start_tape(self, inst: Instrument, now: int) -> None:
+        """An instrument that trades its tape, born at the start of the session open at `now`
+        (or of the last one) with the previous trade date's close, then brought up to now by
+        printing the tape: so its day (volume, open/high/low, bars) is the tape's, whenever it
+        was first asked for."""
+        tape = inst.tape = Tape(
+            self.seed,
+            inst.symbol,
+            inst.hours,
+            inst.tick,
+            inst.places,
+            inst.trade_lot,
+            inst.close,
+            self.gap_rate,
+        )
+        day, start = tape.session_start(now)
+        close, close_ms = tape.previous_close(day)
+        inst.close = inst.last = close
+        inst.volume = 0
+        inst.open = inst.high = inst.low = 0.0
+        inst.regular = Print(close, inst.trade_lot, close_ms)
+        inst.trade_ms = inst.quote_ms = inst.bid_ms = inst.ask_ms = close_ms
+        inst.settle(start)
+        inst.tape_ms = inst.last_event_ms = start - 1
+        inst.consume(now)
+        inst.settle(now)
+        moment = now if inst.hours.open_at(now) else inst.trade_ms
+        inst.quote_around_last(moment, force=True)
+        inst.bid_ms = inst.ask_ms = inst.quote_ms = moment
+        inst.last_event_ms = min(now, max(inst.last_event_ms, moment))
+        inst.high52 = round(max(inst.last, inst.close, tape.base) * 1.25, inst.places)
+        inst.low52 = round(min(inst.last, inst.close, tape.base) * 0.7, inst.places)
 
     def _create_equity(self, symbol: str, rng: random.Random) -> Instrument:
         ref = EQUITIES.get(symbol)
