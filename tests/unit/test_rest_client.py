@@ -217,14 +217,15 @@ async def test_5xx_and_network_failures_are_retried_with_backoff(
         httpx.Response(500, text="<html>Whitelabel Error Page (status=500)</html>"),
         httpx.ConnectError("refused"),
         httpx.ReadTimeout("slow"),
+        httpx.DecodingError("garbled gzip"),
     ]
-    client = make_client(max_attempts=4)
+    client = make_client(max_attempts=5)
     answer = await client.price_history("AAPL", 0, 1)
     assert answer.symbol == "AAPL"
-    assert len(schwab.requests) == 4
-    assert len(fake_time.sleeps) == 3
+    assert len(schwab.requests) == 5
+    assert len(fake_time.sleeps) == 4
     assert 0.25 <= fake_time.sleeps[0] <= 0.5 and 1.0 <= fake_time.sleeps[2] <= 2.0
-    assert client.stats.retries == {"price_history": 3}
+    assert client.stats.retries == {"price_history": 4}
     assert client.stats.calls == {("price_history", "ok"): 1}
 
 

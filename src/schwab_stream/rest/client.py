@@ -148,7 +148,8 @@ class MarketDataClient:
         self, symbols: Iterable[str], fields: Sequence[str] = DEFAULT_QUOTE_FIELDS
     ) -> QuotesAnswer:
         """Quotes for `symbols`, `symbols_per_call` per request. Unknown symbols are reported in
-        the answer (`invalid_symbols`, `unreadable`, `missing`), never raised."""
+        the answer (`invalid_symbols`, `unreadable`, `missing`), never raised; a request that
+        fails for good raises its `RestError`, and the chunks already answered are dropped."""
         unknown = set(fields) - QUOTE_FIELDS
         if unknown or not fields:
             raise ValueError(f"quote fields are some of {sorted(QUOTE_FIELDS)}")
@@ -243,7 +244,7 @@ class MarketDataClient:
                 response = await self._http.get(
                     url, params=params, headers=_headers(token), timeout=self._timeout
                 )
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # timeouts, connections, a body cut or garbled
                 failure = RestError(
                     RestReason.NETWORK, f"{what}: {type(exc).__name__}", attempts=attempt
                 )
