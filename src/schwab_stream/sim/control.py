@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from schwab_stream.sim.codes import ARMABLE, CLIENT_COMMANDS, IMMEDIATE_CODES
+from schwab_stream.sim.marketdata import REST_GATE_KEY
 from schwab_stream.sim.state import STATE_KEY, SimState
 from schwab_stream.sim.streamer import CONNS_KEY, HUB_KEY
 
@@ -111,7 +112,22 @@ async def _stats(request: web.Request) -> web.Response:
     body: dict[str, object] = {name: 0 for name in BASE_COUNTERS}
     body.update(state.stats)
     body["commands"] = dict(state.commands)
+    body["rest"] = dict(state.rest)
     return web.json_response(body)
+
+
+async def _rest_fault(request: web.Request) -> web.Response:
+    """Fail the next `count` market-data REST calls with `status` (default 500, once)."""
+    try:
+        status = int(request.query.get("status", "500"))
+        count = int(request.query.get("count", "1"))
+    except ValueError:
+        raise web.HTTPBadRequest(text="status and count must be integers") from None
+    if not 400 <= status <= 599 or count < 0:
+        raise web.HTTPBadRequest(text="status must be 400-599 and count >= 0")
+    request.app[REST_GATE_KEY].fail_next(status, count)
+    request.app[STATE_KEY].stats["fault_rest"] += 1
+    return web.json_response({"fault": "rest", "status": status, "count": count})
 
 
 async def _drop(request: web.Request) -> web.Response:
@@ -211,6 +227,7 @@ def setup(app: web.Application, state: SimState) -> None:
     app.router.add_post("/sim/fault/garbage", _garbage)
     app.router.add_post("/sim/fault/raw", _raw)
     app.router.add_post("/sim/fault/code/{code}", _code)
+    app.router.add_post("/sim/fault/rest", _rest_fault)
     app.router.add_post("/sim/account/order", _order)
     if specs:
         app.cleanup_ctx.append(_startup_faults(specs))

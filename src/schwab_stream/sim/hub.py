@@ -36,6 +36,7 @@ class Hub:
             clock,
             start_ms=None if start is None else int(start.timestamp() * 1000),
             hours=self.config.hours,
+            gap_rate=self.config.bar_gap_rate,
         )
         self.sessions: set[Session] = set()
         self.active: dict[str, Session] = {}

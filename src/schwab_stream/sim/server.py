@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from schwab_stream.sim import control, oauth, streamer
+from schwab_stream.sim import control, marketdata, oauth, streamer
 from schwab_stream.sim.state import STATE_KEY, SimConfig, SimState
 
 
@@ -24,6 +24,7 @@ def build_app(config: SimConfig) -> web.Application:
     app[STATE_KEY] = state
     oauth.setup(app, state)
     streamer.setup(app, state)
+    marketdata.setup(app, state)
     control.setup(app, state)
     return app
 

@@ -46,6 +46,16 @@ class SimConfig:
     replay: Path | None = None
     replay_pace: bool = False
     startup_faults: list[str] = field(default_factory=list)
+    #: Market-data REST calls accepted per 60 s (wall time) before 429 (0: no limit).
+    rest_limit_per_minute: int = 120
+    #: How far back minute history goes, in days before the market clock (UNVERIFIED: 45-90).
+    history_days: int = 48
+    #: Serve price history for futures (the reference says Schwab has none: off).
+    futures_history: bool = False
+    #: Answer a minute-history window with the whole sessions it touches (schwab-py#148).
+    history_whole_days: bool = False
+    #: Chance that a minute of a session has no trade, hence no bar (Schwab's history has some).
+    bar_gap_rate: float = 0.0
 
 
 @dataclass
@@ -56,6 +66,8 @@ class SimState:
     stats: Counter[str] = field(default_factory=Counter)
     #: Client requests by command (LOGIN, SUBS, ADD, ...; anything else is "other").
     commands: Counter[str] = field(default_factory=Counter)
+    #: Market-data REST calls by endpoint, and their non-200 answers as status_N.
+    rest: Counter[str] = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
     base_url: str = ""
     tokens: TokenAuthority = field(init=False)
