@@ -149,6 +149,39 @@ _DEFAULTS = SimConfig()
     help="Scheduled fault, repeatable: drop@5, silence:3@10/60, garbage@2, "
     "code:12@30 (see docs/simulator.md).",
 )
+@click.option(
+    "--rest-limit",
+    default=_DEFAULTS.rest_limit_per_minute,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Market-data REST calls per minute before 429 (0 = no limit).",
+)
+@click.option(
+    "--history-days",
+    default=_DEFAULTS.history_days,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Days of minute price history served (Schwab's depth is UNVERIFIED: 45-90).",
+)
+@click.option(
+    "--futures-history/--no-futures-history",
+    default=_DEFAULTS.futures_history,
+    show_default=True,
+    help="Serve price history for futures (Schwab reportedly has none).",
+)
+@click.option(
+    "--history-whole-days/--no-history-whole-days",
+    default=_DEFAULTS.history_whole_days,
+    show_default=True,
+    help="Answer minute history with whole sessions, whatever the window (schwab-py#148).",
+)
+@click.option(
+    "--bar-gap-rate",
+    default=_DEFAULTS.bar_gap_rate,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Chance that a session minute has no trade, hence no bar.",
+)
 @exits_on_error("sim")
 def sim(
     host: str,
@@ -171,6 +204,11 @@ def sim(
     replay: Path | None,
     replay_pace: bool,
     faults: tuple[str, ...],
+    rest_limit: int,
+    history_days: int,
+    futures_history: bool,
+    history_whole_days: bool,
+    bar_gap_rate: float,
 ) -> None:
     """Run the local Schwab simulator until Ctrl-C or SIGTERM.
 
@@ -214,6 +252,11 @@ def sim(
         replay=replay,
         replay_pace=replay_pace,
         startup_faults=list(faults),
+        rest_limit_per_minute=rest_limit,
+        history_days=history_days,
+        futures_history=futures_history,
+        history_whole_days=history_whole_days,
+        bar_gap_rate=bar_gap_rate,
     )
     try:
         asyncio.run(_serve(config))
