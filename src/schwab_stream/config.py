@@ -141,6 +141,16 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86_400, validation_alias=_env("SCHWAB_SILENT_KEY_SECONDS")
     )
 
+    # --- Market-data REST (docs/schwab-protocol.md, "Market-data REST") ---------------------
+    #: Schwab's figure is 120 a minute (UNVERIFIED, contested): one limiter for the process
+    rest_requests_per_minute: int = Field(
+        120, ge=1, le=6000, validation_alias=_env("SCHWAB_REST_REQUESTS_PER_MINUTE")
+    )
+    rest_timeout: float = Field(15.0, gt=0, le=300, validation_alias=_env("SCHWAB_REST_TIMEOUT"))
+    rest_max_attempts: int = Field(
+        4, ge=1, le=20, validation_alias=_env("SCHWAB_REST_MAX_ATTEMPTS")
+    )
+
     # --- Back-fill of bars from Schwab's price history (docs/backfill.md) ------------------
     backfill: bool = Field(True, validation_alias=_env("SCHWAB_BACKFILL"))
     backfill_hold_seconds: float = Field(

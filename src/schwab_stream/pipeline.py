@@ -14,11 +14,16 @@ from redis.exceptions import RedisError
 from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord
+from schwab_stream.backfill.gate import BarGate
+from schwab_stream.backfill.runner import Backfiller, SessionStart
+from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.config import Settings
 from schwab_stream.control.bridge import ControlLoop
 from schwab_stream.errors import ExitCode, LeaseLost, LoginRequiredError, StreamStopped
 from schwab_stream.publish.redis import TradingEventPublisher
 from schwab_stream.redact import safe_url
+from schwab_stream.rest.client import MarketDataClient
+from schwab_stream.sink import EventSink
 from schwab_stream.standby import Lease, Standby, StandbyReason, StandbyReporter
 from schwab_stream.stream.client import SchwabStreamClient, wait_for_new_login
 from schwab_stream.stream.state import ConnectionState
@@ -59,6 +64,7 @@ class Pipeline:
         lease: Lease,
         metrics: Metrics,
         health: Health,
+        backfill: Backfiller | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth
@@ -67,6 +73,8 @@ class Pipeline:
         self.lease = lease
         self.metrics = metrics
         self.health = health
+        #: Bars missed while the socket was down (or before start) from Schwab's price history
+        self.backfill = backfill
         self.telemetry = TelemetrySync(
             metrics,
             health,
@@ -105,15 +113,43 @@ class Pipeline:
             queue_size=settings.queue_size,
             pubsub_mirror=settings.pubsub_mirror,
         )
+        backfill: Backfiller | None = None
+        sink: EventSink = publisher
+        if settings.backfill:
+            sequencer = BarSequencer(settings.backfill_hold_seconds)
+            # (the gate calls the back-fill, which is built after the client it watches)
+            sink = BarGate(
+                publisher, sequencer, lambda: backfill.on_logged_in() if backfill else None
+            )
         client = SchwabStreamClient(
             auth,
             subscriptions,
-            publisher,
+            sink,
             watchdog_seconds=settings.watchdog_seconds,
             max_frame_bytes=settings.max_frame_bytes,
             command_timeout=settings.command_timeout,
             reconnect_max_delay=settings.reconnect_max_delay,
         )
+        if settings.backfill:
+            rest = MarketDataClient(
+                auth,
+                requests_per_minute=settings.rest_requests_per_minute,
+                timeout=settings.rest_timeout,
+                max_attempts=settings.rest_max_attempts,
+            )
+            backfill = Backfiller(
+                rest,
+                settings.redis_url,
+                settings.redis_prefix,
+                publisher,
+                lambda: client.book.wanted,
+                sequencer=sequencer,
+                sessions=SessionStart.from_settings(
+                    settings.backfill_equity_from, settings.backfill_futures_from
+                ),
+                concurrency=settings.backfill_concurrency,
+            )
+            client.on_change = backfill.on_change
         lease = Lease(settings.redis_url, f"{settings.redis_prefix}:lease", settings.lease_ttl)
         return cls(
             settings,
@@ -123,6 +159,7 @@ class Pipeline:
             lease=lease,
             metrics=Metrics(),
             health=Health(),
+            backfill=backfill,
         )
 
     def stop(self) -> None:
@@ -209,6 +246,10 @@ class Pipeline:
         publisher_task = asyncio.create_task(self.publisher.run(), name="publisher")
         await self.control.load()  # what was wanted before (a restart, a takeover) streams first
         control_task = asyncio.create_task(self.control.run(), name="subscription-control")
+        backfill_task: asyncio.Task[None] | None = None
+        if self.backfill is not None:
+            await self.backfill.prepare()  # the first live bars already wait for the back-fill
+            backfill_task = asyncio.create_task(self.backfill.run(), name="backfill")
         client_task = asyncio.create_task(self.client.run(), name="stream-client")
         refresh_task = asyncio.create_task(self._keep_tokens_fresh(), name="token-refresh")
         stop_task = asyncio.create_task(self._stop.wait(), name="stop")
@@ -241,8 +282,14 @@ class Pipeline:
             lease_task.cancel()
             if self.exit_code != ExitCode.LEASE_LOST:
                 await self.lease.release()  # logged out: a standby may log in right away
-            for task in (refresh_task, stop_task, telemetry_task, control_task):
-                task.cancel()
+            for task in (refresh_task, stop_task, telemetry_task, control_task, backfill_task):
+                if task is not None:
+                    task.cancel()
+            if backfill_task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await backfill_task
+            if self.backfill is not None:
+                await self.backfill.aclose()
             await self.expiry.aclose()
             self.telemetry.sync()
             self.publisher.status("stopped", *self._stopped)

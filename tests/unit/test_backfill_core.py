@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,6 +12,7 @@ from schwab_stream.backfill.candles import CandleProblem, chart_sequence, to_bar
 from schwab_stream.backfill.planner import BackfillPlanner, Why
 from schwab_stream.backfill.sequencer import BarSequencer, Dropped, GivenUp
 from schwab_stream.events import BarEvent
+from schwab_stream.rest.models import Candle, CandleList
 
 M = 60_000
 T0 = int(datetime(2025, 6, 10, 10, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()) * 1000
@@ -100,14 +100,8 @@ def test_random_interleavings_never_publish_a_minute_twice_or_out_of_order() -> 
 # --- candles ------------------------------------------------------------------------------------
 
 
-@dataclass
-class C:
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: int
-    datetime: int
+def C(o: float, h: float, lo: float, c: float, v: int, at: int) -> Candle:
+    return Candle(open=o, high=h, low=lo, close=c, volume=v, datetime=at)
 
 
 def test_candles_become_bars_of_the_window_only_each_minute_once_in_order() -> None:
@@ -124,12 +118,13 @@ def test_candles_become_bars_of_the_window_only_each_minute_once_in_order() -> N
         C(1, 2, 0.5, 1.5, 10, T0 + 3 * M + 1),  # not a minute start
         C(3, 2, 0.5, 1.5, 10, T0 + 4 * M),  # open above high
     ]
-    bars = to_bars("CHART_EQUITY", "AAPL", candles, T0, T0 + 5 * M, 7, problems)
+    answer = CandleList(candles=candles, symbol="AAPL")
+    bars = to_bars("CHART_EQUITY", "AAPL", answer, T0, T0 + 5 * M, 7, problems)
     assert minutes(bars) == [1, 2]
     assert bars[0].volume == 10 and bars[0].backfilled and bars[0].schwab_ts is None
     assert bars[0].sequence == 3 * 60 + 1  # 10:01 is 181 minutes after 07:00
     assert problems == {
-        CandleProblem.OUT_OF_ORDER: 3,
+        CandleProblem.OUT_OF_ORDER: 1,
         CandleProblem.DUPLICATE: 1,
         CandleProblem.OUTSIDE: 2,
         CandleProblem.BAD_VALUE: 5,

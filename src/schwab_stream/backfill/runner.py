@@ -27,7 +27,6 @@ from redis.exceptions import RedisError
 from schwab_stream.backfill.candles import (
     MINUTE_MS,
     NEW_YORK,
-    Candle,
     local_time_ms,
     minute_floor,
     to_bars,
@@ -36,6 +35,7 @@ from schwab_stream.backfill.planner import BackfillPlanner, Fetch, Why
 from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.errors import RestError
 from schwab_stream.events import BarEvent, Event
+from schwab_stream.rest.models import CandleList
 from schwab_stream.sink import EventSink
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,13 @@ BAR_SERVICES = ("CHART_EQUITY", "CHART_FUTURES")
 
 
 class History(Protocol):
-    """What the back-fill needs of the market-data REST client."""
+    """What the back-fill needs of the market-data REST client (`rest.MarketDataClient`)."""
 
     async def price_history(
         self, symbol: str, start_ms: int, end_ms: int, *, extended: bool = True
-    ) -> _Candles: ...
+    ) -> CandleList: ...
 
-
-class _Candles(Protocol):
-    @property
-    def candles(self) -> list[Candle]: ...
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -158,9 +155,10 @@ class Backfiller:
     async def prepare(self) -> None:
         """Before streaming: read each key's last bar and plan the start's back-fill, so the
         first live bars already wait for it."""
+        keys = self.bar_keys()
+        await self._read_last(*(symbol for _, symbol in keys))
         now_ms = self.wall_ms()
-        for service, symbol in self.bar_keys():
-            await self._read_last(symbol)
+        for service, symbol in keys:
             self._plan(service, symbol, now_ms, Why.START)
 
     async def run(self) -> None:
@@ -190,7 +188,6 @@ class Backfiller:
         finally:
             for task in running:
                 task.cancel()
-            await self.redis.aclose()
 
     async def _fetch(self, fetch: Fetch) -> list[BarEvent]:
         if fetch.symbol not in self._read:
@@ -204,7 +201,7 @@ class Backfiller:
         bars = to_bars(
             fetch.service,
             fetch.symbol,
-            answer.candles,
+            answer,
             start,
             fetch.end_ms,
             time.time_ns(),
@@ -266,18 +263,31 @@ class Backfiller:
             minutes=minutes,
         )
 
-    async def _read_last(self, symbol: str) -> None:
-        """The start of the last bar in the key's stream (nothing when Redis cannot say: the
-        sequencer then only knows what it publishes)."""
-        with contextlib.suppress(RedisError, OSError, TimeoutError, msgspec.DecodeError):
-            entries: Any = await asyncio.wait_for(
-                self.redis.xrevrange(f"{self.prefix}:bar:{symbol}", count=1), 2.0
-            )
-            start = None
-            if entries:
-                start = msgspec.json.decode(entries[0][1][b"data"], type=_Start).start
-            self.sequencer.known(symbol, start)
-            self._read.add(symbol)
+    async def _read_last(self, *symbols: str) -> None:
+        """The start of the last bar in each key's stream, in one round trip (nothing when Redis
+        cannot say: the sequencer then only knows what it publishes)."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for symbol in symbols:
+                    pipe.xrevrange(f"{self.prefix}:bar:{symbol}", count=1)
+                replies: Any = await asyncio.wait_for(pipe.execute(), 5.0)
+            for symbol, entries in zip(symbols, replies, strict=True):
+                self.sequencer.known(symbol, _start_of(entries))
+                self._read.add(symbol)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        await self.history.aclose()
+
+
+def _start_of(entries: Any) -> int | None:
+    """`start` of the bar in an XREVRANGE reply (None: no bar, or not one we can read)."""
+    if not entries:
+        return None
+    try:
+        return msgspec.json.decode(entries[0][1][b"data"], type=_Start).start
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, IndexError, TypeError):
+        return None
 
 
 class _Start(msgspec.Struct):
