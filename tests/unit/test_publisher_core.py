@@ -251,6 +251,9 @@ def test_a_lost_connection_sends_both_flights_again_in_order_and_the_gap_is_repo
     gap = redis.streams["t:status"][0]
     assert isinstance(gap, StatusEvent) and gap.info["reason"] == "ConnectionError: gone"
     assert gap.info["end_ns"] - gap.info["start_ns"] == 1_000_000_000
+    # #17: the event that ends a gap says how long it was and which keys it affected
+    assert gap.info["seconds"] == 1.0
+    assert (gap.info["affected"], gap.info["affected_total"]) == (["tick:A"], 1)
 
 
 def test_a_flight_redis_ran_before_its_answer_was_lost_is_not_written_twice() -> None:

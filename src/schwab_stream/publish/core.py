@@ -81,12 +81,19 @@ class _Hold:
     dropped: int = 0
 
 
+#: Conflated streams a gap event names (`info.affected_total` has the count).
+GAP_KEYS_NAMED = 100
+
+
 @dataclass
 class _Gap:
     started_ns: int
     reason: str
     conflated_at_start: int
     dropped_at_start: int
+    #: Quote, book and screener streams whose events were conflated during the gap, as
+    #: `TYPE:SYMBOL`: the gap event names the level-one keys it affected
+    affected: set[str] = field(default_factory=set)
 
 
 class PublisherCore:
@@ -282,6 +289,8 @@ class PublisherCore:
             ):
                 if key in self._conflated:
                     self.stats.conflated[kind] += 1
+                    if self._gap is not None:
+                        self._gap.affected.add(f"{kind}:{event.symbol}")
                 self._conflated[key] = event
                 return
             self._pending.append(event)
@@ -634,14 +643,18 @@ class PublisherCore:
             f"redis back after {seconds:.1f} s: {conflated} events conflated, {dropped} dropped "
             "during the gap",
         )
+        affected = sorted(gap.affected)
         self.status(
             "gap",
             f"redis was unavailable for {seconds:.1f} s",
             start_ns=gap.started_ns,
             end_ns=end_ns,
+            seconds=round(seconds, 3),
             conflated=conflated,
             dropped=dropped,
             reason=gap.reason,
+            affected=affected[:GAP_KEYS_NAMED],
+            affected_total=len(affected),
         )
 
     def _say(self, level: int, message: str, **extra: Any) -> None:
