@@ -119,7 +119,10 @@ class Pipeline:
             sequencer = BarSequencer(settings.backfill_hold_seconds)
             # (the gate calls the back-fill, which is built after the client it watches)
             sink = BarGate(
-                publisher, sequencer, lambda: backfill.on_logged_in() if backfill else None
+                publisher,
+                sequencer,
+                lambda: backfill.on_logged_in() if backfill else None,
+                lambda ts: backfill.observe(ts) if backfill else None,
             )
         client = SchwabStreamClient(
             auth,

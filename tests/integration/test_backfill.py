@@ -102,7 +102,7 @@ async def test_a_bridge_started_late_has_the_sessions_bars_from_the_open(
     sim_factory: Callable[..., SimThread], bridges: Bridges
 ) -> None:
     sim = sim_factory(rate=20, market_time=datetime(2025, 6, 10, 7, 40, tzinfo=NY))
-    bridge = await bridges.start(sim, {"CHART_EQUITY": ["AAPL"]})
+    bridge = await bridges.start(sim, SUBS)
     await wait_for(lambda: _has_bars(bridge.redis, "AAPL", 40), timeout=30)
     series = await bars(bridge.redis, "AAPL")
     assert series[0].sequence == 0  # 07:00, CHART_EQUITY's first minute
@@ -116,7 +116,7 @@ async def test_backfill_completes_after_the_rest_api_answers_500_and_429(
     sim = sim_factory(rate=20, market_time=datetime(2025, 6, 10, 7, 10, tzinfo=NY))
     await sim_post(sim, "/sim/fault/rest?status=500&count=2")
     await sim_post(sim, "/sim/fault/rest?status=429&count=2")
-    bridge = await bridges.start(sim, {"CHART_EQUITY": ["AAPL"]})
+    bridge = await bridges.start(sim, SUBS)
     await wait_for(lambda: _has_bars(bridge.redis, "AAPL", 10), timeout=60)
     series = await bars(bridge.redis, "AAPL")
     assert series[0].sequence == 0

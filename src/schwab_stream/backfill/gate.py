@@ -14,16 +14,24 @@ from schwab_stream.sink import EventSink
 
 class BarGate:
     def __init__(
-        self, sink: EventSink, sequencer: BarSequencer, on_logged_in: Callable[[], None]
+        self,
+        sink: EventSink,
+        sequencer: BarSequencer,
+        on_logged_in: Callable[[], None],
+        observe: Callable[[int | None], None],
     ) -> None:
         self.sink = sink
         self.sequencer = sequencer
+        #: Given each batch's last Schwab timestamp: the server's clock, for the windows
+        self.observe = observe
         #: Called at each `logged_in` (every connection, before anything is subscribed on it):
         #: the back-fill of the minutes the socket was down starts there, so the first live bar
         #: of each key (Schwab resends the last one) already waits for it
         self.on_logged_in = on_logged_in
 
     def submit(self, events: list[Event]) -> None:
+        if events:
+            self.observe(events[-1].schwab_ts)
         if not any(type(event) is BarEvent for event in events):
             self.sink.submit(events)
             return

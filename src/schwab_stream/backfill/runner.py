@@ -40,6 +40,8 @@ from schwab_stream.sink import EventSink
 
 log = logging.getLogger(__name__)
 
+#: Seconds a window waits after a login for the server's time (a frame's timestamp).
+SERVER_TIME_WAIT = 5.0
 #: The services whose keys are back-filled.
 BAR_SERVICES = ("CHART_EQUITY", "CHART_FUTURES")
 
@@ -120,6 +122,11 @@ class Backfiller:
         #: Keys whose stream's last bar was read from Redis
         self._read: set[str] = set()
         self._wake = asyncio.Event()
+        #: Keys whose missing window waits for the server's time: symbol -> (service, why)
+        self._due: dict[str, tuple[str, Why]] = {}
+        #: The server's time: the newest `schwab_ts` seen since the last login (None: none yet)
+        self.server_ms: int | None = None
+        self._logged_in_at = 0.0
 
     # --- hooks (synchronous: called by the gate and the stream client) --------------------------
 
@@ -127,28 +134,57 @@ class Backfiller:
         wanted = self.wanted()
         return [(s, k) for s in BAR_SERVICES for k in wanted.get(s, [])]
 
+    def observe(self, schwab_ts: int | None) -> None:
+        """The gate passes each batch's newest Schwab timestamp: the clock the windows end by
+        (the server's, not ours: they differ by the host's clock error, and a simulator's
+        market clock may be another day entirely)."""
+        if schwab_ts is not None and (self.server_ms is None or schwab_ts > self.server_ms):
+            self.server_ms = schwab_ts
+            if self._due:
+                self._wake.set()
+
     def on_logged_in(self) -> None:
         """A new connection: the minutes since each key's last bar are missing."""
-        now_ms = self.wall_ms()
+        self.server_ms = None
+        self._logged_in_at = time.monotonic()
         for service, symbol in self.bar_keys():
-            self._plan(service, symbol, now_ms, Why.RECONNECT)
+            self._hold(service, symbol, Why.RECONNECT)
 
     def on_change(self, changes: Mapping[str, tuple[list[str], list[str]]]) -> None:
         """Keys added at run time: their session so far is missing."""
-        now_ms = self.wall_ms()
         for service in BAR_SERVICES:
             for symbol in changes.get(service, ([], []))[0]:
-                self._plan(service, symbol, now_ms, Why.ADDED)
+                self._hold(service, symbol, Why.ADDED)
 
-    def _plan(self, service: str, symbol: str, now_ms: int, why: Why) -> None:
-        last = self.sequencer.last_start(symbol)
-        start = self.sessions.of(service, now_ms)
-        if last is not None:
-            start = max(start, last + MINUTE_MS)
-        end = minute_floor(now_ms)
-        if self.planner.want(service, symbol, start, end, why, urgent=True):
-            self.sequencer.begin_fill(symbol, start, time.monotonic())
-            self._wake.set()
+    def _hold(self, service: str, symbol: str, why: Why) -> None:
+        """From now on the key's live bars wait; its window is planned once the server's time
+        is known."""
+        self.sequencer.begin_fill(symbol, 0, time.monotonic())
+        if symbol not in self._due or why is Why.START:
+            self._due[symbol] = (service, why)
+        self._wake.set()
+
+    def _plan_due(self) -> None:
+        """Turn the keys waiting for the server's time into windows: from the session's start
+        or the minute after the last bar, to the current minute (the wall clock if no frame
+        came within a few seconds of the login: a market with nothing to send)."""
+        if not self._due:
+            return
+        now_ms = self.server_ms
+        if now_ms is None:
+            if time.monotonic() - self._logged_in_at < SERVER_TIME_WAIT:
+                return
+            now_ms = self.wall_ms()
+        due, self._due = self._due, {}
+        for symbol, (service, why) in due.items():
+            last = self.sequencer.last_start(symbol)
+            start = self.sessions.of(service, now_ms)
+            if last is not None:
+                start = max(start, last + MINUTE_MS)
+            if self.planner.want(service, symbol, start, minute_floor(now_ms), why, urgent=True):
+                self.sequencer.fill_window(symbol, start)
+            elif not self.planner.pending(symbol):
+                self._release(self.sequencer.filled(symbol, []))  # nothing missing: let them go
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -157,15 +193,16 @@ class Backfiller:
         first live bars already wait for it."""
         keys = self.bar_keys()
         await self._read_last(*(symbol for _, symbol in keys))
-        now_ms = self.wall_ms()
+        self._logged_in_at = time.monotonic()
         for service, symbol in keys:
-            self._plan(service, symbol, now_ms, Why.START)
+            self._hold(service, symbol, Why.START)
 
     async def run(self) -> None:
         running: dict[asyncio.Task[list[BarEvent]], Fetch] = {}
         try:
             while True:
                 now = time.monotonic()
+                self._plan_due()
                 self._release(self.sequencer.expire(now))
                 while len(running) < self.concurrency:
                     fetch = self.planner.next_fetch(now)

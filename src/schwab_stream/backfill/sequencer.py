@@ -93,6 +93,12 @@ class BarSequencer:
             key.fill_from = from_ms
             key.hold_until = now + self.hold_seconds
 
+    def fill_window(self, symbol: str, from_ms: int) -> None:
+        """The first minute the back-fill out asks for (what a give-up reports as missing)."""
+        key = self._keys.get(symbol)
+        if key is not None and key.filling:
+            key.fill_from = from_ms
+
     def filling(self, symbol: str) -> bool:
         key = self._keys.get(symbol)
         return key is not None and key.filling
