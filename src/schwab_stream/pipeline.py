@@ -82,6 +82,7 @@ class Pipeline:
             publisher,
             client.book,
             silent_key_after=settings.silent_key_seconds,
+            backfill=backfill,
         )
         self.expiry = ExpiryNotifier(settings.expiry_hook, publisher, settings.expiry_hook_timeout)
         #: Live subscriptions: the settings' keys are pinned, the rest comes from Redis

@@ -96,6 +96,9 @@ async def test_a_socket_down_for_several_bar_minutes_loses_no_bar(
         assert_every_minute_once_in_order(await bars(bridge.redis, symbol))
         filled += await assert_backfilled_bars_are_the_history(sim, bridge, symbol)
     assert filled >= 2 * 2  # two minutes or more of each key came from the price history
+    assert bridge.metric("backfill_bars_total") >= filled
+    assert bridge.metric("rest_requests_total", endpoint="price_history", outcome="ok") >= 2
+    assert not await bridge.has_state("backfill_incomplete")
 
 
 async def test_a_bridge_started_late_has_the_sessions_bars_from_the_open(

@@ -36,6 +36,7 @@ from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.errors import RestError
 from schwab_stream.events import BarEvent, Event
 from schwab_stream.rest.models import CandleList
+from schwab_stream.rest.stats import RestStats
 from schwab_stream.sink import EventSink
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ BAR_SERVICES = ("CHART_EQUITY", "CHART_FUTURES")
 
 class History(Protocol):
     """What the back-fill needs of the market-data REST client (`rest.MarketDataClient`)."""
+
+    @property
+    def stats(self) -> RestStats: ...
 
     async def price_history(
         self, symbol: str, start_ms: int, end_ms: int, *, extended: bool = True

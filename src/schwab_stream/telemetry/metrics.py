@@ -182,6 +182,47 @@ class Metrics:
             **common,
         )
         self._subscription_labels: set[tuple[str, str]] = set()
+        # Back-fill and market-data REST (docs/backfill.md): counted from their plain stats
+        self.rest_requests = Counter(
+            "rest_requests",
+            "Market-data REST calls by endpoint and outcome (ok, or why it failed).",
+            ["endpoint", "outcome"],
+            **common,
+        )
+        self.rest_retries = Counter(
+            "rest_retries",
+            "REST attempts made again (429, 5xx, network), by endpoint.",
+            ["endpoint"],
+            **common,
+        )
+        self.backfill_bars = Counter(
+            "backfill_bars", "Bars published from Schwab's price history to fill gaps.", **common
+        )
+        self.backfill_fetches = Counter(
+            "backfill_fetches",
+            "Back-fill windows fetched, by outcome (ok, retried, given_up).",
+            ["outcome"],
+            **common,
+        )
+        self.backfill_minutes_missing = Counter(
+            "backfill_minutes_missing",
+            "Minutes a back-fill gave up on (said in backfill_incomplete status events).",
+            **common,
+        )
+        self.backfill_candles_bad = Counter(
+            "backfill_candles_bad",
+            "Price-history candles left out, by reason (outside, duplicate, out_of_order, "
+            "bad_value).",
+            ["reason"],
+            **common,
+        )
+        self.bars_dropped = Counter(
+            "bars_dropped",
+            "Bars not published because their minute was already in the stream (duplicate) or "
+            "older than one published (out_of_order).",
+            ["reason"],
+            **common,
+        )
         self.build_info = Info("build", "Version of schwab-stream and of Python.", **common)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
 

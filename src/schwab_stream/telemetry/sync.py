@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from schwab_stream.stream.state import ConnectionState
 
 if TYPE_CHECKING:
+    from schwab_stream.backfill.runner import Backfiller
     from schwab_stream.publish.stats import PublisherStats
     from schwab_stream.stream.client import ClientStats
     from schwab_stream.stream.subscriptions import SubscriptionBook
@@ -41,12 +42,14 @@ class TelemetrySync:
         book: SubscriptionBook,
         *,
         silent_key_after: float = 300.0,
+        backfill: Backfiller | None = None,
     ) -> None:
         self.metrics = metrics
         self.health = health
         self.client = client
         self.publisher = publisher
         self.book = book
+        self.backfill = backfill
         #: Seconds an acknowledged key may go without any data before it is called silent
         self.silent_key_after = silent_key_after
         #: When each wanted service was first seen here without a message: its age counts from
@@ -80,6 +83,8 @@ class TelemetrySync:
         for kind, n in self._delta("dropped", pub.dropped).items():
             metrics.inc_dropped(kind, "queue_full", n)
         self._sync_subscriptions()
+        if self.backfill is not None:
+            self._sync_backfill(self.backfill)
         state = ConnectionState.STANDBY if health.standby else client.state
         metrics.set_connection_state(state)
         redis_ok = self.publisher.redis_ok
@@ -94,6 +99,27 @@ class TelemetrySync:
         if last is not None:
             health.mark_alive(last)
         self._measure_rate(sum(pub.published.values()))
+
+    def _sync_backfill(self, backfill: Backfiller) -> None:
+        metrics, stats = self.metrics, backfill.stats
+        rest = backfill.history.stats
+        calls = Counter({f"{e}\0{o}": n for (e, o), n in rest.calls.items()})
+        for label, n in self._delta("rest_calls", calls).items():
+            endpoint, outcome = label.split("\0")
+            metrics.rest_requests.labels(endpoint, outcome).inc(n)
+        for endpoint, n in self._delta("rest_retries", rest.retries).items():
+            metrics.rest_retries.labels(endpoint).inc(n)
+        for outcome, n in self._delta("backfill_fetches", stats.fetches).items():
+            metrics.backfill_fetches.labels(outcome).inc(n)
+        for reason, n in self._delta("candles_bad", stats.candles_bad).items():
+            metrics.backfill_candles_bad.labels(reason).inc(n)
+        dropped = Counter({str(k): v for k, v in backfill.sequencer.dropped.items()})
+        for reason, n in self._delta("bars_dropped", dropped).items():
+            metrics.bars_dropped.labels(reason).inc(n)
+        totals = Counter({"bars": stats.bars, "missing": stats.minutes_given_up})
+        for name, n in self._delta("backfill_totals", totals).items():
+            counter = metrics.backfill_bars if name == "bars" else metrics.backfill_minutes_missing
+            counter.inc(n)
 
     def _sync_subscriptions(self) -> None:
         """Message ages for every wanted service (from subscribing when it never sent one),
