@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     backfill_futures_from: str = Field(
         "18:00", validation_alias=_env("SCHWAB_BACKFILL_FUTURES_FROM")
     )
+    #: Seed each level-one key's latest-state key from REST quotes at start (where none exists)
+    quotes_at_start: bool = Field(False, validation_alias=_env("SCHWAB_QUOTES_AT_START"))
     backfill_concurrency: int = Field(
         4, ge=1, le=32, validation_alias=_env("SCHWAB_BACKFILL_CONCURRENCY")
     )

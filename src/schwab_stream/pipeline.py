@@ -15,6 +15,7 @@ from schwab_stream.alerts import ExpiryNotifier
 from schwab_stream.auth.client import SchwabAuthClient
 from schwab_stream.auth.token_store import TokenRecord
 from schwab_stream.backfill.gate import BarGate
+from schwab_stream.backfill.quotes import seed_latest
 from schwab_stream.backfill.runner import Backfiller, SessionStart
 from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.config import Settings
@@ -65,6 +66,7 @@ class Pipeline:
         metrics: Metrics,
         health: Health,
         backfill: Backfiller | None = None,
+        rest: MarketDataClient | None = None,
     ) -> None:
         self.settings = settings
         self.auth = auth
@@ -75,6 +77,8 @@ class Pipeline:
         self.health = health
         #: Bars missed while the socket was down (or before start) from Schwab's price history
         self.backfill = backfill
+        #: The one market-data REST client of the process (back-fill, quotes at start)
+        self.rest = rest
         self.telemetry = TelemetrySync(
             metrics,
             health,
@@ -134,13 +138,15 @@ class Pipeline:
             command_timeout=settings.command_timeout,
             reconnect_max_delay=settings.reconnect_max_delay,
         )
-        if settings.backfill:
+        rest: MarketDataClient | None = None
+        if settings.backfill or settings.quotes_at_start:
             rest = MarketDataClient(
                 auth,
                 requests_per_minute=settings.rest_requests_per_minute,
                 timeout=settings.rest_timeout,
                 max_attempts=settings.rest_max_attempts,
             )
+        if settings.backfill and rest is not None:
             backfill = Backfiller(
                 rest,
                 settings.redis_url,
@@ -164,6 +170,7 @@ class Pipeline:
             metrics=Metrics(),
             health=Health(),
             backfill=backfill,
+            rest=rest,
         )
 
     def stop(self) -> None:
@@ -254,6 +261,17 @@ class Pipeline:
         if self.backfill is not None:
             await self.backfill.prepare()  # the first live bars already wait for the back-fill
             backfill_task = asyncio.create_task(self.backfill.run(), name="backfill")
+        quotes_task: asyncio.Task[int] | None = None
+        if self.settings.quotes_at_start and self.rest is not None:
+            quotes_task = asyncio.create_task(
+                seed_latest(
+                    self.rest,
+                    self.settings.redis_url,
+                    self.settings.redis_prefix,
+                    self.client.book.wanted,
+                ),
+                name="quotes-at-start",
+            )
         client_task = asyncio.create_task(self.client.run(), name="stream-client")
         refresh_task = asyncio.create_task(self._keep_tokens_fresh(), name="token-refresh")
         stop_task = asyncio.create_task(self._stop.wait(), name="stop")
@@ -292,8 +310,12 @@ class Pipeline:
             if backfill_task is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await backfill_task
+            if quotes_task is not None:
+                quotes_task.cancel()
             if self.backfill is not None:
                 await self.backfill.aclose()
+            if self.rest is not None:
+                await self.rest.aclose()
             await self.expiry.aclose()
             self.telemetry.sync()
             self.publisher.status("stopped", *self._stopped)

@@ -7,16 +7,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 import redis.asyncio as aioredis
 
-from schwab_stream.events import BarEvent, decode_event
+from schwab_stream.backfill.quotes import seed_latest
+from schwab_stream.events import BarEvent, TickEvent, decode_event
+from schwab_stream.pipeline import Pipeline
 from schwab_stream.sim.server import SimThread
 
 from .fault_helpers import Bridge, Bridges
-from .pipeline_helpers import sim_post, wait_for
+from .pipeline_helpers import make_settings, sim_post, wait_for, write_tokens
 
 NY = ZoneInfo("America/New_York")
 MINUTE = 60_000
@@ -129,3 +132,31 @@ async def test_backfill_completes_after_the_rest_api_answers_500_and_429(
 
 async def _has_bars(redis: aioredis.Redis, symbol: str, n: int) -> bool:
     return int(await redis.xlen(f"schwab:bar:{symbol}")) >= n
+
+
+async def test_quotes_at_start_seed_only_latest_keys_that_have_none(
+    sim_factory: Callable[..., SimThread], redis_url: str, tmp_path: Path
+) -> None:
+    """#17: a setting refreshes the latest-state keys from REST quotes at start, so a program that
+    starts before the first tick sees a quote; a live tick already there is never overwritten."""
+    sim = sim_factory(rate=20)
+    token_path = tmp_path / "token.json"
+    write_tokens(sim, token_path)
+    settings = make_settings(sim, redis_url, token_path, quotes_at_start=True)
+    pipeline = Pipeline.from_settings(settings, {})
+    assert pipeline.rest is not None
+    redis = aioredis.Redis.from_url(redis_url)
+    await redis.set("schwab:latest:tick:MSFT", b"live")
+    try:
+        wanted = {"LEVELONE_EQUITIES": ["AAPL", "MSFT"]}
+        written = await seed_latest(pipeline.rest, redis_url, "schwab", wanted)
+        assert written == 1
+        seeded = decode_event(await redis.get("schwab:latest:tick:AAPL"))
+        assert isinstance(seeded, TickEvent) and seeded.snapshot and seeded.seq == 0
+        assert seeded.fields == {"source": "rest"} and seeded.bid and seeded.ask
+        assert await redis.get("schwab:latest:tick:MSFT") == b"live"
+        assert await redis.xlen("schwab:tick:AAPL") == 0  # the stream gets nothing from REST
+    finally:
+        await pipeline.rest.aclose()
+        await pipeline.auth.aclose()
+        await redis.aclose()

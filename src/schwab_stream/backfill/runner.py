@@ -57,8 +57,6 @@ class History(Protocol):
         self, symbol: str, start_ms: int, end_ms: int, *, extended: bool = True
     ) -> CandleList: ...
 
-    async def aclose(self) -> None: ...
-
 
 @dataclass(frozen=True)
 class SessionStart:
@@ -317,8 +315,8 @@ class Backfiller:
                 self._read.add(symbol)
 
     async def aclose(self) -> None:
+        """Close what it opened (the REST client is its owner's)."""
         await self.redis.aclose()
-        await self.history.aclose()
 
 
 def _start_of(entries: Any) -> int | None:
