@@ -317,6 +317,8 @@ class Pipeline:
             if self.rest is not None:
                 await self.rest.aclose()
             await self.expiry.aclose()
+            if self.backfill is not None:
+                self.backfill.release_held()  # a live bar waiting for a back-fill is not lost
             self.telemetry.sync()
             self.publisher.status("stopped", *self._stopped)
             await self.publisher.close(timeout=5.0)

@@ -4,6 +4,7 @@ the back-filled bars are what the simulator's price history serves."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from datetime import datetime
@@ -160,3 +161,22 @@ async def test_quotes_at_start_seed_only_latest_keys_that_have_none(
         await pipeline.rest.aclose()
         await pipeline.auth.aclose()
         await redis.aclose()
+
+
+async def test_stopping_while_a_backfill_is_out_loses_no_live_bar(
+    sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    sim = sim_factory(rate=20, time_scale=60)
+    await sim_post(sim, "/sim/fault/rest?status=500&count=100000")  # the back-fill never lands
+    bridge = await bridges.start(sim, SUBS)
+    await wait_for(lambda: bridge.has_state("subscribed"), timeout=15)
+    received = bridge.pipeline.client.stats.frames
+    await wait_for(lambda: received["data"] > 100, timeout=15)
+    await wait_for(lambda: bridge.metric("backfill_fetches_total", outcome="retried") >= 1)
+    assert await bars(bridge.redis, "AAPL") == []  # live bars wait for the back-fill
+    await asyncio.sleep(3)  # three bar-minutes
+    assert await bridge.stop() == 0
+    series = await bars(bridge.redis, "AAPL")
+    assert len(series) >= 2 and not any(b.backfilled for b in series)
+    assert_every_minute_once_in_order(series)
+    assert await bridge.has_state("backfill_incomplete")

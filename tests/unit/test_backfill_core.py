@@ -75,6 +75,15 @@ def test_a_backfill_that_does_not_land_in_time_is_given_up_and_the_live_bars_flo
     assert seq.filled("AAPL", [bar(2, backfilled=True)]) == []
 
 
+def test_stopping_releases_every_held_bar() -> None:
+    seq = BarSequencer()
+    seq.known("AAPL", T0)
+    seq.begin_fill("AAPL", T0 + M, now=0.0)
+    seq.live(bar(5))
+    assert seq.filling_keys() == ["AAPL"]
+    assert minutes(seq.abandon("AAPL")) == [5] and seq.filling_keys() == []
+
+
 def test_random_interleavings_never_publish_a_minute_twice_or_out_of_order() -> None:
     for seed in range(50):
         rng = random.Random(seed)

@@ -314,6 +314,12 @@ class Backfiller:
                 self.sequencer.known(symbol, _start_of(entries))
                 self._read.add(symbol)
 
+    def release_held(self) -> None:
+        """Stopping: publish every live bar still waiting for a back-fill (after what was
+        published, so the streams stay in order); the minutes before them are said missing."""
+        for symbol in self.sequencer.filling_keys():
+            self._release(self.sequencer.abandon(symbol))
+
     async def aclose(self) -> None:
         """Close what it opened (the REST client is its owner's)."""
         await self.redis.aclose()

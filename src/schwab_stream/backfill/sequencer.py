@@ -99,6 +99,9 @@ class BarSequencer:
         if key is not None and key.filling:
             key.fill_from = from_ms
 
+    def filling_keys(self) -> list[str]:
+        return [symbol for symbol, key in self._keys.items() if key.filling]
+
     def filling(self, symbol: str) -> bool:
         key = self._keys.get(symbol)
         return key is not None and key.filling
