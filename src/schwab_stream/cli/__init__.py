@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "subscribe": "schwab_stream.cli.subscriptions:subscribe",
     "unsubscribe": "schwab_stream.cli.subscriptions:unsubscribe",
     "subscriptions": "schwab_stream.cli.subscriptions:subscriptions",
+    "backfill": "schwab_stream.cli.backfill:backfill",
 }
 
 
