@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from schwab_stream.telemetry import logging as telemetry_logging
 from schwab_stream.telemetry.logging import (
     MASK,
     log_once,
@@ -21,6 +22,14 @@ from schwab_stream.telemetry.logging import (
 )
 
 FORMATS = ["console", "json"]
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets registered by earlier tests in this worker (an auth client built with
+    app_secret="secret") would mask words these tests expect to see ('client_secret')."""
+    monkeypatch.setattr(telemetry_logging, "_secrets", set())
+    monkeypatch.setattr(telemetry_logging, "_secret_re", None)
 
 
 @pytest.fixture(autouse=True)
