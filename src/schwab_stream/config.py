@@ -166,6 +166,24 @@ class Settings(BaseSettings):
         4, ge=1, le=32, validation_alias=_env("SCHWAB_BACKFILL_CONCURRENCY")
     )
 
+    # --- `schwab-stream archive`: the streams into Parquet files (docs/archive.md) -----------
+    archive_group: str = Field(
+        "archive", min_length=1, max_length=200, validation_alias=_env("SCHWAB_ARCHIVE_GROUP")
+    )
+    archive_roll_seconds: float = Field(
+        300.0, ge=1, le=86_400, validation_alias=_env("SCHWAB_ARCHIVE_ROLL_SECONDS")
+    )
+    archive_roll_events: int = Field(
+        200_000, ge=1, le=10_000_000, validation_alias=_env("SCHWAB_ARCHIVE_ROLL_EVENTS")
+    )
+    #: An archiver silent this long is taken for dead: another takes its unfinished entries over
+    archive_dead_seconds: float = Field(
+        30.0, ge=1, le=3600, validation_alias=_env("SCHWAB_ARCHIVE_DEAD_SECONDS")
+    )
+    archive_metrics_port: int = Field(
+        0, ge=0, le=65535, validation_alias=_env("SCHWAB_ARCHIVE_METRICS_PORT")
+    )
+
     # --- Operations -----------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SCHWAB_METRICS_PORT"))
     log_format: Literal["auto", "console", "json"] = Field(
