@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "unsubscribe": "schwab_stream.cli.subscriptions:unsubscribe",
     "subscriptions": "schwab_stream.cli.subscriptions:subscriptions",
     "backfill": "schwab_stream.cli.backfill:backfill",
+    "archive": "schwab_stream.cli.archive:archive",
 }
 
 

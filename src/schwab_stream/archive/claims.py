@@ -1,0 +1,194 @@
+"""Who in the group holds what, and the steps that make acknowledging exactly once (Redis edge).
+
+Each archiver is a consumer of the group with a name of its own (`host-pid-random`), listed in
+`PREFIX:archive:GROUP:consumers` and kept alive by a key with a TTL
+(SCHWAB_ARCHIVE_DEAD_SECONDS). A file is made in three steps: written aside and fsynced; its
+name added to the archiver's intents (only while the group still counts it alive); renamed into
+place, then its entries acknowledged and the intent removed in one MULTI. An archiver whose key
+has expired is declared dead (atomically, so it cannot add an intent after that), and another
+takes its work over: each intent whose file is in place is acknowledged from the file, each temp
+file is taken away (files.fence) so the dead one's late rename fails, and its pending entries
+are claimed and archived again. Nothing durable is written twice, nothing pending is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from schwab_stream.archive import files
+from schwab_stream.archive.rows import Entry
+from schwab_stream.archive.source import field_of, text
+
+ALIVE, DEAD = "alive", "dead"
+
+#: Refresh the alive key; 0 when the group has declared this archiver dead.
+HEARTBEAT = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'alive' then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1
+"""
+#: Add an intent, only while alive.
+INTEND = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'alive' then return 0 end
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+#: Declare a consumer dead when its alive key is gone.
+DECLARE = """
+local state = redis.call('HGET', KEYS[1], ARGV[1])
+if not state then return 0 end
+if state == 'alive' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'dead')
+return 1
+"""
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Claims:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        group: str,
+        consumer: str,
+        root: Path,
+        dead_seconds: float,
+    ) -> None:
+        self.client = client
+        self.group = group
+        self.consumer = consumer
+        self.root = root
+        self.dead_ms = max(1, int(dead_seconds * 1000))
+        self.base = f"{prefix}:archive:{group}"
+        self.consumers_key = f"{self.base}:consumers"
+        self._heartbeat = client.register_script(HEARTBEAT)
+        self._intend = client.register_script(INTEND)
+        self._declare = client.register_script(DECLARE)
+
+    def alive_key(self, consumer: str) -> str:
+        return f"{self.base}:alive:{consumer}"
+
+    def intents_key(self, consumer: str) -> str:
+        return f"{self.base}:intents:{consumer}"
+
+    def register(self) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(self.consumers_key, self.consumer, ALIVE)
+            pipe.set(self.alive_key(self.consumer), "1", px=self.dead_ms)
+            pipe.execute()
+
+    def heartbeat(self) -> bool:
+        """Stay alive; False when the group has already declared this archiver dead."""
+        keys = [self.consumers_key, self.alive_key(self.consumer)]
+        return bool(self._heartbeat(keys=keys, args=[self.consumer, self.dead_ms]))
+
+    def intend(self, relative: str) -> bool:
+        """Note that the file `relative` (under the root) is about to be renamed into place;
+        False when this archiver was declared dead (it must not rename)."""
+        keys = [self.consumers_key, self.intents_key(self.consumer)]
+        return bool(self._intend(keys=keys, args=[self.consumer, relative]))
+
+    def done(self, ids: dict[str, list[str]], relative: str, consumer: str | None = None) -> None:
+        """The file is in place: acknowledge its entries and drop the intent, together."""
+        with self.client.pipeline(transaction=True) as pipe:
+            for stream, entry_ids in ids.items():
+                for start in range(0, len(entry_ids), 10_000):
+                    pipe.xack(stream, self.group, *entry_ids[start : start + 10_000])
+            pipe.srem(self.intents_key(consumer or self.consumer), relative)
+            pipe.execute()
+
+    def leave(self, streams: Iterable[str]) -> None:
+        """At a clean stop, with nothing pending: this consumer is gone from the group."""
+        self._forget(self.consumer, streams)
+
+    def dead(self) -> list[str]:
+        """Consumers of the group whose alive key is gone, declared dead now if not yet."""
+        out = []
+        for raw_name in self.client.hkeys(self.consumers_key):
+            name = text(raw_name)
+            if name == self.consumer:
+                continue
+            keys = [self.consumers_key, self.alive_key(name)]
+            self._declare(keys=keys, args=[name])
+            if text(self.client.hget(self.consumers_key, name) or b"") == DEAD:
+                out.append(name)
+        return out
+
+    def settle_intents(self, consumer: str) -> int:
+        """A dead consumer's files: those in place are acknowledged, those not yet renamed are
+        taken away (its rename would fail). Returns how many were in place."""
+        in_place = 0
+        for raw in self.client.smembers(self.intents_key(consumer)):
+            relative = text(raw)
+            final = self.root / relative
+            files.fence(files.temp_dir(self.root, consumer) / final.name)
+            if final.exists():
+                self.done(files.entry_ids(final), relative, consumer)
+                in_place += 1
+            else:
+                self.client.srem(self.intents_key(consumer), relative)
+        files.clear_temp(self.root, consumer)
+        return in_place
+
+    def claim(self, consumer: str, streams: Iterable[str], count: int) -> list[Entry]:
+        """Up to `count` entries per stream still pending for a dead consumer, now this one's.
+        Entries trimmed from the stream meanwhile are acknowledged (there is nothing to keep)."""
+        out: list[Entry] = []
+        min_idle = self.dead_ms // 2
+        for stream in streams:
+            pending: Any = self.client.xpending_range(
+                stream, self.group, min="-", max="+", count=count, consumername=consumer
+            )
+            ids = [p["message_id"] for p in pending]
+            if not ids:
+                continue
+            # Claimed in two steps: JUSTID says which became ours (an entry another archiver
+            # claimed a moment ago is not idle enough), then claiming those again to ourselves
+            # returns them in order, None for an entry trimmed since.
+            mine: Any = self.client.xclaim(
+                stream, self.group, self.consumer, min_idle, ids, justid=True
+            )
+            if not mine:
+                continue
+            claimed: Any = self.client.xclaim(stream, self.group, self.consumer, 0, mine)
+            gone = []
+            for entry_id, (raw_id, fields) in zip(mine, claimed, strict=True):
+                if raw_id is None or fields is None:
+                    gone.append(entry_id)
+                else:
+                    out.append(Entry(stream, text(raw_id), field_of(fields, b"data") or b""))
+            if gone:
+                self.client.xack(stream, self.group, *gone)
+        return out
+
+    def forget_if_empty(self, consumer: str, streams: list[str]) -> bool:
+        """Remove a dead consumer that holds nothing any more."""
+        if self.client.scard(self.intents_key(consumer)):
+            return False
+        for stream in streams:
+            info: Any = self.client.xpending_range(
+                stream, self.group, min="-", max="+", count=1, consumername=consumer
+            )
+            if info:
+                return False
+        self._forget(consumer, streams)
+        return True
+
+    def _forget(self, consumer: str, streams: Iterable[str]) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xgroup_delconsumer(stream, self.group, consumer)
+            pipe.hdel(self.consumers_key, consumer)
+            pipe.delete(self.alive_key(consumer), self.intents_key(consumer))
+            pipe.execute(raise_on_error=False)
+
