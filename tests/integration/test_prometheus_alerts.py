@@ -11,7 +11,6 @@ evaluations run every second. The Prometheus binary is Debian's, unpacked into .
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -113,7 +112,11 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[Callable[[int], Any]]:
         folder.mkdir()
         (folder / "alerts.yml").write_text(fast_rules())
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+            "global": {
+                "scrape_interval": "1s",
+                "evaluation_interval": "1s",
+                "scrape_timeout": "1s",
+            },
             "rule_files": ["alerts.yml"],
             "scrape_configs": [
                 {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}

@@ -122,7 +122,7 @@ def test_the_dashboard_shows_what_operations_md_lists() -> None:
             continue
         assert panel["targets"] and panel["title"], panel
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-        assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
         for target in panel["targets"]:
             # every query follows the dashboard's job and instance pickers
             assert 'job=~"$job", instance=~"$instance"' in target["expr"], target["expr"]
