@@ -15,6 +15,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schwab_stream.errors import ConfigError
+from schwab_stream.redis_topology import Kind
+from schwab_stream.redis_topology import parse as parse_topology
 from schwab_stream.symbols import check_keys
 
 #: Streamer services a user can subscribe to, in the order Schwab documents them.
@@ -41,11 +43,11 @@ def _env(name: str) -> AliasChoices:
 
 
 def check_redis_url(value: str) -> str:
-    """A Redis URL redis-py can open; without a scheme, or with a port or an IPv6 literal it
-    cannot read, it would only fail later, in a traceback (or a retry loop)."""
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
-    if not value.startswith("unix://"):
+    """A Redis URL we can open (docs: redis_topology); without a scheme, or with a port or an
+    IPv6 literal redis-py cannot read, it would only fail later, in a traceback (or a retry
+    loop)."""
+    where = parse_topology(value)  # a ValueError says what is wrong
+    if where.kind is Kind.STANDALONE and not value.startswith("unix://"):
         _check_host_and_port(value)
     return value
 

@@ -104,9 +104,21 @@ def _one_line(text: str, limit: int = 300) -> str:
 class EmbeddedRedis:
     """One redis-server child process on 127.0.0.1 with no persistence, in its own temp folder."""
 
-    def __init__(self, port: int | None = None, binary: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: Path | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        config: str | None = None,
+    ) -> None:
+        """`extra_args` go after ours (`--replicaof HOST PORT`, `--cluster-enabled yes`);
+        `config` is written to a file that comes first (a sentinel needs a file it may
+        rewrite: pass `--sentinel` in `extra_args`)."""
         self.binary = binary or find_redis_server()
         self.port = port or free_port()
+        self.extra_args = extra_args
+        self.config = config
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._watcher: subprocess.Popen[bytes] | None = None
@@ -126,8 +138,13 @@ class EmbeddedRedis:
             shutil.rmtree(self.dir, ignore_errors=True)
         self._release_watcher()
         self.dir = Path(tempfile.mkdtemp(prefix="schwab-stream-redis-"))
+        config: list[str] = []
+        if self.config is not None:
+            (self.dir / "redis.conf").write_text(self.config)
+            config = [str(self.dir / "redis.conf")]
         args = [
             str(self.binary),
+            *config,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
@@ -137,6 +154,7 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
             "--loglevel", "warning",
             "--logfile", str(self.dir / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         # A new session keeps Ctrl-C in a terminal from reaching the server before we stop it.
         self.proc = subprocess.Popen(

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from schwab_stream.backoff import Backoff
 from schwab_stream.errors import LeaseLost
 from schwab_stream.events import Event, encode_event, status_event
+from schwab_stream.redis_client import async_redis, topology
+from schwab_stream.redis_topology import Kind
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,13 @@ class Lease:
         self.instance_id = instance_id or new_instance_id()
         # Timeouts well inside the renew interval, so a stalled Redis cannot outlive the lease.
         timeout = max(0.2, ttl / 4)
-        self.redis = aioredis.Redis.from_url(
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self.redis = async_redis(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._ttl_ms = max(1, int(ttl * 1000))
+        #: Behind Sentinel a lease written to the primary only is lost if it fails over before
+        #: replicating: each write then waits (briefly) for a replica (docs/operations.md)
+        self._replicated = topology(redis_url).kind is Kind.SENTINEL
+        self._wait_ms = max(1, min(250, self._ttl_ms // 8))
+        self._unreplicated_said = False
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free, or find it already ours; raises RedisError/OSError when
@@ -112,6 +116,7 @@ class Lease:
         SET NX whose answer we never read (our client timed out while Redis stalled, and Redis ran
         it afterwards) leaves the lease holding our own id: that is ours, not another's."""
         if await self.redis.set(self.key, self.instance_id, nx=True, px=self._ttl_ms):
+            await self._replicate()
             return True, self.instance_id
         holder = await self.holder()
         return holder == self.instance_id, holder
@@ -119,7 +124,25 @@ class Lease:
     async def renew(self) -> bool:
         """Extend our lease (or take it back if it is free); False when another instance has it."""
         result = await self.redis.eval(_RENEW, 1, self.key, self.instance_id, self._ttl_ms)
+        if result:
+            await self._replicate()
         return bool(result)
+
+    async def _replicate(self) -> None:
+        """Wait for a replica to hold the lease write (Sentinel only). One that does not answer
+        in time is said once: a failover then may lose the lease, and the standby may take it;
+        Schwab's one-connection rule (code 12) ends the older session at once."""
+        if not self._replicated:
+            return
+        acked = await self.redis.execute_command("WAIT", 1, self._wait_ms)  # type: ignore[no-untyped-call]
+        if int(acked) < 1 and not self._unreplicated_said:
+            self._unreplicated_said = True
+            log.warning(
+                "the lease is not on a replica within %d ms: a failover now could lose it",
+                self._wait_ms,
+            )
+        elif int(acked) >= 1:
+            self._unreplicated_said = False
 
     async def holder(self) -> str | None:
         value = await self.redis.get(self.key)

@@ -13,7 +13,6 @@ from schwab_stream.cli import main
 def test_a_redis_url_without_a_scheme_is_a_usage_error(command: list[str], url: str) -> None:
     result = CliRunner().invoke(main, [*command, "--redis-url", url])
     assert result.exit_code == 2, result.output
-    assert "Invalid value for '--redis-url': must be a redis://, rediss:// or unix://" in (
-        result.stderr
-    )
+    said = "Invalid value for '--redis-url': must be a redis://, rediss://, unix://, "
+    assert said + "redis+sentinel:// or redis+cluster:// URL" in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Mapping
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from schwab_stream.errors import RestError, SchwabStreamError
 from schwab_stream.events import TickEvent, encode_event
+from schwab_stream.redis_client import async_redis
 from schwab_stream.rest.client import MarketDataClient
 from schwab_stream.rest.models import Quote
 
@@ -78,7 +78,7 @@ async def seed_latest(
         return 0
     now = time.time_ns()
     written = 0
-    client = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    client = async_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
         async with client.pipeline(transaction=False) as pipe:
             for symbol, quote in answer.quotes.items():

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from schwab_stream.backfill.candles import (
@@ -35,6 +34,7 @@ from schwab_stream.backfill.planner import BackfillPlanner, Fetch, Why
 from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.errors import RestError
 from schwab_stream.events import BarEvent, Event
+from schwab_stream.redis_client import async_redis
 from schwab_stream.rest.models import CandleList
 from schwab_stream.rest.stats import RestStats
 from schwab_stream.sink import EventSink
@@ -120,7 +120,7 @@ class Backfiller:
         self.concurrency = concurrency
         self.wall_ms = wall_ms
         self.stats = BackfillStats()
-        self.redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
+        self.redis = async_redis(redis_url, socket_connect_timeout=2.0)
         #: Keys whose stream's last bar was read from Redis
         self._read: set[str] = set()
         self._wake = asyncio.Event()

@@ -23,6 +23,7 @@ from schwab_stream.cli.common import exits_on_error, redis_url_option
 from schwab_stream.cli.formatting import format_line
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.redact import safe_url
+from schwab_stream.redis_client import sync_redis
 
 #: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
 SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
@@ -214,7 +215,7 @@ def tail(
     # A symbol narrows to its own streams unless types say otherwise.
     wanted_types = types or (SYMBOL_TYPES if symbols else ALL_TYPES)
     wanted_symbols = [s.strip().upper() for s in symbols if s.strip()]
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3.0)
+    client = sync_redis(redis_url, socket_connect_timeout=3.0)
     try:
         client.ping()
     except (RedisError, OSError) as exc:

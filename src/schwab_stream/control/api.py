@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 
 from schwab_stream.config import SUBSCRIBABLE_SERVICES, parse_keys
 from schwab_stream.control.holds import (
@@ -40,6 +39,7 @@ from schwab_stream.control.holds import (
     hold_field,
     read_holds,
 )
+from schwab_stream.redis_client import async_redis
 from schwab_stream.symbols import check_keys
 
 __all__ = ["InvalidRequest", "Result", "ResultKind", "SubscriptionControl"]
@@ -74,7 +74,7 @@ class SubscriptionControl:
     def __init__(self, redis_url: str, prefix: str = "schwab", *, holder: str = "cli") -> None:
         self.holder = check_holder(holder)
         self.keys = ControlKeys(prefix)
-        self.redis = aioredis.Redis.from_url(
+        self.redis = async_redis(
             redis_url, socket_connect_timeout=5.0, socket_timeout=None
         )
 

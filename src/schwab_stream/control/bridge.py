@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from schwab_stream.backoff import Backoff
@@ -36,6 +35,7 @@ from schwab_stream.control.holds import (
     read_request,
     wanted,
 )
+from schwab_stream.redis_client import async_redis
 from schwab_stream.sink import EventSink
 from schwab_stream.stream.subscriptions import SubscriptionBook
 
@@ -76,7 +76,7 @@ class ControlLoop:
         self.client = client
         self.pinned = {service: list(keys) for service, keys in pinned.items()}
         self.sink = sink
-        self.redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2.0)
+        self.redis = async_redis(redis_url, socket_connect_timeout=2.0)
         self.holds: list[Hold] = []
         self._pending: list[Request] = []
         self._requests: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()

@@ -94,6 +94,8 @@ class _Gap:
     #: Quote, book and screener streams whose events were conflated during the gap, as
     #: `TYPE:SYMBOL`: the gap event names the level-one keys it affected
     affected: set[str] = field(default_factory=set)
+    #: Set when the writes resumed on another server (a Sentinel failover)
+    failover: str = ""
 
 
 class PublisherCore:
@@ -631,6 +633,13 @@ class PublisherCore:
             f"{failure.reason}",
         )
 
+    def note_failover(self, what: str) -> None:
+        """The writes go to another server now (Sentinel promoted a replica): the gap that
+        ends says so. What the old primary had not replicated is gone with it; what was in
+        flight is sent again."""
+        if self._gap is not None:
+            self._gap.failover = what
+
     def _leave_gap(self) -> None:
         gap, self._gap = self._gap, None
         assert gap is not None
@@ -644,9 +653,13 @@ class PublisherCore:
             "during the gap",
         )
         affected = sorted(gap.affected)
+        extra: dict[str, Any] = {"failover": gap.failover} if gap.failover else {}
         self.status(
             "gap",
-            f"redis was unavailable for {seconds:.1f} s",
+            f"redis was unavailable for {seconds:.1f} s"
+            + (f" ({gap.failover})" if gap.failover else ""),
+            None,
+            **extra,
             start_ns=gap.started_ns,
             end_ns=end_ns,
             seconds=round(seconds, 3),

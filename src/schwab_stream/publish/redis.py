@@ -15,7 +15,6 @@ import secrets
 import time
 from collections import deque
 
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError, ResponseError
 
@@ -25,6 +24,7 @@ from schwab_stream.publish.core import PublisherCore
 from schwab_stream.publish.flight import Answer, Failure, Outage
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.publish.stats import PublisherStats
+from schwab_stream.redis_client import async_redis
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TradingEventPublisher:
         self.write_timeout = 5.0
         # No socket_timeout: redis-py would arm a timer per reply read; `write_timeout` bounds
         # each whole round trip instead.
-        self.redis = aioredis.Redis.from_url(
+        self.redis = async_redis(
             redis_url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=0
         )
         pool = self.redis.connection_pool
@@ -67,6 +67,8 @@ class TradingEventPublisher:
             # instance's entries (a standby that took over) never hide its own.
             writer=secrets.token_hex(8).encode(),
         )
+        #: host:port of the server the write connection last reached (a failover changes it)
+        self._address: str | None = None
         #: What each flight's commands will answer, oldest first (the core's flights, in step)
         self._plans: deque[list[wire.Expect]] = deque()
         self._wakeup = asyncio.Event()
@@ -175,11 +177,23 @@ class TradingEventPublisher:
         conn = self._conn
         try:
             async with asyncio.timeout(self.write_timeout):
+                if not conn.is_connected:
+                    # connect() itself: behind Sentinel it asks for the primary first (send
+                    # would reconnect to the last address it knew)
+                    await self._connect(conn)
                 await conn.send_packed_command(data, check_health=False)
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
         return True
+
+    async def _connect(self, conn: AbstractConnection) -> None:
+        before = self._address
+        await conn.connect()  # type: ignore[no-untyped-call]
+        self._address = f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+        if before is not None and self._address != before:
+            # Sentinel moved the primary: the gap this write ends says so
+            self.core.note_failover(f"primary moved from {before} to {self._address}")
 
     async def _receive(self, plan: list[wire.Expect]) -> Answer:
         """Read one flight's replies, within the write timeout. An error reply is an outcome

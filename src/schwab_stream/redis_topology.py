@@ -1,0 +1,98 @@
+"""Which Redis a URL names: one server, a primary found through Sentinel, or a Cluster.
+
+    redis://[user:password@]host:port/DB                    (and rediss://, unix://)
+    redis+sentinel://[user:password@]host:port[,host:port...]/PRIMARY_NAME[/DB]
+    redis+cluster://[user:password@]host:port[,host:port...]
+
+(`rediss+sentinel://`, `rediss+cluster://` for TLS.) Sans-I/O: parsing only, so the settings can
+check a URL without connecting, and every message is one line that never shows a password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import unquote, urlsplit
+
+
+class Kind(StrEnum):
+    STANDALONE = "standalone"
+    SENTINEL = "sentinel"
+    CLUSTER = "cluster"
+
+
+@dataclass(frozen=True)
+class Topology:
+    kind: Kind
+    #: The URL as given (for a standalone server: what redis-py opens)
+    url: str = field(repr=False)
+    hosts: tuple[tuple[str, int], ...] = ()
+    #: Sentinel: the primary's name
+    primary: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+
+_SCHEME_HINT = "must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"
+_SCHEMES = {
+    "redis+sentinel": (Kind.SENTINEL, False),
+    "rediss+sentinel": (Kind.SENTINEL, True),
+    "redis+cluster": (Kind.CLUSTER, False),
+    "rediss+cluster": (Kind.CLUSTER, True),
+}
+
+
+def parse(url: str) -> Topology:
+    """The topology `url` names; a ValueError says what is wrong in one line."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(_SCHEME_HINT)
+    if scheme in ("redis", "rediss", "unix"):
+        return Topology(Kind.STANDALONE, url, tls=scheme == "rediss")
+    if scheme not in _SCHEMES:
+        raise ValueError(f"{_SCHEME_HINT} (not {scheme[:20]!r})")
+    kind, tls = _SCHEMES[scheme]
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    hosts = tuple(_host(part) for part in hostlist.split(","))
+    parts = [p for p in path.split("/") if p]
+    primary, db = "", 0
+    if kind is Kind.SENTINEL:
+        if not parts:
+            raise ValueError(
+                "names no primary: redis+sentinel://HOST:PORT[,HOST:PORT]/PRIMARY_NAME[/DB]"
+            )
+        primary = unquote(parts[0])
+        db = _db(parts[1]) if len(parts) > 1 else 0
+        if len(parts) > 2:
+            raise ValueError("has more after the database number than it should")
+    elif parts:
+        raise ValueError("a cluster URL has no path: a cluster has only database 0")
+    return Topology(kind, url, hosts, primary, db, username, password, tls)
+
+
+def _host(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if not text:
+        raise ValueError("has an empty host in its list (HOST:PORT,HOST:PORT)")
+    try:
+        parts = urlsplit(f"//{text}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(f"host {text[:60]!r}: not HOST:PORT with a port from 1 to 65535") from None
+    if not host or not port:
+        raise ValueError(f"host {text[:60]!r}: not HOST:PORT (each host needs its port)")
+    return host, port
+
+
+def _db(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"database {text[:20]!r} is not a number")
+    return int(text)
