@@ -114,3 +114,18 @@ def test_the_anchor_helper_matches_githubs() -> None:
         "code-12-another-session-took-over",
         "redis-down",
     }
+
+
+def test_promtool_check_config_of_the_example_scrape_job(tmp_path: Path) -> None:
+    """deploy/prometheus/prometheus.yml is a valid configuration once its rule file exists."""
+    promtool = need_tool("promtool")
+    example = (RULES.parent / "prometheus.yml").read_text()
+    assert "/etc/prometheus/schwab-stream-alerts.yml" in example
+    (tmp_path / "alerts.yml").write_text(RULES.read_text())
+    config = tmp_path / "prometheus.yml"
+    config.write_text(example.replace("/etc/prometheus/schwab-stream-alerts.yml", "alerts.yml"))
+    done = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "job_name: schwab-stream" in example  # the name the rules expect
