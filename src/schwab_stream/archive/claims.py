@@ -26,25 +26,29 @@ from schwab_stream.archive import files
 from schwab_stream.archive.rows import Entry
 from schwab_stream.archive.source import field_of, text
 
-ALIVE, DEAD = "alive", "dead"
-
-#: Refresh the alive key; 0 when the group has declared this archiver dead.
+#: KEYS: the consumers hash, the consumer's alive key, its dead mark (kept a week, so one that
+#: was only paused never comes back to life), its intents. Scripts, so each check and write is
+#: one step no other archiver can come between.
+#: Stay alive; 0 when declared dead. Not listed (Redis restarted empty): listed again.
 HEARTBEAT = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'alive' then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'alive')
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
 """
-#: Add an intent, only while alive.
+#: Add an intent (and stay alive), unless declared dead.
 INTEND = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'alive' then return 0 end
-redis.call('SADD', KEYS[2], ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'alive')
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
 return 1
 """
-#: Declare a consumer dead when its alive key is gone.
+#: 1 when the consumer is dead: its alive key gone (declared now) or declared before.
 DECLARE = """
-local state = redis.call('HGET', KEYS[1], ARGV[1])
-if not state then return 0 end
-if state == 'alive' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[3], '1', 'EX', 604800)
 redis.call('HSET', KEYS[1], ARGV[1], 'dead')
 return 1
 """
@@ -81,22 +85,31 @@ class Claims:
     def intents_key(self, consumer: str) -> str:
         return f"{self.base}:intents:{consumer}"
 
+    def keys(self, consumer: str) -> list[str]:
+        """The script keys of `consumer` (see HEARTBEAT)."""
+        return [
+            self.consumers_key,
+            self.alive_key(consumer),
+            f"{self.base}:dead:{consumer}",
+            self.intents_key(consumer),
+        ]
+
     def register(self) -> None:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.consumers_key, self.consumer, ALIVE)
+            pipe.hset(self.consumers_key, self.consumer, "alive")
             pipe.set(self.alive_key(self.consumer), "1", px=self.dead_ms)
             pipe.execute()
 
     def heartbeat(self) -> bool:
         """Stay alive; False when the group has already declared this archiver dead."""
-        keys = [self.consumers_key, self.alive_key(self.consumer)]
+        keys = self.keys(self.consumer)
         return bool(self._heartbeat(keys=keys, args=[self.consumer, self.dead_ms]))
 
     def intend(self, relative: str) -> bool:
         """Note that the file `relative` (under the root) is about to be renamed into place;
         False when this archiver was declared dead (it must not rename)."""
-        keys = [self.consumers_key, self.intents_key(self.consumer)]
-        return bool(self._intend(keys=keys, args=[self.consumer, relative]))
+        keys = self.keys(self.consumer)
+        return bool(self._intend(keys=keys, args=[self.consumer, self.dead_ms, relative]))
 
     def done(self, ids: dict[str, list[str]], relative: str, consumer: str | None = None) -> None:
         """The file is in place: acknowledge its entries and drop the intent, together."""
@@ -113,16 +126,12 @@ class Claims:
 
     def dead(self) -> list[str]:
         """Consumers of the group whose alive key is gone, declared dead now if not yet."""
-        out = []
-        for raw_name in self.client.hkeys(self.consumers_key):
-            name = text(raw_name)
-            if name == self.consumer:
-                continue
-            keys = [self.consumers_key, self.alive_key(name)]
-            self._declare(keys=keys, args=[name])
-            if text(self.client.hget(self.consumers_key, name) or b"") == DEAD:
-                out.append(name)
-        return out
+        names = [text(raw) for raw in self.client.hkeys(self.consumers_key)]
+        return [
+            name
+            for name in names
+            if name != self.consumer and self._declare(keys=self.keys(name), args=[name])
+        ]
 
     def settle_intents(self, consumer: str) -> int:
         """A dead consumer's files: those in place are acknowledged, those not yet renamed are
@@ -191,4 +200,3 @@ class Claims:
             pipe.hdel(self.consumers_key, consumer)
             pipe.delete(self.alive_key(consumer), self.intents_key(consumer))
             pipe.execute(raise_on_error=False)
-
