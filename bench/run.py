@@ -3,7 +3,8 @@
 Each row puts our figure next to a reference measured in the same run on the same machine:
 schwab-py's handler for decode + normalize + encode, a bare XADD loop for throughput, a bare
 websocket-to-XADD loop for latency, a bare Redis-to-websocket relay for live subscription
-changes (issue 16). All on loopback, against an embedded redis-server.
+changes (issue 16), the REST calls alone for back-fill (issue 17). All on loopback, against an
+embedded redis-server.
 
     .venv-bench/bin/python bench/run.py [--quick]
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import backfill_bench
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
 import subscription_bench
@@ -174,6 +176,37 @@ def subscription_rows() -> list[Row]:
     ]
 
 
+def backfill_rows(quick: bool) -> list[Row]:
+    """Back-fill (#17) in its own world: the simulator in its own process at 19:30, 100 bar keys
+    and 20 level-one keys (bench/backfill_bench.py); the 120/min variant (~40 s) in full mode."""
+    rows: list[Row] = []
+    with backfill_bench.world() as w:
+        for rpm in (0,) if quick else (0, 120):
+            f = run_async(backfill_bench.measure(w, rpm))
+            on, off = f.on, f.off
+            rows.append(
+                Row(
+                    f"back-fill 100 keys x 750 bars, REST {backfill_bench.limit(rpm)}",
+                    f"{on.seconds:.2f} s",
+                    f"{f.rest_seconds:.2f} s the REST calls alone",
+                    f"{on.seconds / f.rest_seconds:.1f}x",
+                    "",
+                    True,
+                )
+            )
+            rows.append(
+                Row(
+                    f"  live L1 send->ack p50/p99 during it ({on.frames} frames)",
+                    f"{on.sent[0]:.1f} / {on.sent[1]:.1f} ms",
+                    f"{off.sent[0]:.1f} / {off.sent[1]:.1f} ms without back-fill",
+                    f"{on.sent[1] / off.sent[1]:.1f}x",
+                    "",
+                    True,
+                )
+            )
+    return rows
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ("benchmark", "ours", "reference (same run)", "ratio", "target", "")
     cells = [headers] + [
@@ -215,6 +248,7 @@ def main() -> None:
         for step in steps:
             rows.extend(step())
     rows.extend(subscription_rows())
+    rows.extend(backfill_rows(args.quick))
     print_table(rows)
     print(f"# {'quick' if args.quick else 'full'} mode, {time.monotonic() - started:.0f} s")
 
