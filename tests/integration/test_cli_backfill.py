@@ -200,3 +200,18 @@ async def test_login_needed_is_exit_3(sim: SimThread, redis_url: str, tmp_path: 
     done = backfill(sim, redis_url, tmp_path, "--from", FROM, "--to", TO, "AAPL")
     assert done.returncode == 3, done.stderr
     assert len(done.stderr.splitlines()) == 1
+
+
+async def test_a_server_error_after_the_retries_is_one_line_and_keeps_what_was_written(
+    sim: SimThread, redis_url: str, tmp_path: Path
+) -> None:
+    await sim_post(sim, "/sim/fault/rest?status=500&count=2")  # ridden out by the retries
+    ok = backfill(sim, redis_url, tmp_path, "--from", FROM, "--to", f"{DAY}T08:00", "AAPL")
+    assert ok.returncode == 0, ok.stderr
+    assert len(await bars(redis_url, "AAPL")) == 60
+    await sim_post(sim, "/sim/fault/rest?status=500&count=4")  # every attempt fails
+    failed = backfill(sim, redis_url, tmp_path, "--from", FROM, "--to", TO, "AAPL")
+    assert failed.returncode == 1
+    [line] = failed.stderr.splitlines()
+    assert line.startswith("schwab-stream backfill: price history for AAPL: HTTP 500"), line
+    assert len(await bars(redis_url, "AAPL")) == 60
