@@ -7,7 +7,7 @@ is unmapped too, with its JSON intact.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -53,7 +53,21 @@ class Unmapped(NamedTuple):
 
 
 def ny_day(epoch_ms: int) -> date:
-    return datetime.fromtimestamp(epoch_ms / 1000, NEW_YORK).date()
+    """New York's date at `epoch_ms`; the last day's bounds are kept, as nearly every call
+    falls inside them."""
+    global _day_cache
+    start, end, day = _day_cache
+    if start <= epoch_ms < end:
+        return day
+    moment = datetime.fromtimestamp(epoch_ms / 1000, NEW_YORK)
+    day = moment.date()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=NEW_YORK)
+    following = (midnight + timedelta(days=1, hours=3)).replace(hour=0)
+    _day_cache = (int(midnight.timestamp() * 1000), int(following.timestamp() * 1000), day)
+    return day
+
+
+_day_cache: tuple[int, int, date] = (0, 0, date.min)
 
 
 def id_ms(entry_id: str) -> int:
@@ -80,25 +94,23 @@ def to_row(entry: Entry) -> Mapped | Unmapped:
 
 def _not_integral(event: Event) -> str | None:
     """Why `event` cannot go into its int64 columns, if it cannot."""
-    values: list[tuple[str, float | None]]
     if isinstance(event, TickEvent):
-        values = [
-            ("bid_size", event.bid_size),
-            ("ask_size", event.ask_size),
-            ("last_size", event.last_size),
-            ("volume", event.volume),
-        ]
+        values = (event.bid_size, event.ask_size, event.last_size, event.volume)
+        if all(v is None or (v.is_integer() and -INT64_LIMIT < v < INT64_LIMIT) for v in values):
+            return None
+        names = ("bid_size", "ask_size", "last_size", "volume")
+        pairs = list(zip(names, values, strict=True))
     elif isinstance(event, BarEvent):
-        values = [("volume", event.volume)]
+        pairs = [("volume", event.volume)]
     elif isinstance(event, ScreenerEvent):
-        values = [
+        pairs = [
             (f"items.{name}", getattr(item, name))
             for item in event.items
             for name in ("total_volume", "volume", "trades")
         ]
     else:
         return None
-    for name, value in values:
+    for name, value in pairs:
         if value is not None and not (float(value).is_integer() and abs(value) < INT64_LIMIT):
             return f"{name} {value!r} is not a whole number an int64 column holds"
     return None

@@ -145,6 +145,8 @@ def field_of(fields: Any, name: bytes) -> bytes | None:
     if isinstance(fields, dict):
         value = fields.get(name)
         return value if value is None or isinstance(value, bytes) else bytes(value)
+    if len(fields) == 2 and fields[0] == name:  # the usual entry: `data` alone
+        return bytes(fields[1])
     for i in range(0, len(fields) - 1, 2):
         if fields[i] == name:
             return bytes(fields[i + 1])

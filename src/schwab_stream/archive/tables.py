@@ -8,6 +8,7 @@ is kept as its JSON text. Every row also has `stream` and `entry_id`, the Redis 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -149,9 +150,12 @@ def table(kind: str, rows: Sequence[tuple[str, str, Any]]) -> pa.Table:
             pa.array([u.error for u in unmapped], STR),
         ]
     else:
-        for name, type_, how in COLUMNS[kind]:
-            values = [getattr(event, name) for event in items]
-            arrays.append(pa.array(_CONVERT[how](values), type_))
+        spec = COLUMNS[kind]
+        # One C call per event for all its attributes, then the columns by transposition.
+        get = operator.attrgetter(*(name for name, _, _ in spec))
+        columns = zip(*map(get, items), strict=True) if items else [[] for _ in spec]
+        for (_, type_, how), values in zip(spec, columns, strict=True):
+            arrays.append(pa.array(_CONVERT[how](list(values)), type_))
     return pa.Table.from_arrays(arrays, schema=target)
 
 
