@@ -4,7 +4,7 @@ with a replica watched by three sentinels, and a three-primary cluster. No Docke
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -91,17 +91,12 @@ def sentinel_set() -> Iterator[SentinelSet]:
 
 
 class Cluster:
-    """Three primaries sharing the 16,384 slots (no replicas), built with CLUSTER MEET and
-    ADDSLOTS as `redis-cli --cluster create` would."""
+    """Three primaries sharing the 16,384 slots, each with a replica when asked, built with
+    CLUSTER MEET, ADDSLOTS and REPLICATE as `redis-cli --cluster create` would."""
 
-    def __init__(self, primaries: int = 3) -> None:
-        self.nodes = [
-            EmbeddedRedis(
-                port=_cluster_port(),
-                extra_args=("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
-            ).start()
-            for _ in range(primaries)
-        ]
+    def __init__(self, primaries: int = 3, replicas: bool = False) -> None:
+        self.nodes = [_cluster_node() for _ in range(primaries)]
+        self.replicas = [_cluster_node() for _ in range(primaries)] if replicas else []
         first = self.nodes[0]
         per = 16384 // primaries
         for index, node in enumerate(self.nodes):
@@ -110,21 +105,70 @@ class Cluster:
                     client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)
                 end = 16384 if index == primaries - 1 else (index + 1) * per
                 client.execute_command("CLUSTER", "ADDSLOTS", *range(index * per, end))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with redis.Redis(port=first.port) as client:
-                if b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"):
-                    return
-            time.sleep(0.1)
-        raise AssertionError("the cluster did not come up in time")
+        for primary, replica in zip(self.nodes, self.replicas, strict=False):
+            with redis.Redis(port=primary.port) as client:
+                primary_id = client.execute_command("CLUSTER", "MYID").decode()
+            with redis.Redis(port=replica.port) as client:
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)
+                _until(lambda c=client, p=primary_id: _knows(c, p), "replica sees its primary")
+                client.execute_command("CLUSTER", "REPLICATE", primary_id)
+        with redis.Redis(port=first.port) as client:
+            _until(lambda: b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"), "ok")
+        for replica in self.replicas:
+            with redis.Redis(port=replica.port) as client:
+                _until(
+                    lambda c=client: c.info("replication").get("master_link_status") == "up",
+                    "replica in sync",
+                )
+
+    def kill_primary_of(self, key: str) -> None:
+        """Kill the primary serving `key`, and wait until its replica serves it."""
+        with redis.Redis(port=self.nodes[0].port) as client:
+            slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        victim = next(n for n in (*self.nodes, *self.replicas) if _serves(n.port, slot))
+        victim.kill()
+        alive = [n for n in (*self.nodes, *self.replicas) if n is not victim]
+        _until(lambda: any(_serves(n.port, slot) for n in alive), "the replica took over", 30)
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def stop(self) -> None:
-        for node in self.nodes:
+        for node in (*self.nodes, *self.replicas):
             node.stop()
+
+
+def _cluster_node() -> EmbeddedRedis:
+    args = ("--cluster-enabled", "yes", "--cluster-node-timeout", "1000")
+    return EmbeddedRedis(port=_cluster_port(), extra_args=args).start()
+
+
+def _until(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not in time: {what}")
+
+
+def _knows(client: redis.Redis, node_id: str) -> bool:
+    return node_id.encode() in client.execute_command("CLUSTER", "NODES")
+
+
+def _serves(port: int, slot: int) -> bool:
+    """Whether the node at `port` is up and a primary owning `slot`."""
+    try:
+        with redis.Redis(port=port, socket_timeout=1) as client:
+            if client.info("replication").get("role") != "master":
+                return False
+            for start, end, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end and int(_[0][1]) == port:
+                    return True
+    except redis.RedisError:
+        return False
+    return False
 
 
 def _cluster_port() -> int:

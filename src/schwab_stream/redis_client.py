@@ -3,15 +3,17 @@
 One place decides how a topology is reached: a standalone server by its URL; a Sentinel-managed
 primary through redis-py's Sentinel client, whose connections ask the sentinels for the primary
 each time they connect, so every part follows a failover by reconnecting (docs/operations.md,
-"Sentinel"). Cluster URLs are read but not served yet (`ClusterUnsupported`).
+"Sentinel"). A cluster is reached through redis-py's cluster client (`cluster_redis`); the
+parts that send multi-key commands keep each command's keys in one slot.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelManagedConnection
@@ -70,9 +72,27 @@ def async_redis(url: str, **options: Any) -> aioredis.Redis:
             **{**_failover_retry(aio=True), **options},
         )
         return client
-    raise ClusterUnsupported(
-        "redis+cluster:// URLs are not served yet: use a standalone Redis or Sentinel"
+    return cast(aioredis.Redis, cluster_redis(url, **options))
+
+
+def cluster_redis(url: str, **options: Any) -> RedisCluster:
+    """A cluster client (`redis+cluster://`): it learns the slots from any node it is given,
+    sends each command to the node owning its keys' slot, and follows MOVED and ASK. The
+    bridge's multi-key commands keep their keys in one slot (`StreamKeys`, hash tags)."""
+    where = topology(url)
+    if where.kind is not Kind.CLUSTER:
+        raise ConfigError(f"not a redis+cluster:// URL: {where.kind} Redis")
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in where.hosts],
+        username=where.username,
+        password=where.password,
+        ssl=where.tls,
+        **options,
     )
+
+
+def is_cluster(url: str) -> bool:
+    return topology(url).kind is Kind.CLUSTER
 
 
 def sync_redis(url: str, **options: Any) -> redis.Redis:

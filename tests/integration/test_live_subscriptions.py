@@ -74,8 +74,7 @@ async def test_subscribe_and_unsubscribe_on_a_running_bridge_without_a_reconnect
         result = await control.unsubscribe({EQ: ["AAPL"]})
         assert result.kind is ResultKind.APPLIED and result.answer is not None
         assert [(k.key, k.holders) for k in result.answer.kept] == [("AAPL", ["settings"])]
-    states = await bridge.states()
-    assert states.count("subscription_changed") >= 2
+    await wait_for(lambda: bridge.has_state("subscription_changed", 2), timeout=5)
     assert bridge.metric("reconnects_total", reason="closed") == 0
 
 
@@ -147,7 +146,7 @@ async def test_over_the_symbol_limit_the_keys_that_did_not_fit_are_named(
     refused = {r.key for r in result.answer.refused}
     assert {"NVDA", "AMD"} <= refused and {r.code for r in result.answer.refused} == {19}
     assert "refused by Schwab (code 19" in result.detail
-    assert await bridge.has_state("subscription_refused")
+    await wait_for(lambda: bridge.has_state("subscription_refused"), timeout=5)
 
 
 async def test_no_bridge_is_its_own_answer_and_the_change_applies_at_start(

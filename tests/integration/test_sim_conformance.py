@@ -147,7 +147,8 @@ VENUES = {
     "L": {"TRFC"},
 }
 ET = ZoneInfo("America/New_York")
-WATCH = 2.0  # seconds of wall time the subscriptions are watched (four minutes of market time)
+WATCH = 4.0  # seconds of wall time the subscriptions are watched (eight minutes of market time;
+# 2 s missed the night snapshot of an option under load: its underlying replays a day of trades)
 
 
 def et(ms: int) -> datetime:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -22,7 +23,7 @@ from schwab_stream.events import (
 from schwab_stream.publish import wire
 from schwab_stream.publish.core import MAX_IN_FLIGHT, PublisherCore
 from schwab_stream.publish.flight import Answer, Failure, Flight, Outage
-from schwab_stream.publish.keys import StreamKeys
+from schwab_stream.publish.keys import StreamKeys, hash_tag
 
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 NOPERM = "NOPERM this user has no permissions to run the 'xadd' command"
@@ -57,9 +58,10 @@ class FakeRedis:
     def run(self, flight: Flight, settings: wire.WriteSettings = SETTINGS) -> Answer:
         _, plan = wire.pack(flight, settings)
         replies: list[object] = []
-        for kind, first, entries in plan:
+        for kind, first, entries, indices in plan:
             if kind is wire.SCRIPT:
-                replies.append(self._script(flight, first, entries, settings.writer))
+                covered = range(first, first + entries) if indices is None else indices
+                replies.append(self._script(flight, covered, settings.writer))
             elif kind is wire.LATEST:
                 if b"MSET" in self.denied:
                     replies.append(wire.ErrorReply("NOPERM no MSET"))
@@ -72,10 +74,10 @@ class FakeRedis:
                 replies.append(b"OK")
         return wire.read_answer(plan, replies)
 
-    def _script(self, flight: Flight, first: int, entries: int, writer: bytes) -> list[object]:
+    def _script(self, flight: Flight, covered: Sequence[int], writer: bytes) -> list[object]:
         refused: list[object] = []
         blocked: dict[str, wire.ErrorReply] = {}
-        for i in range(first, first + entries):
+        for position, i in enumerate(covered):
             stream, seq = flight.streams[i].decode(), flight.batch[i].seq
             marked_by, mark = self.marks.get(stream, (b"", -1))
             error = blocked.get(stream)
@@ -86,7 +88,7 @@ class FakeRedis:
                 else:
                     blocked[stream] = error
             if error is not None:
-                refused += [i - first + 1, error.message.encode()]
+                refused += [position + 1, error.message.encode()]
         return refused
 
     def _xadd(self, flight: Flight, i: int) -> wire.ErrorReply | None:
@@ -662,3 +664,35 @@ def test_status_info_is_added_to_every_status_event_under_what_the_caller_gave()
         ("active", "given"),
         ("gap", "host:1:abc"),
     ]
+
+
+# --- cluster mode (#18) --------------------------------------------------------------------------
+
+
+def test_cluster_mode_sends_one_script_per_hash_tag_and_maps_refusals_back() -> None:
+    """Every command touches one slot: a symbol's streams and its marks hash share `{SYMBOL}`;
+    a refusal in one tag's script refuses that stream's entries only, found by their places."""
+    settings = wire.WriteSettings(
+        b"1000", b"{t}:heartbeat", b"15000", b"{t}:written", b"w1", True, b"t:written:"
+    )
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:{B}"})
+    core = PublisherCore(StreamKeys("t", cluster=True), clock_ns=clock.wall, rng=lambda: 0.0)
+    core.submit([tick("A", 1), bar("B", 1), tick("B", 1), bar("A", 1), tick("A", 2)])
+    core.status("hello")
+    flight = core.next_flight(clock.now)
+    assert flight is not None
+    commands, _ = wire.build(flight, settings)
+    for args in commands:
+        if args[0] == b"EVAL":
+            count = int(args[2])
+            keys = args[3 : 3 + count]  # the streams and, last, the marks hash
+            assert len({hash_tag(k) for k in keys}) == 1, keys
+        elif args[0] == b"MSET":
+            assert len({hash_tag(k) for k in args[1::2]}) == 1
+    core.on_answer(redis.run(flight, settings), clock.now)
+    drive(core, redis, clock, rounds=1)
+    assert redis.seqs("t:tick:{A}") == [1, 2] and redis.seqs("t:tick:{B}") == [1]
+    assert redis.seqs("t:bar:{A}") == [1] and redis.streams.get("t:bar:{B}") is None
+    assert core.held_streams == ["t:bar:{B}"]
+    assert set(redis.latest) == {"t:latest:tick:{A}", "t:latest:tick:{B}"}
+    assert [e.state for e in redis.streams["{t}:status"]] == ["hello"]  # type: ignore[union-attr]

@@ -60,7 +60,7 @@ def to_bars(
             high=candle.high,
             low=candle.low,
             close=candle.close,
-            volume=float(candle.volume),
+            volume=candle.volume,  # an int, as a live bar's
             sequence=chart_sequence(candle.datetime) if service == "CHART_EQUITY" else None,
             backfilled=True,
         )

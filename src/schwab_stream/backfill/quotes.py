@@ -17,7 +17,8 @@ from redis.exceptions import RedisError
 
 from schwab_stream.errors import RestError, SchwabStreamError
 from schwab_stream.events import TickEvent, encode_event
-from schwab_stream.redis_client import async_redis
+from schwab_stream.publish.keys import StreamKeys
+from schwab_stream.redis_client import async_redis, is_cluster
 from schwab_stream.rest.client import MarketDataClient
 from schwab_stream.rest.models import Quote
 
@@ -78,13 +79,14 @@ async def seed_latest(
         return 0
     now = time.time_ns()
     written = 0
+    keys = StreamKeys(prefix, cluster=is_cluster(redis_url))
     client = async_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     try:
         async with client.pipeline(transaction=False) as pipe:
             for symbol, quote in answer.quotes.items():
                 event = quote_event(service_of.get(symbol, "LEVELONE_EQUITIES"), quote, now)
                 if event is not None:
-                    pipe.set(f"{prefix}:latest:tick:{symbol}", encode_event(event), nx=True)
+                    pipe.set(keys.latest("tick", symbol), encode_event(event), nx=True)
             written = sum(1 for done in await pipe.execute() if done)
     except (RedisError, OSError) as exc:
         log.warning("quotes at start: redis: %s", exc)

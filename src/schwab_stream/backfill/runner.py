@@ -34,7 +34,8 @@ from schwab_stream.backfill.planner import BackfillPlanner, Fetch, Why
 from schwab_stream.backfill.sequencer import BarSequencer
 from schwab_stream.errors import RestError
 from schwab_stream.events import BarEvent, Event
-from schwab_stream.redis_client import async_redis
+from schwab_stream.publish.keys import StreamKeys
+from schwab_stream.redis_client import async_redis, is_cluster
 from schwab_stream.rest.models import CandleList
 from schwab_stream.rest.stats import RestStats
 from schwab_stream.sink import EventSink
@@ -121,6 +122,7 @@ class Backfiller:
         self.wall_ms = wall_ms
         self.stats = BackfillStats()
         self.redis = async_redis(redis_url, socket_connect_timeout=2.0)
+        self.keys = StreamKeys(prefix, cluster=is_cluster(redis_url))
         #: Keys whose stream's last bar was read from Redis
         self._read: set[str] = set()
         self._wake = asyncio.Event()
@@ -247,9 +249,9 @@ class Backfiller:
             problems,
         )
         self.stats.candles_bad.update(problems)
-        bad = {k: v for k, v in problems.items() if k != "outside"}
+        bad = {str(k): v for k, v in problems.items() if k != "outside" and v}
         if bad:
-            log.warning("back-fill of %s: candles left out %s", fetch.symbol, dict(bad))
+            log.warning("back-fill of %s: candles left out: %s", fetch.symbol, bad)
         return bars
 
     def _finish(self, fetch: Fetch, task: asyncio.Task[list[BarEvent]]) -> None:
@@ -308,7 +310,7 @@ class Backfiller:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for symbol in symbols:
-                    pipe.xrevrange(f"{self.prefix}:bar:{symbol}", count=1)
+                    pipe.xrevrange(self.keys.symbol_stream("bar", symbol), count=1)
                 replies: Any = await asyncio.wait_for(pipe.execute(), 5.0)
             for symbol, entries in zip(symbols, replies, strict=True):
                 self.sequencer.known(symbol, _start_of(entries))

@@ -235,12 +235,17 @@ def subscriptions(
     if clear:
         click.echo(f"schwab-stream subscriptions: {cleared} stored holds deleted")
         return
+    if view is not None or stored:
+        click.echo(f"{'SERVICE':<26} {'KEY':<24} {'STATE':<9} {'LAST DATA':<10} HOLDERS")
     if as_json:
         click.echo(json.dumps({"bridge": view, "stored": [list(s) for s in stored]}))
     elif view is None:
-        click.echo("no bridge is running on this Redis and prefix; stored holds:", err=True)
+        click.echo(
+            f"no bridge is running on this Redis under the prefix {key_prefix!r}; stored holds:",
+            err=True,
+        )
         for service, key, who, kind in stored:
-            click.echo(f"{service:<26} {key:<24} {who} ({kind})")
+            click.echo(f"{service:<26} {key:<24} {'-':<9} {'-':<10} {who} ({kind})")
     else:
         _print_view(view)
     if view is None:
@@ -249,7 +254,6 @@ def subscriptions(
 
 def _print_view(view: dict[str, Any]) -> None:
     now_ns = time.time_ns()
-    click.echo(f"{'SERVICE':<26} {'KEY':<24} {'STATE':<9} {'LAST DATA':<10} HOLDERS")
     for entry in view["keys"]:
         last = entry.get("last_data_ns")
         age = "never" if not last else f"{max(0.0, (now_ns - last) / 1e9):.1f}s ago"

@@ -39,7 +39,7 @@ from schwab_stream.control.holds import (
     hold_field,
     read_holds,
 )
-from schwab_stream.redis_client import async_redis
+from schwab_stream.redis_client import async_redis, is_cluster
 from schwab_stream.symbols import check_keys
 
 __all__ = ["InvalidRequest", "Result", "ResultKind", "SubscriptionControl"]
@@ -73,7 +73,8 @@ class Result:
 class SubscriptionControl:
     def __init__(self, redis_url: str, prefix: str = "schwab", *, holder: str = "cli") -> None:
         self.holder = check_holder(holder)
-        self.keys = ControlKeys(prefix)
+        self.prefix = prefix
+        self.keys = ControlKeys(prefix, cluster=is_cluster(redis_url))
         self.redis = async_redis(
             redis_url, socket_connect_timeout=5.0, socket_timeout=None
         )
@@ -152,6 +153,8 @@ class SubscriptionControl:
             fields += bad
         if fields:
             await self.redis.hdel(self.keys.holds, *fields)
+        if holder is None:  # nothing left to ask about: the request log goes too
+            await self.redis.delete(self.keys.requests)
         return len(fields)
 
     # --- the exchange with the bridge -------------------------------------------------------------
@@ -168,8 +171,9 @@ class SubscriptionControl:
         if not await self.redis.exists(self.keys.bridge_lease):
             return Result(
                 ResultKind.NO_BRIDGE,
-                "no bridge is running on this Redis and prefix: the change is stored and "
-                "applies when `schwab-stream run` starts",
+                f"no bridge is running on this Redis under the prefix {self.prefix!r} (another "
+                "prefix? see --prefix): the change is stored and applies when `schwab-stream "
+                "run` starts with it",
             )
         reply = await self.redis.blpop([self.keys.answer(request.id)], timeout=max(timeout, 0.01))
         if reply is None:

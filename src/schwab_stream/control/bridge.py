@@ -35,7 +35,7 @@ from schwab_stream.control.holds import (
     read_request,
     wanted,
 )
-from schwab_stream.redis_client import async_redis
+from schwab_stream.redis_client import async_redis, is_cluster
 from schwab_stream.sink import EventSink
 from schwab_stream.stream.subscriptions import SubscriptionBook
 
@@ -72,7 +72,7 @@ class ControlLoop:
         pinned: Mapping[str, list[str]],
         sink: EventSink,
     ) -> None:
-        self.keys = ControlKeys(prefix)
+        self.keys = ControlKeys(prefix, cluster=is_cluster(redis_url))
         self.client = client
         self.pinned = {service: list(keys) for service, keys in pinned.items()}
         self.sink = sink
@@ -212,12 +212,14 @@ class ControlLoop:
             return
         by_key = holders(self.pinned, self.holds)
         waiting = []
+        answered = False
         for request in self._pending:
             answer = answers.settle(request, self.client.book, _others(by_key, request))
             if answer is None:
                 waiting.append(request)
                 continue
             await self._push(answer)
+            answered = True
             if answer.refused:
                 self.sink.status(
                     "subscription_refused",
@@ -227,6 +229,11 @@ class ControlLoop:
                     keys=[f"{r.service}={r.key}" for r in answer.refused[:20]],
                 )
         self._pending = waiting
+        if answered:  # `subscriptions` right after the command sees the change
+            await self._publish_view()
+
+    async def _publish_view(self) -> None:
+        await self.redis.set(self.keys.state, encode(self.view()), px=STATE_TTL_MS)
 
     async def _push(self, answer: Answer) -> None:
         key = self.keys.answer(answer.id)
@@ -265,7 +272,7 @@ class ControlLoop:
                 for holder in sorted(gone):
                     log.info("subscription lease of %s expired: its keys are released", holder)
         await self._reload(holder=None)
-        await self.redis.set(self.keys.state, encode(self.view()), px=STATE_TTL_MS)
+        await self._publish_view()
 
     def view(self) -> dict[str, Any]:
         """What `subscriptions` shows: every wanted key, its holders, Schwab's answer and its

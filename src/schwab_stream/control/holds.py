@@ -171,23 +171,25 @@ def holders(
 
 
 class ControlKeys:
-    """The Redis keys of the control plane for one prefix."""
+    """The Redis keys of the control plane for one prefix. On a cluster they share the hash tag
+    `{PREFIX}`, so a change (its holds, its lease, its request) is one transaction on one slot."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: str, cluster: bool = False) -> None:
+        own = f"{{{prefix}}}" if cluster else prefix
+        self.own = own
         #: hash: hold_field(service, key, holder) -> HoldKind
-        self.holds = f"{prefix}:subs:holds"
+        self.holds = f"{own}:subs:holds"
         #: the running bridge's view (JSON, expires unless refreshed): what `subscriptions` shows
-        self.state = f"{prefix}:subs:state"
+        self.state = f"{own}:subs:state"
         #: stream of Requests (field `request`)
-        self.requests = f"{prefix}:subs:requests"
+        self.requests = f"{own}:subs:requests"
         #: the hot-standby lease: whoever holds it runs the bridge
         self.bridge_lease = f"{prefix}:lease"
 
     def lease(self, holder: str) -> str:
         """Lives (PX ttl) while a `subscribe --ttl` holder is alive."""
-        return f"{self.prefix}:subs:lease:{holder}"
+        return f"{self.own}:subs:lease:{holder}"
 
     def answer(self, request_id: str) -> str:
         """A list the bridge pushes the Answer to (expires soon after)."""
-        return f"{self.prefix}:subs:answer:{request_id}"
+        return f"{self.own}:subs:answer:{request_id}"

@@ -35,15 +35,30 @@ KIND: dict[type, str] = {
 
 
 class StreamKeys:
-    """The key names for one prefix."""
+    """The key names for one prefix.
 
-    def __init__(self, prefix: str) -> None:
+    In cluster mode (`redis+cluster://`, docs/events.md "Redis Cluster") every key carries a
+    hash tag, so each command the bridge sends touches one slot: a symbol's streams, latest keys
+    and write marks share `{SYMBOL}` (symbols spread over the nodes), and the few keys of the
+    bridge itself (status, account, heartbeat, lease, subscriptions) share `{PREFIX}`.
+    """
+
+    def __init__(self, prefix: str, cluster: bool = False) -> None:
         self.prefix = prefix
-        self.status = f"{prefix}:status"
-        self.account = f"{prefix}:account"
-        self.heartbeat = f"{prefix}:heartbeat"
+        self.cluster = cluster
+        own = f"{{{prefix}}}" if cluster else prefix
+        #: Keys of the bridge itself: `PREFIX:...`, or `{PREFIX}:...` in cluster mode
+        self.own = own
+        self.status = f"{own}:status"
+        self.account = f"{own}:account"
+        self.heartbeat = f"{own}:heartbeat"
         #: The publisher's own bookkeeping: per stream, the last entry each writer wrote there
-        self.written = f"{prefix}:written"
+        #: (in cluster mode one hash per hash tag: `marks(tag)`)
+        self.written = f"{own}:written"
+
+    def tag(self, symbol: str) -> str:
+        """`symbol` as it appears in its keys: `{SYMBOL}` in cluster mode."""
+        return f"{{{symbol}}}" if self.cluster else symbol
 
     def stream(self, event: Event) -> str:
         kind = KIND[type(event)]
@@ -51,13 +66,30 @@ class StreamKeys:
             return self.status
         if kind == "account":
             return self.account
-        return f"{self.prefix}:{kind}:{event.symbol}"
+        return f"{self.prefix}:{kind}:{self.tag(event.symbol)}"
+
+    def symbol_stream(self, kind: str, symbol: str) -> str:
+        """The stream of `symbol`'s events of `kind` (tick, level2, bar, screener)."""
+        return f"{self.prefix}:{kind}:{self.tag(symbol)}"
 
     def latest(self, kind: str, symbol: str) -> str:
-        return f"{self.prefix}:latest:{kind}:{symbol}"
+        return f"{self.prefix}:latest:{kind}:{self.tag(symbol)}"
+
+    def marks(self, tag: bytes) -> bytes:
+        """Cluster mode: the write-marks hash of the keys tagged `tag` (b"{AAPL}")."""
+        return f"{self.prefix}:written:".encode() + tag
 
     def pubsub(self, event: Event) -> str:
         return f"{self.prefix}:pub:{KIND[type(event)]}:{event.symbol}"
+
+
+def hash_tag(key: bytes) -> bytes:
+    """The `{...}` part of a key (b"" without one): the part Redis Cluster hashes."""
+    start = key.find(b"{")
+    if start < 0:
+        return b""
+    end = key.find(b"}", start + 1)
+    return key[start : end + 1] if end > start + 1 else b""
 
 
 class Targets(NamedTuple):

@@ -24,7 +24,7 @@ from schwab_stream.publish.core import PublisherCore
 from schwab_stream.publish.flight import Answer, Failure, Outage
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.publish.stats import PublisherStats
-from schwab_stream.redis_client import async_redis
+from schwab_stream.redis_client import async_redis, cluster_redis, is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class TradingEventPublisher:
         pubsub_mirror: bool = False,
         heartbeat_ttl: float = 15.0,
     ) -> None:
-        self.keys = StreamKeys(prefix)
+        cluster = is_cluster(redis_url)
+        self.keys = StreamKeys(prefix, cluster=cluster)
         self.core = PublisherCore(
             self.keys,
             queue_size=queue_size,
@@ -53,11 +54,17 @@ class TradingEventPublisher:
         self.write_timeout = 5.0
         # No socket_timeout: redis-py would arm a timer per reply read; `write_timeout` bounds
         # each whole round trip instead.
-        self.redis = async_redis(
-            redis_url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=0
-        )
-        pool = self.redis.connection_pool
-        self._conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        #: Cluster mode: flights go through redis-py's cluster pipeline (`ClusterWrites`)
+        self._cluster = ClusterWrites(redis_url) if cluster else None
+        #: Otherwise one connection of our own (its pool only makes it: Sentinel's asks for the
+        #: primary)
+        self._conn: AbstractConnection | None = None
+        if not cluster:
+            self.redis = async_redis(
+                redis_url, socket_timeout=None, socket_connect_timeout=2.0, health_check_interval=0
+            )
+            pool = self.redis.connection_pool
+            self._conn = pool.make_connection()  # type: ignore[no-untyped-call]
         self._wire = wire.WriteSettings(
             maxlen=b"%d" % maxlen,
             heartbeat_key=self.keys.heartbeat.encode(),
@@ -66,6 +73,8 @@ class TradingEventPublisher:
             # One per publisher: a resend of its own entries is recognised, another
             # instance's entries (a standby that took over) never hide its own.
             writer=secrets.token_hex(8).encode(),
+            cluster=cluster,
+            marks_prefix=f"{prefix}:written:".encode(),
         )
         #: host:port of the server the write connection last reached (a failover changes it)
         self._address: str | None = None
@@ -171,10 +180,16 @@ class TradingEventPublisher:
         flight = self.core.next_flight(now)
         if flight is None:
             return False
+        if self._cluster is not None:
+            commands, cluster_plan = wire.build(flight, self._wire)
+            self._plans.append(cluster_plan)
+            self._cluster.send(commands)
+            return True
         data, plan = wire.pack(flight, self._wire)
         del flight
         self._plans.append(plan)
         conn = self._conn
+        assert conn is not None
         try:
             async with asyncio.timeout(self.write_timeout):
                 if not conn.is_connected:
@@ -199,7 +214,11 @@ class TradingEventPublisher:
         """Read one flight's replies, within the write timeout. An error reply is an outcome
         and leaves the connection in step; any other failure (a timeout, a dropped socket)
         discards the connection and raises RedisError or OSError (TimeoutError is one)."""
+        if self._cluster is not None:
+            async with asyncio.timeout(self.write_timeout):
+                return wire.read_answer(plan, await self._cluster.receive())
         conn = self._conn
+        assert conn is not None
         replies: list[object] = []
         try:
             async with asyncio.timeout(self.write_timeout):
@@ -218,7 +237,10 @@ class TradingEventPublisher:
         newer flight's), and every flight with it."""
         if not isinstance(error, (RedisError, OSError)):
             raise error
-        await self._conn.disconnect(nowait=True)
+        if self._conn is not None:
+            await self._conn.disconnect(nowait=True)
+        if self._cluster is not None:
+            self._cluster.reset()
         self._plans.clear()
         reason = f"{type(error).__name__}: {error}"
         self.core.on_lost(Failure(Outage.UNAVAILABLE, reason), time.monotonic())
@@ -249,5 +271,61 @@ class TradingEventPublisher:
         lost = self.core.unwritten()
         if lost:
             log.error("closing with %d events not written to redis", lost)
-        await self._conn.disconnect()
-        await self.redis.aclose()
+        if self._conn is not None:
+            await self._conn.disconnect()
+            await self.redis.aclose()
+        if self._cluster is not None:
+            await self._cluster.aclose()
+
+
+class ClusterWrites:
+    """Cluster mode's writes: each flight's commands go through redis-py's cluster pipeline,
+    which sends each to the node owning its slot (every command of a flight touches one slot:
+    `wire.build`) and follows MOVED and ASK during a resharding or a failover. Flights run one
+    after another, so a later one never overtakes an earlier one on any stream."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.cluster = cluster_redis(redis_url, socket_connect_timeout=2.0)
+        self._runs: deque[asyncio.Task[list[object]]] = deque()
+
+    def send(self, commands: list[list[bytes]]) -> None:
+        before = self._runs[-1] if self._runs else None
+        self._runs.append(asyncio.create_task(self._run(before, commands)))
+
+    async def _run(
+        self, before: asyncio.Task[list[object]] | None, commands: list[list[bytes]]
+    ) -> list[object]:
+        if before is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(before)
+        pipe = self.cluster.pipeline(transaction=False)
+        for name, *args in commands:
+            pipe.execute_command(name.decode(), *args)  # (the cluster client routes by name)
+        replies = await pipe.execute(raise_on_error=False)
+        out: list[object] = []
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                out.append(wire.ErrorReply(str(reply)))
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                out.append(reply)
+        return out
+
+    async def receive(self) -> list[object]:
+        """The replies of the oldest flight sent."""
+        run = self._runs[0]
+        try:
+            return await asyncio.shield(run)
+        finally:
+            if run.done():
+                self._runs.popleft()
+
+    def reset(self) -> None:
+        """A flight failed: every flight out is given up (the core sends them again)."""
+        while self._runs:
+            self._runs.popleft().cancel()
+
+    async def aclose(self) -> None:
+        self.reset()
+        await self.cluster.aclose()

@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from schwab_stream.publish.flight import Answer, Flight, Refusal, RefusalScope
+from schwab_stream.publish.keys import hash_tag
 from schwab_stream.publish.resp import CommandBuffer
 
 #: Events per script call: bounds how long one call holds the Redis server.
@@ -74,13 +75,17 @@ return refused
 @dataclass(frozen=True, slots=True)
 class WriteSettings:
     """What every flight's commands share: the trim length, the heartbeat key and its TTL, the
-    watermark hash and this publisher's writer token (all encoded once)."""
+    watermark hash and this publisher's writer token (all encoded once). In cluster mode the
+    entries go in one script per hash tag, each with its own marks hash (`marks_prefix` + tag),
+    so every command touches one slot."""
 
     maxlen: bytes
     heartbeat_key: bytes
     heartbeat_px: bytes
     marks_key: bytes
     writer: bytes
+    cluster: bool = False
+    marks_prefix: bytes = b""
 
 
 #: What a refusal is about, by Redis's error code. A key of another type (another program wrote
@@ -103,9 +108,10 @@ class ReplyKind(IntEnum):
 
 #: Bound once: the hot path builds a plan entry per command.
 SCRIPT, LATEST, OTHER = ReplyKind
-#: One command's reply to come: its kind, the first batch entry it covers, how many. A plain
-#: tuple (not a NamedTuple) because one is made per command on the hot path.
-Expect = tuple[ReplyKind, int, int]
+#: One command's reply to come: its kind, the first batch entry it covers, how many, and (cluster
+#: mode, where a script covers the entries of one hash tag) which ones, or None for the run
+#: first..first+count. A plain tuple (not a NamedTuple): one is made per command on the hot path.
+Expect = tuple[ReplyKind, int, int, tuple[int, ...] | None]
 
 
 class ErrorReply(NamedTuple):
@@ -114,53 +120,94 @@ class ErrorReply(NamedTuple):
     message: str
 
 
-_NOTHING: Expect = (OTHER, 0, 0)
+_NOTHING: Expect = (OTHER, 0, 0, None)
 
 
 def pack(flight: Flight, settings: WriteSettings) -> tuple[bytes, list[Expect]]:
     """The flight's commands in one RESP buffer, and the replies they will get, in order."""
     buffer = CommandBuffer()
+    commands, plan = build(flight, settings)
+    for args in commands:
+        buffer.add_all(args)
+    return buffer.getvalue(), plan
+
+
+def build(flight: Flight, settings: WriteSettings) -> tuple[list[list[bytes]], list[Expect]]:
+    """The flight's commands, and the replies they will get, in order."""
+    commands: list[list[bytes]] = []
     plan: list[Expect] = []
     streams, payloads = flight.streams, flight.payloads
     if flight.channels:
         for channel, payload in zip(flight.channels, payloads, strict=True):
-            buffer.add(b"PUBLISH", channel, payload)
+            commands.append([b"PUBLISH", channel, payload])
             plan.append(_NOTHING)
     batch = flight.batch
-    for first in range(0, len(streams), XADD_CHUNK):
-        keys = streams[first : first + XADD_CHUNK]
-        args = [b"EVAL", XADD_ONCE, b"%d" % (len(keys) + 1), *keys, settings.marks_key]
-        args += (settings.maxlen, settings.writer)
-        for i in range(first, first + len(keys)):
-            args += (b"%d" % batch[i].seq, payloads[i])
-        buffer.add_all(args)
-        plan.append((SCRIPT, first, len(keys)))
+    if settings.cluster:
+        _scripts_per_tag(flight, settings, commands, plan)
+    else:
+        for first in range(0, len(streams), XADD_CHUNK):
+            keys = streams[first : first + XADD_CHUNK]
+            args = [b"EVAL", XADD_ONCE, b"%d" % (len(keys) + 1), *keys, settings.marks_key]
+            args += (settings.maxlen, settings.writer)
+            for i in range(first, first + len(keys)):
+                args += (b"%d" % batch[i].seq, payloads[i])
+            commands.append(args)
+            plan.append((SCRIPT, first, len(keys), None))
     if flight.latest:
-        buffer.add_all([b"MSET", *[item for pair in flight.latest.items() for item in pair]])
-        plan.append((LATEST, 0, 0))
+        groups: dict[bytes, list[bytes]] = {}
+        for key, value in flight.latest.items():
+            groups.setdefault(hash_tag(key) if settings.cluster else b"", []).extend((key, value))
+        for pairs in groups.values():
+            commands.append([b"MSET", *pairs])
+            plan.append((LATEST, 0, 0, None))
     if flight.heartbeat_ms is not None:
-        buffer.add(
-            b"SET",
-            settings.heartbeat_key,
-            b"%d" % flight.heartbeat_ms,
-            b"PX",
-            settings.heartbeat_px,
+        commands.append(
+            [
+                b"SET",
+                settings.heartbeat_key,
+                b"%d" % flight.heartbeat_ms,
+                b"PX",
+                settings.heartbeat_px,
+            ]
         )
         plan.append(_NOTHING)
-    return buffer.getvalue(), plan
+    return commands, plan
+
+
+def _scripts_per_tag(
+    flight: Flight, settings: WriteSettings, commands: list[list[bytes]], plan: list[Expect]
+) -> None:
+    """Cluster mode: one script per hash tag (a symbol's streams, or the bridge's own), with
+    that tag's marks hash, so each touches one slot; a stream's entries keep their order."""
+    groups: dict[bytes, list[int]] = {}
+    for i, key in enumerate(flight.streams):
+        groups.setdefault(hash_tag(key), []).append(i)
+    batch, payloads, streams = flight.batch, flight.payloads, flight.streams
+    for tag, indices in groups.items():
+        marks = settings.marks_prefix + tag
+        for first in range(0, len(indices), XADD_CHUNK):
+            chunk = indices[first : first + XADD_CHUNK]
+            args = [b"EVAL", XADD_ONCE, b"%d" % (len(chunk) + 1)]
+            args += [streams[i] for i in chunk]
+            args += (marks, settings.maxlen, settings.writer)
+            for i in chunk:
+                args += (b"%d" % batch[i].seq, payloads[i])
+            commands.append(args)
+            plan.append((SCRIPT, chunk[0], len(chunk), tuple(chunk)))
 
 
 def read_answer(plan: Sequence[Expect], replies: Sequence[object]) -> Answer:
     """Redis's replies to a flight's commands (error replies as `ErrorReply`) as an `Answer`."""
     answer = Answer()
-    for (kind, first, entries), reply in zip(plan, replies, strict=True):
+    for (kind, first, entries, indices), reply in zip(plan, replies, strict=True):
+        covered = range(first, first + entries) if indices is None else indices
         if isinstance(reply, ErrorReply):
-            _refuse(answer, range(first, first + entries), [reply.message], kind)
+            _refuse(answer, covered, [reply.message], kind)
         elif kind is SCRIPT and reply:  # [i, error, ...], i counted from 1
             assert isinstance(reply, list)
             _refuse(
                 answer,
-                (first + int(i) - 1 for i in reply[::2]),
+                (covered[int(i) - 1] for i in reply[::2]),
                 (bytes(error).decode() for error in reply[1::2]),
                 kind,
             )

@@ -1,0 +1,112 @@
+"""The bridge on a Redis Cluster (#18): every command touches one slot (hash tags per symbol),
+events land in their keys across the nodes, and live subscriptions and back-fill work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from schwab_stream.control import ResultKind, SubscriptionControl
+from schwab_stream.events import BarEvent, StatusEvent, TickEvent, decode_event
+from schwab_stream.redis_client import cluster_redis
+from schwab_stream.sim.server import SimThread
+from tests.topologies import Cluster
+
+from .fault_helpers import Bridges
+from .pipeline_helpers import sim_post, wait_for
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "SPY", "AMD", "TSLA"]
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """(Asked for before `bridges`, so the bridges stop before the nodes.)"""
+    made = Cluster()
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+async def test_streams_into_a_three_primary_cluster(
+    cluster: Cluster, sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    sim = sim_factory(rate=20, time_scale=60)
+    subs = {"LEVELONE_EQUITIES": SYMBOLS, "CHART_EQUITY": ["AAPL"]}
+    bridge = await bridges.start(sim, subs, redis_url=cluster.url)
+    client = cluster_redis(cluster.url)
+    try:
+        for symbol in SYMBOLS:
+            await wait_for(lambda s=symbol: _xlen(client, f"schwab:tick:{{{s}}}", 5), timeout=20)
+        nodes = set()
+        for symbol in SYMBOLS:
+            key = f"schwab:tick:{{{symbol}}}"
+            nodes.add(client.get_node_from_key(key).name)
+            entries = await client.xrange(key)
+            ticks = [decode_event(fields[b"data"]) for _, fields in entries]
+            assert all(isinstance(t, TickEvent) and t.symbol == symbol for t in ticks)
+            seqs = [t.seq for t in ticks]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # nothing lost or twice
+            assert await client.get(f"schwab:latest:tick:{{{symbol}}}")
+        assert len(nodes) >= 2  # the symbols spread over the nodes
+        await wait_for(lambda: _xlen(client, "schwab:bar:{AAPL}", 3), timeout=20)
+        bars = [decode_event(f[b"data"]) for _, f in await client.xrange("schwab:bar:{AAPL}")]
+        starts = [b.start for b in bars if isinstance(b, BarEvent)]
+        assert starts == sorted(set(starts))
+        statuses = [decode_event(f[b"data"]) for _, f in await client.xrange("{schwab}:status")]
+        assert "subscribed" in [s.state for s in statuses if isinstance(s, StatusEvent)]
+
+        async with SubscriptionControl(cluster.url, holder="on-cluster") as control:
+            result = await control.subscribe({"LEVELONE_EQUITIES": ["QQQ"]})
+            assert result.kind is ResultKind.APPLIED, result.detail
+        await wait_for(lambda: _xlen(client, "schwab:tick:{QQQ}", 3), timeout=20)
+    finally:
+        await client.aclose()
+        assert await bridge.stop() == 0
+
+
+async def _xlen(client: object, key: str, n: int) -> bool:
+    return int(await client.xlen(key)) >= n  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def cluster_with_replicas() -> Iterator[Cluster]:
+    made = Cluster(replicas=True)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+async def test_a_primary_failover_in_the_cluster_loses_nothing_that_must_not_be_lost(
+    cluster_with_replicas: Cluster, sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    cluster = cluster_with_replicas
+    sim = sim_factory(rate=20, time_scale=60)
+    subs = {"LEVELONE_EQUITIES": SYMBOLS, "CHART_EQUITY": ["AAPL"], "ACCT_ACTIVITY": ["ACCOUNT"]}
+    bridge = await bridges.start(sim, subs, redis_url=cluster.url)
+    client = cluster_redis(cluster.url)
+    try:
+        await wait_for(lambda: _xlen(client, "schwab:tick:{AAPL}", 10), timeout=20)
+        for _ in range(3):
+            await sim_post(sim, "/sim/account/order?symbol=AAPL&spacing=0.01")
+        cluster.kill_primary_of("schwab:tick:{AAPL}")
+        before = int(await client.xlen("schwab:tick:{AAPL}"))
+        await wait_for(lambda: _xlen(client, "schwab:tick:{AAPL}", before + 20), timeout=30)
+        for _ in range(3):
+            await sim_post(sim, "/sim/account/order?symbol=AAPL&spacing=0.01")
+        await wait_for(lambda: _xlen(client, "schwab:bar:{AAPL}", 5), timeout=30)
+        bars = [decode_event(f[b"data"]) for _, f in await client.xrange("schwab:bar:{AAPL}")]
+        starts = [b.start for b in bars if isinstance(b, BarEvent)]
+        assert starts == sorted(set(starts))
+        account = [decode_event(f[b"data"]) for _, f in await client.xrange("{schwab}:account")]
+        seqs = [a.seq for a in account]
+        assert len(seqs) >= 6 and seqs == sorted(set(seqs))  # each account event once, in order
+        statuses = [decode_event(f[b"data"]) for _, f in await client.xrange("{schwab}:status")]
+        states = [s.state for s in statuses if isinstance(s, StatusEvent)]
+        assert "gap" in states
+        assert sim.state.stats["logins"] == 1  # one bridge, one session, all along
+        assert bridge.pipeline.publisher.redis_ok
+    finally:
+        await client.aclose()
