@@ -200,3 +200,16 @@ def test_the_rules_import_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_archive_metric_is_documented() -> None:
+    from pathlib import Path
+
+    from schwab_stream.archive.metrics import ArchiveMetrics
+
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    names = {
+        m.name + ("_total" if m.type == "counter" else "")
+        for m in ArchiveMetrics().registry.collect()
+    }
+    assert names and all(f"`{name}`" in operations for name in names), names
