@@ -17,9 +17,14 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelManagedConnection
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.sentinel import Sentinel
 
-from schwab_stream.errors import ConfigError
+from schwab_stream.errors import ConfigError, SchwabStreamError
+from schwab_stream.redact import safe_url
 from schwab_stream.redis_topology import Kind, Topology, parse
 
 #: Connection settings given to the sentinels themselves (each asked in turn).
@@ -44,10 +49,6 @@ class _PrimaryConnection(SentinelManagedConnection):
 
 class _PrimarySSLConnection(_PrimaryConnection, SSLConnection):
     """The same over TLS (`rediss+sentinel://`)."""
-
-
-class ClusterUnsupported(ConfigError):
-    """A redis+cluster:// URL where cluster mode is not available yet."""
 
 
 def topology(url: str) -> Topology:
@@ -75,6 +76,18 @@ def async_redis(url: str, **options: Any) -> aioredis.Redis:
     return cast(aioredis.Redis, cluster_redis(url, **options))
 
 
+class _Cluster(RedisCluster):
+    """A cluster client whose "this is no usable cluster" (a standalone server, slots not
+    covered) is a ConnectionError like any Redis trouble: every part already rides those out,
+    says them once, and resumes when the cluster is back."""
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> RedisCluster:
+        try:
+            return await super().initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"no usable Redis Cluster: {exc}") from None
+
+
 def cluster_redis(url: str, **options: Any) -> RedisCluster:
     """A cluster client (`redis+cluster://`): it learns the slots from any node it is given,
     sends each command to the node owning its keys' slot, and follows MOVED and ASK. The
@@ -82,7 +95,7 @@ def cluster_redis(url: str, **options: Any) -> RedisCluster:
     where = topology(url)
     if where.kind is not Kind.CLUSTER:
         raise ConfigError(f"not a redis+cluster:// URL: {where.kind} Redis")
-    return RedisCluster(
+    return _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in where.hosts],
         username=where.username,
         password=where.password,
@@ -108,9 +121,20 @@ def sync_redis(url: str, **options: Any) -> redis.Redis:
             where.primary, **{**_failover_retry(aio=False), **options}
         )
         return blocking
-    raise ClusterUnsupported(
-        "redis+cluster:// URLs are not served yet: use a standalone Redis or Sentinel"
-    )
+    try:
+        cluster = SyncRedisCluster(
+            startup_nodes=[
+                SyncClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in where.hosts
+            ],
+            username=where.username,
+            password=where.password,
+            ssl=where.tls,
+            **options,
+        )
+    except (RedisClusterException, RedisError) as exc:
+        raise SchwabStreamError(f"no usable Redis Cluster at {safe_url(url)}: {exc}") from None
+    return cast(redis.Redis, cluster)
 
 
 def _failover_retry(aio: bool) -> dict[str, Any]:

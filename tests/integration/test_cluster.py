@@ -3,6 +3,10 @@ events land in their keys across the nodes, and live subscriptions and back-fill
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,6 +15,7 @@ from schwab_stream.control import ResultKind, SubscriptionControl
 from schwab_stream.events import BarEvent, StatusEvent, TickEvent, decode_event
 from schwab_stream.redis_client import cluster_redis
 from schwab_stream.sim.server import SimThread
+from tests.env import clean_env
 from tests.topologies import Cluster
 
 from .fault_helpers import Bridges
@@ -110,3 +115,49 @@ async def test_a_primary_failover_in_the_cluster_loses_nothing_that_must_not_be_
         assert bridge.pipeline.publisher.redis_ok
     finally:
         await client.aclose()
+
+
+async def test_tail_reads_a_clusters_streams_across_nodes(
+    cluster: Cluster, sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    sim = sim_factory(rate=20)
+    await bridges.start(sim, {"LEVELONE_EQUITIES": SYMBOLS}, redis_url=cluster.url)
+    client = cluster_redis(cluster.url)
+    try:
+        for symbol in SYMBOLS:
+            await wait_for(lambda s=symbol: _xlen(client, f"schwab:tick:{{{s}}}", 3), timeout=20)
+    finally:
+        await client.aclose()
+
+    def tail(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "schwab_stream", "tail", "--redis-url", cluster.url, *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+
+    last = await asyncio.to_thread(tail, "-t", "tick", "--last", "30", "--json")
+    assert last.returncode == 0, last.stderr
+    symbols = {json.loads(line)["symbol"] for line in last.stdout.splitlines()}
+    assert len(symbols) >= 3
+    follow = await asyncio.to_thread(tail, "-t", "tick", "-n", "12", "--json")
+    assert follow.returncode == 0 and len(follow.stdout.splitlines()) == 12, follow.stderr
+
+
+def test_a_cluster_url_on_a_standalone_redis_and_the_reverse_are_one_line(
+    cluster: Cluster, redis_url: str
+) -> None:
+    standalone_port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    one_node = f"redis://127.0.0.1:{cluster.nodes[0].port}/0"
+    for url in (f"redis+cluster://127.0.0.1:{standalone_port}", one_node):
+        result = subprocess.run(
+            [sys.executable, "-m", "schwab_stream", "tail", "--redis-url", url, "--last", "1"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=60,
+        )
+        assert result.returncode != 0 or "no stream" in result.stderr, result
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2

@@ -22,13 +22,17 @@ from redis.exceptions import RedisError
 from schwab_stream.cli.common import exits_on_error, redis_url_option
 from schwab_stream.cli.formatting import format_line
 from schwab_stream.errors import SchwabStreamError
+from schwab_stream.publish.keys import StreamKeys, hash_tag
 from schwab_stream.redact import safe_url
-from schwab_stream.redis_client import sync_redis
+from schwab_stream.redis_client import is_cluster, sync_redis
 
 #: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL).
 SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
 #: Event types with one stream each (PREFIX:TYPE).
 SINGLE_TYPES = ("account", "status")
+#: Seconds between reads of a cluster's streams when nothing came (XREAD cannot block on
+#: streams of several slots at once).
+CLUSTER_POLL = 0.1
 ALL_TYPES = (*SYMBOL_TYPES, *SINGLE_TYPES)
 
 #: How often (seconds) to look for new stream keys when following by type.
@@ -40,14 +44,18 @@ BLOCK_MS = 1000
 # --- which streams ------------------------------------------------------------------------
 
 
-def fixed_keys(prefix: str, symbols: Iterable[str], types: Iterable[str]) -> list[str]:
-    """Keys known without asking Redis: PREFIX:TYPE:SYMBOL for each pair, PREFIX:account, ..."""
+def fixed_keys(
+    prefix: str, symbols: Iterable[str], types: Iterable[str], cluster: bool = False
+) -> list[str]:
+    """Keys known without asking Redis: PREFIX:TYPE:SYMBOL for each pair, PREFIX:account, ...
+    (on a cluster, with their hash tags: PREFIX:TYPE:{SYMBOL}, {PREFIX}:account)."""
+    names = StreamKeys(prefix, cluster=cluster)
     keys: list[str] = []
     for kind in types:
         if kind in SINGLE_TYPES:
-            keys.append(f"{prefix}:{kind}")
+            keys.append(f"{names.own}:{kind}")
         else:
-            keys.extend(f"{prefix}:{kind}:{symbol}" for symbol in symbols)
+            keys.extend(names.symbol_stream(kind, symbol) for symbol in symbols)
     return keys
 
 
@@ -76,9 +84,12 @@ def _escape_glob(text: str) -> str:
 class Follower:
     """XREAD over a set of streams, remembering the last id seen in each."""
 
-    def __init__(self, client: redis.Redis, from_start: bool) -> None:
+    def __init__(self, client: redis.Redis, from_start: bool, cluster: bool = False) -> None:
         self.client = client
         self.from_start = from_start
+        #: On a cluster one XREAD may only name streams of one slot: each hash tag is read on
+        #: its own, without blocking, and an empty round sleeps a little instead
+        self.cluster = cluster
         self.ids: dict[str, str] = {}
 
     def add(self, keys: Iterable[str], existing_from_now: bool) -> None:
@@ -99,8 +110,18 @@ class Follower:
         if not self.ids:
             time.sleep(BLOCK_MS / 1000)
             return []
-        streams: dict[Any, Any] = dict(self.ids)
-        reply: Any = self.client.xread(streams, count=500, block=BLOCK_MS)
+        reply: Any = []
+        if self.cluster:
+            groups: dict[bytes, dict[Any, Any]] = {}
+            for key, last in self.ids.items():
+                groups.setdefault(hash_tag(key.encode()), {})[key] = last
+            for group in groups.values():
+                reply += self.client.xread(group, count=500) or []
+            if not reply:
+                time.sleep(CLUSTER_POLL)
+        else:
+            streams: dict[Any, Any] = dict(self.ids)
+            reply = self.client.xread(streams, count=500, block=BLOCK_MS)
         out: list[tuple[str, str, bytes]] = []
         for raw_key, entries in reply or []:
             key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
@@ -216,12 +237,13 @@ def tail(
     wanted_types = types or (SYMBOL_TYPES if symbols else ALL_TYPES)
     wanted_symbols = [s.strip().upper() for s in symbols if s.strip()]
     client = sync_redis(redis_url, socket_connect_timeout=3.0)
+    cluster = is_cluster(redis_url)
     try:
         client.ping()
     except (RedisError, OSError) as exc:
         raise SchwabStreamError(f"cannot reach Redis at {safe_url(redis_url)}: {exc}") from None
     try:
-        keys = fixed_keys(prefix, wanted_symbols, wanted_types)
+        keys = fixed_keys(prefix, wanted_symbols, wanted_types, cluster)
         if not wanted_symbols:
             keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
         if not _any_exists(client, keys):
@@ -239,7 +261,9 @@ def tail(
                 raise SchwabStreamError(f"redis error ({exc})") from None
             _print(entries, as_json, sys.stdout.isatty() and not as_json)
         else:
-            _follow(client, prefix, wanted_symbols, wanted_types, as_json, from_start, count)
+            _follow(
+                client, prefix, wanted_symbols, wanted_types, as_json, from_start, count, cluster
+            )
     except KeyboardInterrupt:
         pass
     finally:
@@ -254,11 +278,12 @@ def _follow(
     as_json: bool,
     from_start: bool,
     count: int | None,
+    cluster: bool = False,
 ) -> None:
     """Print events until `count` of them were printed, or forever."""
-    follower = Follower(client, from_start)
+    follower = Follower(client, from_start, cluster)
     # Named streams that do not exist yet are read from 0: whatever arrives is new.
-    follower.add(fixed_keys(prefix, symbols, types), existing_from_now=True)
+    follower.add(fixed_keys(prefix, symbols, types, cluster), existing_from_now=True)
     scan_types = [t for t in types if t in SYMBOL_TYPES] if not symbols else []
     next_scan = 0.0
     color = sys.stdout.isatty() and not as_json

@@ -94,9 +94,15 @@ class WriteSettings:
 REFUSAL_SCOPES: dict[str, RefusalScope] = {"WRONGTYPE": RefusalScope.KEY}
 
 
+#: Replies that mean the URL names one node of a cluster: what to do instead is said with them.
+_CLUSTER_CODES = frozenset({"MOVED", "ASK", "CLUSTERDOWN", "CROSSSLOT"})
+
+
 def classify(message: str) -> Refusal:
     """An error reply's text as a `Refusal`."""
     code = message.split(" ", 1)[0]
+    if code in _CLUSTER_CODES:
+        message += " (this Redis is a cluster node: use a redis+cluster:// URL)"
     return Refusal(code, message, REFUSAL_SCOPES.get(code, RefusalScope.ALL))
 
 
