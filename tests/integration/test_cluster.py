@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ from .fault_helpers import Bridges
 from .pipeline_helpers import sim_post, wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "SPY", "AMD", "TSLA"]
+EVENTS_MD = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
 @pytest.fixture
@@ -161,3 +164,36 @@ def test_a_cluster_url_on_a_standalone_redis_and_the_reverse_are_one_line(
         )
         assert result.returncode != 0 or "no stream" in result.stderr, result
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+async def test_the_cluster_consumer_snippet_reads_the_current_quote_then_updates(
+    cluster: Cluster, sim_factory: Callable[..., SimThread], bridges: Bridges, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=20)
+    await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, redis_url=cluster.url)
+    client = cluster_redis(cluster.url)
+    try:
+        await wait_for(lambda: client.exists("schwab:latest:tick:{AAPL}"), timeout=20)
+    finally:
+        await client.aclose()
+    match = re.search(
+        r"<!-- consumer:cluster -->\n```python\n(.*?)\n```", EVENTS_MD.read_text(), re.DOTALL
+    )
+    assert match, "docs/events.md has no consumer:cluster snippet"
+    script = tmp_path / "consumer.py"
+    script.write_text(match.group(1) + "\n")
+    env = {**clean_env(), "REDIS_CLUSTER_NODE": f"127.0.0.1:{cluster.nodes[1].port}"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    lines = []
+    try:
+        async with asyncio.timeout(20):
+            while len(lines) < 5:
+                lines.append((await proc.stdout.readline()).decode().strip())
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert lines[0].startswith("now AAPL ")
+    assert all(re.match(r"^\d+ AAPL [\d.]+ [\d.]+$", line) for line in lines[1:]), lines
