@@ -97,6 +97,11 @@ def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
     url = redis_url or settings.redis_url
+    if url.startswith("redis+cluster"):
+        raise ConfigError(
+            "schwab-stream archive reads a single Redis (or a primary with replicas), not a "
+            "Redis Cluster: its read script and takeover span every stream of the prefix"
+        )
     config = ArchiveConfig(
         root=out.expanduser().resolve(),
         prefix=prefix or settings.redis_prefix,
