@@ -100,3 +100,36 @@ def redis_url_option(ctx: click.Context, param: click.Parameter, value: str | No
         return check_redis_url(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def redis_options(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """`--redis-url` and `--prefix` of a command that reaches the bridge's Redis (`what` it
+    does there: "Redis to read")."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        func = click.option(
+            "--prefix", help="The bridge's key prefix (default: SCHWAB_REDIS_PREFIX setting)."
+        )(func)
+        return click.option(
+            "--redis-url",
+            metavar="URL",
+            callback=redis_url_option,
+            help=f"{what} (default: REDIS_URL setting; redis://, redis+sentinel://, "
+            "redis+cluster://).",
+        )(func)
+
+    return decorate
+
+
+def redis_target(redis_url: str | None, prefix: str | None) -> tuple[str, str]:
+    """The Redis URL and prefix: the options, else the settings (a bad setting is a usage
+    error that says the options are a way around it)."""
+    if redis_url is not None and prefix is not None:
+        return redis_url, prefix
+    from schwab_stream.config import load_settings  # (pydantic is slow: only when needed)
+
+    try:
+        settings = load_settings()
+    except SchwabStreamError as exc:
+        raise click.UsageError(f"{exc} (or pass --redis-url and --prefix)") from None
+    return redis_url or settings.redis_url, prefix or settings.redis_prefix

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from schwab_stream.cli.common import redis_url_option
+from schwab_stream.cli.common import redis_options, redis_target
 from schwab_stream.errors import ExitCode
 from schwab_stream.redact import safe_url
 
@@ -31,19 +31,6 @@ _EXIT = {
     "no_bridge": ExitCode.NO_BRIDGE,
     "no_answer": ExitCode.NO_ANSWER,
 }
-
-
-def _target(redis_url: str | None, prefix: str | None) -> tuple[str, str]:
-    if redis_url is not None and prefix is not None:
-        return redis_url, prefix
-    from schwab_stream.config import load_settings
-    from schwab_stream.errors import ConfigError
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        raise click.UsageError(f"{exc} (or pass --redis-url and --prefix)") from None
-    return redis_url or settings.redis_url, prefix or settings.redis_prefix
 
 
 def _run(redis_url: str, what: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -74,7 +61,7 @@ def _parse(pairs: tuple[str, ...]) -> dict[str, list[str]]:
         raise click.UsageError(str(exc).replace("--subscribe ", "")) from None
 
 
-_common = [
+_common: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option(
         "--holder",
         default="cli",
@@ -89,13 +76,7 @@ _common = [
         help="Seconds to wait for Schwab's answer.",
     ),
     click.option("--json", "as_json", is_flag=True, help="Print the bridge's answer as JSON."),
-    click.option(
-        "--redis-url",
-        metavar="URL",
-        callback=redis_url_option,
-        help="The bridge's Redis (default: REDIS_URL setting).",
-    ),
-    click.option("--prefix", help="The bridge's key prefix (default: SCHWAB_REDIS_PREFIX)."),
+    redis_options("The bridge's Redis"),
 ]
 
 
@@ -118,7 +99,7 @@ def _change(
     from schwab_stream.control import InvalidRequest, Result, SubscriptionControl
 
     subs = _parse(pairs)
-    url, key_prefix = _target(redis_url, prefix)
+    url, key_prefix = redis_target(redis_url, prefix)
 
     async def exchange() -> Result:
         async with SubscriptionControl(url, key_prefix, holder=holder) as control:
@@ -208,13 +189,7 @@ def unsubscribe(
     help="Delete the stored holds (with --holder: only that holder's) instead of listing.",
 )
 @click.option("--holder", help="With --clear: only this holder's holds.")
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    callback=redis_url_option,
-    help="The bridge's Redis (default: REDIS_URL setting).",
-)
-@click.option("--prefix", help="The bridge's key prefix (default: SCHWAB_REDIS_PREFIX).")
+@redis_options("The bridge's Redis")
 def subscriptions(
     as_json: bool, clear: bool, holder: str | None, redis_url: str | None, prefix: str | None
 ) -> None:
@@ -223,7 +198,7 @@ def subscriptions(
     Exits 6 when no bridge is running (the stored holds are listed anyway)."""
     from schwab_stream.control import SubscriptionControl
 
-    url, key_prefix = _target(redis_url, prefix)
+    url, key_prefix = redis_target(redis_url, prefix)
 
     async def read() -> tuple[dict[str, Any] | None, list[tuple[str, str, str, str]], int]:
         async with SubscriptionControl(url, key_prefix) as control:

@@ -19,7 +19,7 @@ import click
 import redis
 from redis.exceptions import RedisError
 
-from schwab_stream.cli.common import exits_on_error, redis_url_option
+from schwab_stream.cli.common import exits_on_error, redis_options, redis_target
 from schwab_stream.cli.formatting import format_line
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.publish.keys import StreamKeys, hash_tag
@@ -192,13 +192,7 @@ def _id_order(entry_id: str) -> tuple[int, int]:
     metavar="N",
     help="Print the newest N events the streams hold, then stop (no following).",
 )
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    callback=redis_url_option,
-    help="Redis to read (default: REDIS_URL setting).",
-)
-@click.option("--prefix", help="Redis key prefix (default: SCHWAB_REDIS_PREFIX setting).")
+@redis_options("Redis to read")
 @exits_on_error("tail")
 def tail(
     symbols: tuple[str, ...],
@@ -223,16 +217,7 @@ def tail(
         raise click.UsageError(
             "--last prints and stops: it does not go with --from-start or --count"
         )
-    if redis_url is None or prefix is None:
-        from schwab_stream.config import load_settings
-        from schwab_stream.errors import ConfigError
-
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            raise click.UsageError(f"{exc} (or pass --redis-url and --prefix)") from None
-        redis_url = redis_url or settings.redis_url
-        prefix = prefix or settings.redis_prefix
+    redis_url, prefix = redis_target(redis_url, prefix)
     # A symbol narrows to its own streams unless types say otherwise.
     wanted_types = types or (SYMBOL_TYPES if symbols else ALL_TYPES)
     wanted_symbols = [s.strip().upper() for s in symbols if s.strip()]
