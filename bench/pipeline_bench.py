@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 import websockets
+from redis.cluster import ClusterNode, RedisCluster
 
 from schwab_stream.auth.client import UserPreference
 from schwab_stream.auth.token_store import TokenRecord, TokenStore
@@ -35,6 +35,8 @@ from schwab_stream.embedded_redis import EmbeddedRedis, free_port
 from schwab_stream.events import Event, StatusEvent, decode_event, encode_event
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.keys import StreamKeys
+from schwab_stream.redis_client import async_redis
+from schwab_stream.redis_topology import Kind, parse
 from schwab_stream.runtime import freeze_heap
 from schwab_stream.sim.clock import parse_market_time
 from schwab_stream.sim.server import SimThread
@@ -54,6 +56,15 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def sync_client(url: str) -> redis.Redis | RedisCluster:
+    """A blocking client for `url`: a standalone server, or every node of a cluster."""
+    where = parse(url)
+    if where.kind is Kind.CLUSTER:
+        nodes = [ClusterNode(host, port) for host, port in where.hosts]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=nodes)
+    return redis.Redis.from_url(url)
+
+
 @dataclass
 class Bench:
     """The shared loopback world: one redis-server, one simulator, a temp folder for tokens."""
@@ -61,6 +72,17 @@ class Bench:
     redis: EmbeddedRedis
     sim: SimThread
     tmp: Path
+    #: Where the pipeline and the bare loops write when not the embedded server: a
+    #: redis+cluster:// URL (bench/cluster_bench.py)
+    redis_url: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.redis_url or self.redis.url
+
+    @property
+    def cluster(self) -> bool:
+        return parse(self.url).kind is Kind.CLUSTER
 
     @property
     def token_path(self) -> Path:
@@ -80,8 +102,11 @@ class Bench:
         )
 
     def flush(self) -> None:
-        with redis.Redis.from_url(self.redis.url) as client:
-            client.flushall()
+        with sync_client(self.url) as client:
+            if isinstance(client, RedisCluster):
+                client.flushall(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                client.flushall()
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -90,7 +115,7 @@ class Bench:
             "callback_url": self.sim.config.callback_url,
             "api_base_url": self.sim.base_url,
             "token_path": self.token_path,
-            "redis_url": self.redis.url,
+            "redis_url": self.url,
             "log_level": "WARNING",
         }
         values.update(overrides)
@@ -105,7 +130,7 @@ class Bench:
                 "SCHWAB_APP_SECRET": self.sim.config.app_secret,
                 "SCHWAB_API_BASE_URL": self.sim.base_url,
                 "SCHWAB_TOKEN_PATH": str(self.token_path),
-                "REDIS_URL": self.redis.url,
+                "REDIS_URL": self.url,
                 "SCHWAB_LOG_LEVEL": "WARNING",
                 **extra,
             }
@@ -135,8 +160,39 @@ def bench_world(**sim: Any) -> Iterator[Bench]:
 @contextlib.asynccontextmanager
 async def sender(frames: list[str], rate: float, tmp: Path) -> AsyncIterator[str]:
     """bench/sender.py in its own process; yields its websocket URL."""
+    async with timed_sender(frames, rate, tmp, record=False) as sent:
+        yield sent.url
+
+
+@dataclass
+class Sending:
+    """A running bench/sender.py: its websocket URL, and (once it has sent every frame) each
+    frame's send time as the sender recorded it."""
+
+    url: str
+    proc: asyncio.subprocess.Process
+    path: Path
+
+    async def sent_ns(self, timeout: float = 120.0) -> array[int]:
+        """Each frame's send time (time.time_ns, frame order), once the last frame is out."""
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line.startswith(b"sent "):
+            raise RuntimeError(f"bench sender did not finish: {line!r}")
+        times = array("q")
+        times.frombytes(self.path.read_bytes())
+        return times
+
+
+@contextlib.asynccontextmanager
+async def timed_sender(
+    frames: list[str], rate: float, tmp: Path, record: bool = True
+) -> AsyncIterator[Sending]:
+    """bench/sender.py in its own process, recording each frame's send time when `record`."""
     path = tmp / "frames.txt"
     path.write_text("\n".join(frames) + "\n")
+    times = tmp / "sent.bin"
+    times.unlink(missing_ok=True)
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -147,6 +203,7 @@ async def sender(frames: list[str], rate: float, tmp: Path) -> AsyncIterator[str
         str(path),
         "--rate",
         str(rate),
+        *(("--times", str(times)) if record else ()),
         stdout=asyncio.subprocess.PIPE,
     )
     try:
@@ -154,16 +211,16 @@ async def sender(frames: list[str], rate: float, tmp: Path) -> AsyncIterator[str
         line = await asyncio.wait_for(proc.stdout.readline(), 10)
         if line.strip() != b"ready":
             raise RuntimeError(f"bench sender did not start: {line!r}")
-        yield f"ws://127.0.0.1:{port}"
+        yield Sending(f"ws://127.0.0.1:{port}", proc, times)
     finally:
         proc.terminate()
         await proc.wait()
 
 
-def expected_entries(frames: list[str]) -> list[list[tuple[str, bytes]]]:
+def expected_entries(frames: list[str], cluster: bool = False) -> list[list[tuple[str, bytes]]]:
     """(stream, payload) per event, per frame: what the pipeline writes, for the bare loops."""
     normalizer = Normalizer()
-    keys = StreamKeys("schwab")
+    keys = StreamKeys("schwab", cluster=cluster)
     return [
         [
             (keys.stream(event), encode_event(event))
@@ -186,10 +243,21 @@ class Acks:
 
     recv_ns: array[int] = dataclasses.field(default_factory=lambda: array("q"))
     ack_ns: array[int] = dataclasses.field(default_factory=lambda: array("q"))
+    #: CPU time of the event loop's thread from the first ack to the last, and the market
+    #: events acknowledged in that span (after the first batch)
+    cpu_ns: int = 0
+    cpu_events: int = 0
 
     @property
     def events(self) -> int:
         return len(self.recv_ns)
+
+    def frames(self) -> tuple[list[int], list[int]]:
+        """Per frame, in frame order: its receive time and its ack time (the ack of the batch
+        that held its events; a frame's events share its `recv_ns`)."""
+        per_frame = dict(zip(self.recv_ns, self.ack_ns, strict=True))
+        ordered = sorted(per_frame.items())
+        return [recv for recv, _ in ordered], [ack for _, ack in ordered]
 
     def frame_latencies_ms(self, skip: int = 0) -> list[float]:
         """Frame received -> its XADDs acknowledged, one figure per frame, in frame order."""
@@ -231,9 +299,14 @@ async def run_pipeline(
     freeze_heap()  # as `schwab-stream run` does once its pipeline is built
     acks = Acks()
     publisher = pipeline.publisher
+    cpu_start = 0
 
     def recorded(written: list[Event], now: int) -> None:
+        nonlocal cpu_start
         market = [e.recv_ns for e in written if not isinstance(e, StatusEvent)]
+        if market and not cpu_start:
+            cpu_start = time.thread_time_ns()
+            acks.cpu_events = -len(market)
         acks.recv_ns.extend(market)
         acks.ack_ns.extend([now] * len(market))
 
@@ -244,6 +317,8 @@ async def run_pipeline(
         if task.done() or time.monotonic() > deadline:
             raise RuntimeError(f"pipeline wrote {acks.events} of {expected} events")
         await asyncio.sleep(0.01)
+    acks.cpu_ns = time.thread_time_ns() - cpu_start
+    acks.cpu_events += acks.events
     pipeline.stop()
     await task
     if sum(publisher.stats.conflated.values()) or sum(publisher.stats.dropped.values()):
@@ -255,8 +330,10 @@ async def run_pipeline(
 
 
 async def bare_xadd_rate(url: str, entries: list[tuple[str, bytes]], batch: int) -> float:
-    """XADD only, the same payloads to the same streams, pipelined `batch` at a time."""
-    client = aioredis.Redis.from_url(url)
+    """XADD only, the same payloads to the same streams, pipelined `batch` at a time (in a
+    cluster, redis-py's cluster pipeline: each batch split by node, the nodes' parts in
+    parallel)."""
+    client = async_redis(url)
     try:
         await client.ping()
         start = time.perf_counter()
@@ -270,13 +347,37 @@ async def bare_xadd_rate(url: str, entries: list[tuple[str, bytes]], batch: int)
         await client.aclose()
 
 
+@dataclass
+class BareRun:
+    """The bare websocket-to-XADD loop's run: per frame its receive and ack times (ns), and the
+    CPU time of its thread from the first ack to the last."""
+
+    recv_ns: list[int]
+    ack_ns: list[int]
+    cpu_ns: int
+
+    def latencies_ms(self) -> list[float]:
+        """Frame received -> its XADDs acknowledged (what this row measured before issue 22)."""
+        return [(ack - recv) / 1e6 for recv, ack in zip(self.recv_ns, self.ack_ns, strict=True)]
+
+
 async def bare_ws_latencies_ms(
     ws_url: str, redis_url: str, entries: list[list[tuple[str, bytes]]]
 ) -> list[float]:
+    """Receive each data frame and XADD its pre-encoded events in one pipeline: nothing else.
+    Receipt -> ack per frame."""
+    return (await bare_ws_run(ws_url, redis_url, entries)).latencies_ms()
+
+
+async def bare_ws_run(
+    ws_url: str, redis_url: str, entries: list[list[tuple[str, bytes]]]
+) -> BareRun:
     """Receive each data frame and XADD its pre-encoded events in one pipeline: nothing else."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = async_redis(redis_url)
     await client.ping()
-    latencies: list[float] = []
+    recv_ns: list[int] = []
+    ack_ns: list[int] = []
+    cpu_start = 0
     request = (
         '{"requests":[{"service":"%s","command":"%s","requestid":"%d",'
         '"SchwabClientCorrelId":"bench","parameters":{}}]}'
@@ -289,18 +390,21 @@ async def bare_ws_latencies_ms(
             await ws.recv()
             for frame_entries in entries:
                 raw = await ws.recv(decode=False)
-                received = time.time_ns()
+                recv_ns.append(time.time_ns())
                 pipe = client.pipeline(transaction=False)
                 for stream, payload in frame_entries:
                     pipe.execute_command(
                         "XADD", stream, "MAXLEN", "~", MAXLEN, "*", "data", payload
                     )
                 await pipe.execute()
-                latencies.append((time.time_ns() - received) / 1e6)
+                ack_ns.append(time.time_ns())
+                if not cpu_start:
+                    cpu_start = time.thread_time_ns()
                 del raw
+        cpu = time.thread_time_ns() - cpu_start
     finally:
         await client.aclose()
-    return latencies
+    return BareRun(recv_ns, ack_ns, cpu)
 
 
 # --- the measurements ------------------------------------------------------------------------
@@ -314,42 +418,195 @@ class Throughput:
 
 
 async def throughput(world: Bench, frames: list[str]) -> Throughput:
-    entries = [entry for frame in expected_entries(frames) for entry in frame]
+    entries = [entry for frame in expected_entries(frames, world.cluster) for entry in frame]
     bare = 0.0
     for batch in (200, 1000, 5000):  # the reference gets its best batch size
         world.flush()
-        bare = max(bare, await bare_xadd_rate(world.redis.url, entries, batch))
+        bare = max(bare, await bare_xadd_rate(world.url, entries, batch))
     world.flush()
     async with sender(frames, 0, world.tmp) as url:
         acks = await run_pipeline(world, url, len(entries), frame_keys(frames))
-    with redis.Redis.from_url(world.redis.url) as client:
+    with sync_client(world.url) as client:
         written = sum(int(client.xlen(stream)) for stream in {s for s, _ in entries})
     if written != len(entries):
         raise RuntimeError(f"{written} entries in Redis, {len(entries)} expected")
     return Throughput(acks.rate(), bare, len(entries))
 
 
+#: Latency rows: the span of one window, and how many of the worst a row names
+WINDOW_NS = 100_000_000
+WORST_WINDOWS = 3
+#: A reader behind: it took this much longer to read the frames than the sender's schedule
+BEHIND = 1.05
+#: The probe's slow units: this many times the run's median CPU per unit; slow units this close
+#: together are one window, and a window counts with at least SLOW_UNITS of them (a lone slow
+#: unit is an interrupt, not a slow host)
+SLOW_FACTOR = 3.0
+SLOW_MERGE_NS = 20_000_000
+SLOW_UNITS = 2
+PROBE = Path(__file__).resolve().parent / "cpu_probe.py"
+
+
+@dataclass(frozen=True)
+class SlowWindow:
+    start_ns: int
+    end_ns: int
+    factor: float  # the slowest unit against the median
+    units: int = 1
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a latency row, send -> ack per frame (ms), warm-up frames left out."""
+
+    p50: float
+    p99: float
+    p999: float
+    max: float
+    #: CPU time of the side's event-loop thread per frame, in microseconds
+    cpu_us: float
+    #: The worst windows of WINDOW_NS by send time: (seconds into the run, the window's max ms)
+    worst: list[tuple[float, float]]
+    #: Seconds the sender's schedule took, and seconds this side took to read the frames
+    schedule_s: float
+    read_s: float
+    #: The probe's slow windows during this side's run: (seconds into the run, ms long, factor)
+    slow: list[tuple[float, float, float]]
+    #: Receipt -> ack p50, p99 (the figure this row reported before issue 22)
+    receipt: tuple[float, float]
+
+    @property
+    def behind(self) -> bool:
+        """It read more slowly than the sender sent (frames waited in the socket)."""
+        return self.read_s > self.schedule_s * BEHIND + 0.05
+
+
 @dataclass(frozen=True)
 class Latency:
-    ours: tuple[float, float]  # p50, p99 in ms
+    """Send -> ack, ours and the bare loop's: `ours` and `bare` are (p50, p99) in ms."""
+
+    ours: tuple[float, float]
     bare: tuple[float, float]
     frames: int
+    ours_side: Side
+    bare_side: Side
+    #: The probe's median CPU per unit (us), and its slow windows over the whole row
+    probe_us: float
+    slow: list[SlowWindow]
+
+
+def _side(
+    sent: array[int],
+    recv: list[int],
+    ack: list[int],
+    skip: int,
+    rate: float,
+    cpu: tuple[int, int],
+    slow: list[SlowWindow],
+) -> Side:
+    if len(ack) != len(sent):
+        raise RuntimeError(f"{len(ack)} frames acknowledged, {len(sent)} sent")
+    latencies = [(a - s) / 1e6 for s, a in zip(sent, ack, strict=True)]
+    start = sent[0]
+    windows: dict[int, float] = {}
+    for s, ms in zip(sent[skip:], latencies[skip:], strict=True):
+        w = (s - start) // WINDOW_NS
+        windows[w] = max(windows.get(w, 0.0), ms)
+    worst = sorted(windows.items(), key=lambda item: item[1], reverse=True)[:WORST_WINDOWS]
+    measured = latencies[skip:]
+    cpu_ns, frames = cpu
+    return Side(
+        quantile(measured, 0.5),
+        quantile(measured, 0.99),
+        quantile(measured, 0.999),
+        max(measured),
+        cpu_ns / max(frames, 1) / 1e3,
+        [(w * WINDOW_NS / 1e9, ms) for w, ms in sorted(worst)],
+        (len(sent) - 1) / rate if rate > 0 else 0.0,
+        (recv[-1] - recv[0]) / 1e9,
+        [
+            ((w.start_ns - start) / 1e9, (w.end_ns - w.start_ns) / 1e6, w.factor)
+            for w in slow
+            if w.end_ns >= start and w.start_ns <= ack[-1]
+        ],
+        (
+            quantile([(a - r) / 1e6 for r, a in zip(recv[skip:], ack[skip:], strict=True)], 0.5),
+            quantile([(a - r) / 1e6 for r, a in zip(recv[skip:], ack[skip:], strict=True)], 0.99),
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def cpu_probe() -> AsyncIterator[list[tuple[int, int]]]:
+    """bench/cpu_probe.py beside the block; the list fills with its (wall ns, CPU ns) units
+    when the block ends."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PROBE),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    units: list[tuple[int, int]] = []
+    try:
+        yield units
+    finally:
+        out, _ = await proc.communicate(b"")
+        for line in out.decode().splitlines():
+            wall, cpu = line.split()
+            units.append((int(wall), int(cpu)))
+
+
+def slow_windows(units: list[tuple[int, int]]) -> tuple[float, list[SlowWindow]]:
+    """The probe's median CPU per unit (us), and its windows of slow units."""
+    if not units:
+        return 0.0, []
+    median = quantile([cpu for _, cpu in units], 0.5)
+    windows: list[SlowWindow] = []
+    for wall, cpu in units:
+        if cpu < median * SLOW_FACTOR:
+            continue
+        end, factor = wall + cpu, cpu / median
+        last = windows[-1] if windows else None
+        if last is not None and wall - last.end_ns <= SLOW_MERGE_NS:
+            windows[-1] = SlowWindow(last.start_ns, end, max(last.factor, factor), last.units + 1)
+        else:
+            windows.append(SlowWindow(wall, end, factor))
+    return median / 1e3, [w for w in windows if w.units >= SLOW_UNITS]
 
 
 async def latency(world: Bench, frames: list[str], rate: float, skip: int) -> Latency:
-    """Frame received -> XADD acknowledged with a paced sender, ours and the bare loop's."""
-    entries = expected_entries(frames)
-    world.flush()
-    async with sender(frames, rate, world.tmp) as url:
-        bare = (await bare_ws_latencies_ms(url, world.redis.url, entries))[skip:]
-    world.flush()
-    async with sender(frames, rate, world.tmp) as url:
-        acks = await run_pipeline(world, url, sum(len(e) for e in entries), frame_keys(frames))
-    ours = acks.frame_latencies_ms(skip)
+    """Sent (the sender's own stamp) -> XADD acknowledged with a paced sender, per frame, ours
+    and the bare loop's, a CPU-stability probe beside both."""
+    entries = expected_entries(frames, world.cluster)
+    async with cpu_probe() as units:
+        world.flush()
+        async with timed_sender(frames, rate, world.tmp) as sending:
+            run = await bare_ws_run(sending.url, world.url, entries)
+            bare_sent = await sending.sent_ns()
+        world.flush()
+        async with timed_sender(frames, rate, world.tmp) as sending:
+            acks = await run_pipeline(
+                world, sending.url, sum(len(e) for e in entries), frame_keys(frames)
+            )
+            ours_sent = await sending.sent_ns()
+    probe_us, slow = slow_windows(units)
+    with_events = [i for i, e in enumerate(entries) if e]
+    recv, ack = acks.frames()
+    per_frame = len(acks.recv_ns) / max(len(recv), 1)
+    ours = _side(
+        array("q", (ours_sent[i] for i in with_events)),
+        recv,
+        ack,
+        skip,
+        rate,
+        (acks.cpu_ns, round(acks.cpu_events / per_frame)),
+        slow,
+    )
+    bare = _side(
+        bare_sent, run.recv_ns, run.ack_ns, skip, rate, (run.cpu_ns, len(run.ack_ns) - 1), slow
+    )
     return Latency(
-        (quantile(ours, 0.5), quantile(ours, 0.99)),
-        (quantile(bare, 0.5), quantile(bare, 0.99)),
-        len(ours),
+        (ours.p50, ours.p99), (bare.p50, bare.p99), len(recv) - skip, ours, bare, probe_us, slow
     )
 
 
