@@ -9,6 +9,7 @@ write does".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -98,8 +99,30 @@ REFUSAL_SCOPES: dict[str, RefusalScope] = {"WRONGTYPE": RefusalScope.KEY}
 _CLUSTER_CODES = frozenset({"MOVED", "ASK", "CLUSTERDOWN", "CROSSSLOT"})
 
 
+#: How Redis 6.2 words an error met inside a script (`XADD_ONCE`'s pcall): `@user_script: 18:
+#: -OOM command not allowed when used memory > 'maxmemory'.\r\n`, where Redis 7 and Valkey 8
+#: give the reply itself (`OOM command not allowed ...`).
+_SCRIPT_PREFIX = re.compile(r"@user_script:\s*\d+:\s*-?")
+#: A command the script's user may not run, per server: 6.2 says no more than this, 7 and
+#: Valkey `ERR ACL failure in script: User u has no permissions to run the 'xadd' command`.
+_SCRIPT_NOPERM_62 = "The user executing the script can't"
+_SCRIPT_NOPERM = "ERR ACL failure in script: "
+
+
+def error_text(message: str) -> str:
+    """An error reply in one form on every server: an error met inside the script as the same
+    command would have had it outside (its code first: OOM, NOPERM, WRONGTYPE), on one line."""
+    message = _SCRIPT_PREFIX.sub("", message.strip(), count=1).strip()
+    if message.startswith(_SCRIPT_NOPERM_62):
+        return f"NOPERM {message}"
+    if message.startswith(_SCRIPT_NOPERM):
+        return f"NOPERM {message.removeprefix(_SCRIPT_NOPERM)}"
+    return " / ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def classify(message: str) -> Refusal:
-    """An error reply's text as a `Refusal`."""
+    """An error reply's text as a `Refusal` (its code the first word of `error_text`)."""
+    message = error_text(message)
     code = message.split(" ", 1)[0]
     if code in _CLUSTER_CODES:
         message += " (this Redis is a cluster node: use a redis+cluster:// URL)"
