@@ -2,7 +2,9 @@
 (batching, conflation, refusals, holds, gaps, heartbeat) is `PublisherCore`'s.
 
 Batches go out on one connection of the publisher's own, packed by `wire` (hiredis in C), and
-their replies are read back in order by one task while the next batch may already be sent.
+their replies are read back in order by one long-lived reader per connection while the next
+batch may already be sent. One watchdog timer bounds the oldest batch in flight (`write_timeout`)
+instead of a timeout per send and per read: a batch costs no task and no timer of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 from schwab_stream.events import Event
 from schwab_stream.publish import wire
 from schwab_stream.publish.core import PublisherCore
-from schwab_stream.publish.flight import Answer, Failure, Outage
+from schwab_stream.publish.flight import Failure, Outage
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.publish.stats import PublisherStats
 from schwab_stream.redis_client import async_redis, cluster_redis, is_cluster
@@ -78,8 +80,19 @@ class TradingEventPublisher:
         )
         #: host:port of the server the write connection last reached (a failover changes it)
         self._address: str | None = None
-        #: What each flight's commands will answer, oldest first (the core's flights, in step)
+        #: What each flight's commands will answer, oldest first (the core's flights, in step),
+        #: and when each was sent (monotonic): the watchdog's clock
         self._plans: deque[list[wire.Expect]] = deque()
+        self._sent_at: deque[float] = deque()
+        #: Reads the replies of every flight sent on the current connection, in order, and
+        #: hands each flight's answer to the core; ends (with its error) when the connection does
+        self._reader: asyncio.Task[None] | None = None
+        #: One timer on the oldest flight in flight; it fired: the connection was cut for it
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        #: The timer that wakes `run` at the core's next deadline, and that deadline
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.inf
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -120,87 +133,183 @@ class TradingEventPublisher:
     async def run(self) -> None:
         """Write what the core hands out until it is finished closing; survives Redis outages."""
         core = self.core
-        plans = self._plans
-        reading: asyncio.Task[Answer] | None = None  # the oldest flight's replies
         try:
             while True:
+                reader = self._reader
+                if reader is not None and reader.done():
+                    await self._lost(self._reader_error(reader))
+                    continue
                 now = time.monotonic()
-                if reading is not None and reading.done():
-                    done, reading = reading, None
-                    plans.popleft()
-                    error = done.exception()
-                    if error is None:
-                        core.on_answer(done.result(), now)
-                    else:
-                        await self._lost(error)
-                else:
-                    try:
-                        sent = await self._send_next(now)
-                    except (RedisError, OSError) as exc:
-                        if reading is not None:  # the connection is gone, its replies with it
-                            if reading.done() and reading.exception() is None:
-                                plans.popleft()  # answered before it failed: in first
-                                core.on_answer(reading.result(), time.monotonic())
-                            reading.cancel()
-                            reading = None
-                        await self._lost(exc)
-                        continue
-                    if not sent:
-                        self._log_notices()
-                        if core.finished(now):
-                            self._idle.set()
-                            return
-                        if core.idle:
-                            self._idle.set()
-                        await self._sleep_until(core.wake_at(now))
-                        continue
-                if reading is None and plans:
-                    reading = asyncio.create_task(self._receive(plans[0]))
-                    reading.add_done_callback(lambda _: self._wakeup.set())
+                try:
+                    sent = await self._send_next(now)
+                except (RedisError, OSError) as exc:
+                    await self._lost(self._timeout_error() if self._timed_out else exc)
+                    continue
+                if not sent:
+                    self._log_notices()
+                    if core.finished(now):
+                        self._idle.set()
+                        return
+                    if core.idle:
+                        self._idle.set()
+                    await self._sleep_until(core.wake_at(now), now)
         finally:
-            if reading is not None and not reading.cancel():
-                reading.exception()  # done: retrieved, so asyncio does not warn about it
+            self._stop_reader()
+            self._stop_timers()
 
-    async def _sleep_until(self, deadline: float) -> None:
-        """Sleep until an event is submitted, a flight is answered, or `deadline` (monotonic)."""
+    async def _sleep_until(self, deadline: float, now: float) -> None:
+        """Sleep until an event is submitted, a flight is answered, or `deadline` (monotonic).
+        The alarm for a deadline is armed once, not per sleep: while it stays the same (the
+        next heartbeat, between frames) no timer is made."""
         self._wakeup.clear()
-        timeout = deadline - time.monotonic()
-        if timeout == math.inf:
-            await self._wakeup.wait()
-        elif timeout > 0:
-            # asyncio.timeout, not wait_for: no extra task, so a lone event is picked up in the
-            # very next loop iteration after submit().
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wakeup.wait()
+        if deadline <= now:
+            return
+        if deadline < self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm = asyncio.get_running_loop().call_later(deadline - now, self._ring)
+            self._alarm_at = deadline
+        await self._wakeup.wait()
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._alarm_at = math.inf
+        self._wakeup.set()
 
     async def _send_next(self, now: float) -> bool:
-        """Pack the core's next flight, if any, and send it on the write connection, within the
-        write timeout. Its bytes live only here: the core keeps its events, not their encoding."""
+        """Pack the core's next flight, if any, and send it on the write connection; its
+        replies are the reader's. Its bytes live only here: the core keeps its events, not
+        their encoding."""
         flight = self.core.next_flight(now)
         if flight is None:
             return False
         if self._cluster is not None:
             commands, cluster_plan = wire.build(flight, self._wire)
-            self._plans.append(cluster_plan)
+            self._sent(cluster_plan, now)
             self._cluster.send(commands)
             return True
         data, plan = wire.pack(flight, self._wire)
         del flight
-        self._plans.append(plan)
         conn = self._conn
         assert conn is not None
-        try:
-            async with asyncio.timeout(self.write_timeout):
-                if not conn.is_connected:
+        if not conn.is_connected:
+            try:
+                async with asyncio.timeout(self.write_timeout):
                     # connect() itself: behind Sentinel it asks for the primary first (send
                     # would reconnect to the last address it knew)
                     await self._connect(conn)
-                await conn.send_packed_command(data, check_health=False)
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+        self._sent(plan, now)
+        if data:
+            # No timer here: a send that cannot drain is the watchdog's (it cuts the connection)
+            await conn.send_packed_command(data, check_health=False)
         return True
+
+    def _sent(self, plan: list[wire.Expect], now: float) -> None:
+        """A flight goes out: its plan joins the reader's, the watchdog watches it."""
+        plans = self._plans
+        plans.append(plan)
+        self._sent_at.append(now)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self.write_timeout, self._watch)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+            self._reader.add_done_callback(lambda _: self._wakeup.set())
+        elif not plan and len(plans) == 1 and self._cluster is None:
+            self._answer_empty()  # nothing to wait for, nothing before it
+
+    def _watch(self) -> None:
+        """The watchdog: the oldest flight in flight has waited `write_timeout` for its answer:
+        the connection goes (a send stuck on it fails, the reader stops), as a timeout."""
+        self._watchdog = None
+        if not self._sent_at:
+            return
+        left = self._sent_at[0] + self.write_timeout - time.monotonic()
+        if left > 0:
+            self._watchdog = asyncio.get_running_loop().call_later(left, self._watch)
+            return
+        self._timed_out = True
+        if self._reader is not None:
+            self._reader.cancel()
+        writer = getattr(self._conn, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is not None:
+            transport.abort()
+        self._wakeup.set()
+
+    async def _read(self) -> None:
+        """The reader: each reply in turn, into the oldest flight's; a flight's last reply hands
+        its answer to the core. An error reply is an outcome and leaves the connection in
+        step; any other failure ends the reader (RedisError or OSError), and `run` gives up
+        the connection and every flight with it."""
+        plans = self._plans
+        if self._cluster is not None:
+            # Cluster mode: ClusterWrites runs each flight as a task already; this reader
+            # lasts while flights are out, and a new one starts with the next flight.
+            while plans:
+                self._answered(plans[0], await self._cluster.receive())
+            self._reader = None
+            return
+        conn = self._conn
+        assert conn is not None
+        read = conn.read_response
+        replies: list[object] = []
+        while True:
+            try:
+                reply = await read(disable_decoding=True)
+            except ResponseError as exc:
+                reply = wire.ErrorReply(str(exc))
+            replies.append(reply)
+            plan = plans[0]
+            if len(replies) == len(plan):
+                self._answered(plan, replies)
+                replies = []
+
+    def _answered(self, plan: list[wire.Expect], replies: list[object]) -> None:
+        core = self.core
+        self._plans.popleft()
+        self._sent_at.popleft()
+        core.on_answer(wire.read_answer(plan, replies), time.monotonic())
+        if self._plans and not self._plans[0] and self._cluster is None:
+            self._answer_empty()
+        self._wakeup.set()
+
+    def _answer_empty(self) -> None:
+        """Flights with no command (nothing to write after all) at the head of the line are
+        answered now: no reply will come for them (standalone; a cluster flight is a task)."""
+        plans = self._plans
+        while plans and not plans[0]:
+            plans.popleft()
+            self._sent_at.popleft()
+            self.core.on_answer(wire.read_answer([], []), time.monotonic())
+
+    def _reader_error(self, reader: asyncio.Task[None]) -> BaseException:
+        """Why the reader ended (it only ends by failing, or by the watchdog)."""
+        self._reader = None
+        if self._timed_out or reader.cancelled():
+            return self._timeout_error()
+        error = reader.exception()
+        assert error is not None
+        return error
+
+    def _timeout_error(self) -> TimeoutError:
+        return TimeoutError(f"no answer from redis in {self.write_timeout:g} s")
+
+    def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.cancel():
+            reader.exception()  # done: retrieved, so asyncio does not warn about it
+
+    def _stop_timers(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+            self._alarm_at = math.inf
 
     async def _connect(self, conn: AbstractConnection) -> None:
         before = self._address
@@ -210,38 +319,22 @@ class TradingEventPublisher:
             # Sentinel moved the primary: the gap this write ends says so
             self.core.note_failover(f"primary moved from {before} to {self._address}")
 
-    async def _receive(self, plan: list[wire.Expect]) -> Answer:
-        """Read one flight's replies, within the write timeout. An error reply is an outcome
-        and leaves the connection in step; any other failure (a timeout, a dropped socket)
-        discards the connection and raises RedisError or OSError (TimeoutError is one)."""
-        if self._cluster is not None:
-            async with asyncio.timeout(self.write_timeout):
-                return wire.read_answer(plan, await self._cluster.receive())
-        conn = self._conn
-        assert conn is not None
-        replies: list[object] = []
-        try:
-            async with asyncio.timeout(self.write_timeout):
-                for _ in plan:
-                    try:
-                        replies.append(await conn.read_response(disable_decoding=True))
-                    except ResponseError as exc:
-                        replies.append(wire.ErrorReply(str(exc)))
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
-        return wire.read_answer(plan, replies)
-
     async def _lost(self, error: BaseException) -> None:
         """A write or a read failed: the connection goes (so no late reply is ever read as a
         newer flight's), and every flight with it."""
         if not isinstance(error, (RedisError, OSError)):
             raise error
+        self._stop_reader()
         if self._conn is not None:
             await self._conn.disconnect(nowait=True)
         if self._cluster is not None:
             self._cluster.reset()
         self._plans.clear()
+        self._sent_at.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._timed_out = False
         reason = f"{type(error).__name__}: {error}"
         self.core.on_lost(Failure(Outage.UNAVAILABLE, reason), time.monotonic())
 
@@ -285,7 +378,7 @@ class ClusterWrites:
     after another, so a later one never overtakes an earlier one on any stream."""
 
     def __init__(self, redis_url: str) -> None:
-        self.cluster = cluster_redis(redis_url, socket_connect_timeout=2.0)
+        self.cluster = cluster_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=None)
         self._runs: deque[asyncio.Task[list[object]]] = deque()
 
     def send(self, commands: list[list[bytes]]) -> None:
