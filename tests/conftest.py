@@ -93,21 +93,31 @@ def redis_binary(request: pytest.FixtureRequest) -> Server | None:
     server: Server | None = getattr(request, "param", None)
     if server is not None and server.binary is None:
         if os.environ.get("CI"):
-            pytest.fail(f"not tested on {server.missing}", pytrace=False)
+            pytest.fail(f"NOT TESTED on {server.missing}", pytrace=False)
         pytest.skip(f"NOT TESTED on {server.missing}")
     return server
 
 
+def _server_of(item: pytest.Item) -> Server | None:
+    callspec = getattr(item, "callspec", None)
+    server = callspec.params.get("redis_binary") if callspec else None
+    return server if isinstance(server, Server) else None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Name the test's server in its reports (for the summary, from xdist's workers too)."""
+    server = _server_of(item)
+    if server is not None:
+        item.user_properties.append(("server", server.label))
+
+
 @pytest.fixture(autouse=True)
 def _server_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Name the test's server in its report (for the summary), and make it the one a plain
-    `EmbeddedRedis()` of the test starts (a Sentinel set, a second server)."""
-    callspec = getattr(request.node, "callspec", None)
-    server = callspec.params.get("redis_binary") if callspec else None
-    if isinstance(server, Server):
-        request.node.user_properties.append(("server", server.label))
-        if server.binary is not None:
-            monkeypatch.setenv("SCHWAB_STREAM_REDIS_SERVER", str(server.binary))
+    """Make the test's server the one a plain `EmbeddedRedis()` of the test starts (a Sentinel
+    set, a second server)."""
+    server = _server_of(request.node)
+    if server is not None and server.binary is not None:
+        monkeypatch.setenv("SCHWAB_STREAM_REDIS_SERVER", str(server.binary))
 
 
 _outcomes: defaultdict[str, Counter[str]] = defaultdict(Counter)
