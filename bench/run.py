@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import backfill_bench
+import cluster_bench
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
 import subscription_bench
@@ -184,6 +185,35 @@ def _latency_detail(lat: pipeline_bench.Latency) -> Row:
     )
 
 
+def cluster_rows(mode: Mode, world: pipeline_bench.Bench) -> list[Row]:
+    """The same throughput and 1,000 frames/s rows into a three-primary Redis Cluster (#18,
+    bench/cluster_bench.py), against a bare loop through redis-py's cluster pipeline."""
+    with cluster_bench.cluster_world(world) as cluster:
+        f = run_async(cluster_bench.measure(cluster, mode.throughput_frames, mode.latency_seconds))
+    t, lat = f.throughput, f.latency
+    ratio = t.ours / t.bare
+    return [
+        Row(
+            f"cluster: throughput, whole pipeline ({t.events:,} events, 3 primaries)",
+            f"{t.ours:,.0f} ev/s",
+            f"{t.bare:,.0f} ev/s bare cluster XADD",
+            f"{ratio:.0%}",
+            ">= 80%",
+            ratio >= 0.8,
+        ),
+        # The issue asks for the p99 reported, not held to a limit: never FAIL
+        dataclasses.replace(
+            _latency_row(
+                f"cluster: latency {LATENCY}, {cluster_bench.RATE:,} frames/s x 20", lat, 0
+            ),
+            target="p99 reported",
+            ok=True,
+            note="",
+        ),
+        _latency_detail(lat),
+    ]
+
+
 def process_rows(mode: Mode, world: pipeline_bench.Bench, quick: bool) -> list[Row]:
     mem = pipeline_bench.memory(world, mode.memory_seconds, mode.memory_warmup)
     growth = (mem.final_mb - mem.early_mb) / mem.early_mb
@@ -309,6 +339,7 @@ def main() -> None:
     with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
         print(f"# {machine()}, {world.redis.version()}", flush=True)
         steps.append(lambda: run_async(pipeline_rows(mode, world)))
+        steps.append(lambda: cluster_rows(mode, world))
         steps.append(lambda: process_rows(mode, world, args.quick))
         for step in steps:
             rows.extend(step())
