@@ -17,7 +17,10 @@ import secrets
 import time
 from collections import deque
 
+import hiredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from schwab_stream.events import Event
@@ -29,6 +32,11 @@ from schwab_stream.publish.stats import PublisherStats
 from schwab_stream.redis_client import async_redis, cluster_redis, is_cluster
 
 log = logging.getLogger(__name__)
+
+#: The write connection's transport is drained past this many buffered bytes (asyncio's default
+#: high-water mark); the reader takes up to this much of the socket at a time.
+_HIGH_WATER = 64 * 1024
+_READ_SIZE = 64 * 1024
 
 
 class TradingEventPublisher:
@@ -204,7 +212,16 @@ class TradingEventPublisher:
         self._sent(plan, now)
         if data:
             # No timer here: a send that cannot drain is the watchdog's (it cuts the connection)
-            await conn.send_packed_command(data, check_health=False)
+            writer = getattr(conn, "_writer", None)
+            transport = getattr(writer, "transport", None)
+            if transport is None or transport.is_closing():
+                await conn.send_packed_command(data, check_health=False)
+            else:
+                # The transport itself (redis-py's send is a coroutine and a drain per call):
+                # drain only when its buffer is past the high-water mark.
+                transport.write(data)
+                if transport.get_write_buffer_size() > _HIGH_WATER:
+                    await conn.send_packed_command(b"", check_health=False)
         return True
 
     def _sent(self, plan: list[wire.Expect], now: float) -> None:
@@ -254,13 +271,37 @@ class TradingEventPublisher:
             return
         conn = self._conn
         assert conn is not None
-        read = conn.read_response
+        parser = getattr(conn, "_parser", None)
+        hiredis_reader = getattr(parser, "_reader", None)
+        stream = getattr(parser, "_stream", None)
         replies: list[object] = []
+        if not isinstance(hiredis_reader, hiredis.Reader) or stream is None:
+            read = conn.read_response  # redis-py's parser, one call per reply
+            while True:
+                try:
+                    reply = await read(disable_decoding=True)
+                except ResponseError as exc:
+                    reply = wire.ErrorReply(str(exc))
+                replies.append(reply)
+                plan = plans[0]
+                if len(replies) == len(plan):
+                    self._answered(plan, replies)
+                    replies = []
+        # The connection's own hiredis reader, fed straight from its stream: every reply that
+        # has arrived is taken in one go, with no coroutine per reply.
+        gets, feed, read_some = hiredis_reader.gets, hiredis_reader.feed, stream.read
         while True:
-            try:
-                reply = await read(disable_decoding=True)
-            except ResponseError as exc:
-                reply = wire.ErrorReply(str(exc))
+            reply = gets(False)
+            if reply is _NOT_ENOUGH_DATA or reply is False:
+                data = await read_some(_READ_SIZE)
+                if not data:
+                    raise RedisConnectionError("Connection closed by server.")
+                feed(data)
+                continue
+            if isinstance(reply, BaseException):
+                if not isinstance(reply, ResponseError):
+                    raise reply
+                reply = wire.ErrorReply(str(reply))
             replies.append(reply)
             plan = plans[0]
             if len(replies) == len(plan):
