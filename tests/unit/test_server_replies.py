@@ -1,5 +1,5 @@
-"""Error replies as each server words them (captured from Redis 6.2.14 and Valkey 8.1.8 / 9.1.2,
-the publisher's script and plain commands): one form, one code, one line on every server (#21)."""
+"""Error replies as each server words them (captured from Redis 6.2.14 and 7.0.15, Valkey 8.1.8 and
+9.1.2: the publisher's script, plain commands): one form, one code, one line on every server (#21)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ OOM = "OOM command not allowed when used memory > 'maxmemory'."
         # ... and for lack of permission
         (
             "@user_script: 18: The user executing the script can't run this command or subcommand",
+            "NOPERM The user executing the script can't run this command or subcommand",
+        ),
+        (  # Redis 7.0.15 (Debian 12's)
+            "ERR The user executing the script can't run this command or subcommand",
             "NOPERM The user executing the script can't run this command or subcommand",
         ),
         (

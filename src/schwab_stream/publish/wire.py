@@ -103,8 +103,9 @@ _CLUSTER_CODES = frozenset({"MOVED", "ASK", "CLUSTERDOWN", "CROSSSLOT"})
 #: -OOM command not allowed when used memory > 'maxmemory'.\r\n`, where Redis 7 and Valkey 8
 #: give the reply itself (`OOM command not allowed ...`).
 _SCRIPT_PREFIX = re.compile(r"@user_script:\s*\d+:\s*-?")
-#: A command the script's user may not run, per server: 6.2 says no more than this, 7 and
-#: Valkey `ERR ACL failure in script: User u has no permissions to run the 'xadd' command`.
+#: A command the script's user may not run, per server: 6.2 says no more than this (after the
+#: prefix above), 7.0 the same after `ERR `, Valkey 8 `ERR ACL failure in script: User u has no
+#: permissions to run the 'xadd' command`.
 _SCRIPT_NOPERM_62 = "The user executing the script can't"
 _SCRIPT_NOPERM = "ERR ACL failure in script: "
 
@@ -113,8 +114,8 @@ def error_text(message: str) -> str:
     """An error reply in one form on every server: an error met inside the script as the same
     command would have had it outside (its code first: OOM, NOPERM, WRONGTYPE), on one line."""
     message = _SCRIPT_PREFIX.sub("", message.strip(), count=1).strip()
-    if message.startswith(_SCRIPT_NOPERM_62):
-        return f"NOPERM {message}"
+    if message.removeprefix("ERR ").startswith(_SCRIPT_NOPERM_62):
+        return f"NOPERM {message.removeprefix('ERR ')}"
     if message.startswith(_SCRIPT_NOPERM):
         return f"NOPERM {message.removeprefix(_SCRIPT_NOPERM)}"
     return " / ".join(line.strip() for line in message.splitlines() if line.strip())
