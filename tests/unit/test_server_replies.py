@@ -1,5 +1,6 @@
-"""Error replies as each server words them (captured from Redis 6.2.14 and 7.0.15, Valkey 8.1.8 and
-9.1.2: the publisher's script, plain commands): one form, one code, one line on every server (#21)."""
+"""Error replies as each server words them (captured from Redis 6.2.14 and 7.0.15, Valkey
+8.1.8 and 9.1.2: the publisher's script, plain commands): one form, one code, one line on every
+server (#21)."""
 
 from __future__ import annotations
 
