@@ -295,10 +295,11 @@ async def test_expired_access_token_gets_401_then_one_forced_refresh(
 async def test_access_token_past_its_lifetime_is_refreshed_before_use(
     oauth_sim: MakeSim, auth_settings: MakeSettings, tmp_path: Path
 ) -> None:
-    sim = oauth_sim(access_ttl=0.3)
+    # (a refreshed token lives 2 s: on a loaded machine 0.3 s ran out before it was used)
+    sim = oauth_sim(access_ttl=2.0)
     settings = auth_settings(sim, tmp_path / "token.json", token_refresh_margin=0.1)
     record = await login_against_simulator(settings)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(2.1)
     assert not sim.state.tokens.is_access_valid(record.access_token)
     client = client_for(settings)
     await client.user_preference()
