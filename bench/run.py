@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -326,6 +328,17 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, load {load}"
 
 
+def _guarded(step: Callable[[], list[Row]]) -> list[Row]:
+    """A step's rows, or one FAIL row saying how it crashed: one row that fails (a timeout on
+    a loaded host) must not lose the table of all the others."""
+    try:
+        return step()
+    except Exception as exc:  # any crash becomes a row
+        said = f"{type(exc).__name__}: {exc}"[:120]
+        print(f"# a benchmark step crashed: {said}", file=sys.stderr, flush=True)
+        return [Row("(a step crashed)", said, "", "", "runs", False)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs, under a minute")
@@ -342,12 +355,12 @@ def main() -> None:
         steps.append(lambda: cluster_rows(mode, world))
         steps.append(lambda: process_rows(mode, world, args.quick))
         for step in steps:
-            rows.extend(step())
+            rows.extend(_guarded(step))
         others = other_servers(world)
     for binary in others:
-        rows.extend(other_server_rows(mode, binary))
-    rows.extend(subscription_rows())
-    rows.extend(backfill_rows(args.quick))
+        rows.extend(_guarded(functools.partial(other_server_rows, mode, binary)))
+    rows.extend(_guarded(subscription_rows))
+    rows.extend(_guarded(lambda: backfill_rows(args.quick)))
     print_table(rows)
     print(
         "# latency: per frame, the sender's own send stamp -> Redis's ack (frames waiting in a "
