@@ -9,6 +9,7 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -42,6 +43,18 @@ def assert_every_minute_once_in_order(series: list[BarEvent]) -> None:
     assert not holes, f"missing minutes: {holes[:5]}"
 
 
+def assert_is_candle(bar: BarEvent, candle: dict[str, Any]) -> None:
+    """A back-filled bar is the price-history candle of its minute."""
+    assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+        candle["open"],
+        candle["high"],
+        candle["low"],
+        candle["close"],
+        float(candle["volume"]),
+    )
+    assert bar.backfilled and bar.schwab_ts is None
+
+
 async def history(sim: SimThread, token: str, symbol: str, start: int, end: int) -> dict[int, dict]:
     async with httpx.AsyncClient(base_url=sim.base_url) as http:
         answer = await http.get(
@@ -71,15 +84,7 @@ async def assert_backfilled_bars_are_the_history(
     token = await bridge.pipeline.auth.access_token()
     served = await history(sim, token, symbol, filled[0].start or 0, (filled[-1].start or 0) + 1)
     for bar in filled:
-        candle = served[bar.start or 0]
-        assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
-            candle["open"],
-            candle["high"],
-            candle["low"],
-            candle["close"],
-            float(candle["volume"]),
-        )
-        assert bar.schwab_ts is None
+        assert_is_candle(bar, served[bar.start or 0])
     return len(filled)
 
 

@@ -18,7 +18,7 @@ from schwab_stream.sim.server import SimThread
 
 from .fault_helpers import Bridges, run_env
 from .pipeline_helpers import sim_post, statuses, wait_for, write_tokens
-from .test_backfill import assert_every_minute_once_in_order, history
+from .test_backfill import assert_every_minute_once_in_order, assert_is_candle, history
 
 NY = ZoneInfo("America/New_York")
 DAY = "2025-06-10"
@@ -79,15 +79,7 @@ async def test_fills_an_empty_stream_with_the_sims_history_and_a_second_run_adds
         assert len(series) == 150
         assert_every_minute_once_in_order(series)
         for bar in series:
-            candle = served[bar.start or 0]
-            assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
-                candle["open"],
-                candle["high"],
-                candle["low"],
-                candle["close"],
-                float(candle["volume"]),
-            )
-            assert bar.backfilled and bar.schwab_ts is None
+            assert_is_candle(bar, served[bar.start or 0])
         assert series[0].sequence == 0  # 07:00, CHART_EQUITY's first minute
     [status] = await backfill_statuses(redis_url)
     assert status.info["bars"] == 300
