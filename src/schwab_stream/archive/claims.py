@@ -1,14 +1,17 @@
 """Who in the group holds what, and the steps that make acknowledging exactly once (Redis edge).
 
 Each archiver is a consumer of the group with a name of its own (`host-pid-random`), listed in
-`PREFIX:archive:GROUP:consumers` and kept alive by a key with a TTL
-(SCHWAB_ARCHIVE_DEAD_SECONDS). A file is made in three steps: written aside and fsynced; its
-name added to the archiver's intents (only while the group still counts it alive); renamed into
-place, then its entries acknowledged and the intent removed in one MULTI. An archiver whose key
-has expired is declared dead (atomically, so it cannot add an intent after that), and another
-takes its work over: each intent whose file is in place is acknowledged from the file, each temp
-file is taken away (files.fence) so the dead one's late rename fails, and its pending entries
-are claimed and archived again. Nothing durable is written twice, nothing pending is lost.
+the group's consumers hash and kept alive by a key with a TTL (SCHWAB_ARCHIVE_DEAD_SECONDS); the
+keys are in keys.py. A file is made in steps: written aside and fsynced; its name added to the
+archiver's intents (only while the group still counts it alive); renamed into place; its
+entries acknowledged; then, once every acknowledgement is confirmed, the intent removed. A
+file's entries span slots on a cluster, so the last two cannot be one MULTI; they need not be:
+until the intent is gone, whoever settles it acknowledges the file's entries again, and XACK of
+an acknowledged entry does nothing. An archiver whose key has expired is declared dead
+(atomically, so it cannot add an intent after that), and another takes its work over: each
+intent whose file is in place is acknowledged from the file, each temp file is taken away
+(files.fence) so the dead one's late rename fails, and its pending entries are claimed and
+archived again. Nothing durable is written twice, nothing pending is lost.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.exceptions import ResponseError
 
 from schwab_stream.archive import files
+from schwab_stream.archive.keys import ArchiveKeys
+from schwab_stream.archive.pipes import Lua, NodePipes, OnePipe
 from schwab_stream.archive.rows import Entry
-from schwab_stream.archive.source import field_of, text
+from schwab_stream.archive.source import Handed, field_of, text
 
 #: KEYS: the consumers hash, the consumer's alive key, its dead mark (kept a week, so one that
 #: was only paused never comes back to life), its intents. Scripts, so each check and write is
@@ -62,63 +68,69 @@ class Claims:
     def __init__(
         self,
         client: redis.Redis,
-        prefix: str,
-        group: str,
+        keys: ArchiveKeys,
         consumer: str,
         root: Path,
         dead_seconds: float,
+        pipes: OnePipe | NodePipes,
+        handed: Handed,
     ) -> None:
         self.client = client
-        self.group = group
+        self.keys = keys
+        self.group = keys.group
         self.consumer = consumer
         self.root = root
         self.dead_ms = max(1, int(dead_seconds * 1000))
-        self.base = f"{prefix}:archive:{group}"
-        self.consumers_key = f"{self.base}:consumers"
+        self.pipes = pipes
+        #: What the source must not read again as its own (entries claimed here)
+        self.handed = handed
         self._heartbeat = client.register_script(HEARTBEAT)
-        self._intend = client.register_script(INTEND)
+        self._intend = Lua(client, INTEND)
         self._declare = client.register_script(DECLARE)
 
-    def alive_key(self, consumer: str) -> str:
-        return f"{self.base}:alive:{consumer}"
-
-    def intents_key(self, consumer: str) -> str:
-        return f"{self.base}:intents:{consumer}"
-
-    def keys(self, consumer: str) -> list[str]:
-        """The script keys of `consumer` (see HEARTBEAT)."""
+    def script_keys(self, consumer: str) -> list[str]:
+        """The script keys of `consumer` (see HEARTBEAT); one slot on a cluster."""
         return [
-            self.consumers_key,
-            self.alive_key(consumer),
-            f"{self.base}:dead:{consumer}",
-            self.intents_key(consumer),
+            self.keys.consumers,
+            self.keys.alive(consumer),
+            self.keys.dead(consumer),
+            self.keys.intents(consumer),
         ]
 
     def register(self) -> None:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.consumers_key, self.consumer, "alive")
-            pipe.set(self.alive_key(self.consumer), "1", px=self.dead_ms)
-            pipe.execute()
+        """Listed in the group and alive (a new name, never declared dead)."""
+        self.heartbeat()
 
     def heartbeat(self) -> bool:
         """Stay alive; False when the group has already declared this archiver dead."""
-        keys = self.keys(self.consumer)
+        keys = self.script_keys(self.consumer)
         return bool(self._heartbeat(keys=keys, args=[self.consumer, self.dead_ms]))
 
     def intend(self, relative: str) -> bool:
         """Note that the file `relative` (under the root) is about to be renamed into place;
-        False when this archiver was declared dead (it must not rename)."""
-        keys = self.keys(self.consumer)
-        return bool(self._intend(keys=keys, args=[self.consumer, self.dead_ms, relative]))
+        False when this archiver was declared dead (it must not rename). Behind Sentinel the
+        intent is on a replica before this returns (pipes.OnePipe)."""
+        keys = self.script_keys(self.consumer)
+        [reply] = self._intend.run(self.pipes, [(keys, [self.consumer, self.dead_ms, relative])])
+        if isinstance(reply, Exception):
+            raise reply
+        return bool(reply)
 
     def done(self, ids: dict[str, list[str]], relative: str, consumer: str | None = None) -> None:
-        """The file is in place: acknowledge its entries and drop the intent, together."""
-        with self.client.pipeline(transaction=True) as pipe:
-            for stream, entry_ids in ids.items():
-                for start in range(0, len(entry_ids), 10_000):
-                    pipe.xack(stream, self.group, *entry_ids[start : start + 10_000])
-            pipe.srem(self.intents_key(consumer or self.consumer), relative)
-            pipe.execute()
+        """The file is in place: acknowledge its entries (one pipeline, one per node on a
+        cluster), then, all confirmed, drop the intent. A stream without the group any more
+        (Redis restarted empty) has nothing to acknowledge."""
+        commands = [
+            (stream, ("XACK", stream, self.group, *entry_ids[start : start + 10_000]))
+            for stream, entry_ids in ids.items()
+            for start in range(0, len(entry_ids), 10_000)
+        ]
+        for reply in self.pipes.send(commands):
+            if isinstance(reply, Exception) and not (
+                isinstance(reply, ResponseError) and "NOGROUP" in str(reply)
+            ):
+                raise reply
+        self.client.srem(self.keys.intents(consumer or self.consumer), relative)
 
     def leave(self, streams: Iterable[str]) -> None:
         """At a clean stop, with nothing pending: this consumer is gone from the group."""
@@ -126,18 +138,18 @@ class Claims:
 
     def dead(self) -> list[str]:
         """Consumers of the group whose alive key is gone, declared dead now if not yet."""
-        names = [text(raw) for raw in self.client.hkeys(self.consumers_key)]
+        names = [text(raw) for raw in self.client.hkeys(self.keys.consumers)]
         return [
             name
             for name in names
-            if name != self.consumer and self._declare(keys=self.keys(name), args=[name])
+            if name != self.consumer and self._declare(keys=self.script_keys(name), args=[name])
         ]
 
     def settle_intents(self, consumer: str) -> int:
         """A dead consumer's files: those in place are acknowledged, those not yet renamed are
         taken away (its rename would fail). Returns how many were in place."""
         in_place = 0
-        for raw in self.client.smembers(self.intents_key(consumer)):
+        for raw in self.client.smembers(self.keys.intents(consumer)):
             relative = text(raw)
             final = self.root / relative
             files.fence(files.temp_dir(self.root, consumer) / final.name)
@@ -145,7 +157,7 @@ class Claims:
                 self.done(files.entry_ids(final), relative, consumer)
                 in_place += 1
             else:
-                self.client.srem(self.intents_key(consumer), relative)
+                self.client.srem(self.keys.intents(consumer), relative)
         files.clear_temp(self.root, consumer)
         return in_place
 
@@ -176,13 +188,14 @@ class Claims:
                     gone.append(entry_id)
                 else:
                     out.append(Entry(stream, text(raw_id), field_of(fields, b"data") or b""))
+            self.handed.claim(stream, [text(entry_id) for entry_id in mine])
             if gone:
                 self.client.xack(stream, self.group, *gone)
         return out
 
     def forget_if_empty(self, consumer: str, streams: list[str]) -> bool:
         """Remove a dead consumer that holds nothing any more."""
-        if self.client.scard(self.intents_key(consumer)):
+        if self.client.scard(self.keys.intents(consumer)):
             return False
         for stream in streams:
             info: Any = self.client.xpending_range(
@@ -194,9 +207,14 @@ class Claims:
         return True
 
     def _forget(self, consumer: str, streams: Iterable[str]) -> None:
-        with self.client.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                pipe.xgroup_delconsumer(stream, self.group, consumer)
-            pipe.hdel(self.consumers_key, consumer)
-            pipe.delete(self.alive_key(consumer), self.intents_key(consumer))
-            pipe.execute(raise_on_error=False)
+        """Out of the group: its consumer in every stream, its listing and keys (what fails is
+        forgotten by a later takeover)."""
+        keys = self.keys
+        self.pipes.send(
+            [
+                *((s, ("XGROUP", "DELCONSUMER", s, self.group, consumer)) for s in streams),
+                (keys.consumers, ("HDEL", keys.consumers, consumer)),
+                (keys.alive(consumer), ("DEL", keys.alive(consumer))),
+                (keys.intents(consumer), ("DEL", keys.intents(consumer))),
+            ]
+        )

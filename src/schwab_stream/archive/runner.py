@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import RedisError
 
 from schwab_stream.archive import files, tables
-from schwab_stream.archive.claims import Claims
+from schwab_stream.archive.connect import redis_parts
 from schwab_stream.archive.errors import ArchiveIncomplete, ArchiveTakenOver
 from schwab_stream.archive.gaps import seq_gaps
 from schwab_stream.archive.metrics import ArchiveMetrics
@@ -34,8 +34,8 @@ from schwab_stream.archive.rows import (
     ny_day,
     to_row,
 )
-from schwab_stream.archive.source import GroupSource
 from schwab_stream.backoff import Backoff
+from schwab_stream.redis_topology import Kind
 
 log = logging.getLogger("schwab_stream.archive")
 
@@ -68,19 +68,25 @@ class Archiver:
         metrics: ArchiveMetrics,
         clock: Callable[[], float] = time.monotonic,
         wall_ns: Callable[[], int] = time.time_ns,
+        kind: Kind = Kind.STANDALONE,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.clock = clock
         self.wall_ns = wall_ns
-        self.source = GroupSource(client, config.prefix, config.group, config.consumer)
-        self.claims = Claims(
-            client, config.prefix, config.group, config.consumer, config.root, config.dead_seconds
+        self.source, self.claims = redis_parts(
+            client,
+            kind,
+            config.prefix,
+            config.group,
+            config.consumer,
+            config.root,
+            config.dead_seconds,
         )
         self.roller = Roller(config.roll_seconds, config.roll_events)
         #: Files in place whose entries are not acknowledged yet (Redis was away)
         self.unacked: list[tuple[dict[str, list[str]], str]] = []
-        self._status = f"{config.prefix}:status"
+        self._status = self.source.keys.status
         self._redis_backoff = Backoff(base=0.2, cap=5.0)
         self._redis_down_since: float | None = None
         self._disk_error: str | None = None

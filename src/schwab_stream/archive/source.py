@@ -1,27 +1,38 @@
 """The streams of a prefix read through one consumer group (the Redis edge of the archive).
 
-Streams are found with SCAN (stream keys only) and looked for again while running, so a symbol
-subscribed later is archived too; each gets the group, from its first entry. New entries are
-read by a short script that also notes, per stream, the `seq` of the last entry the group has
-been handed: reads of several archivers are serialized by Redis, so each read learns the `seq`
-before it whichever archiver had the entries before (gaps.py). A script cannot block, so when it
-finds nothing the reader waits with XREAD BLOCK on the streams' ends.
+Streams are found with SCAN (stream keys only; on a cluster SCAN runs on every primary) and
+looked for again while running, so a symbol subscribed later is archived too; each gets the
+group, from its first entry. New entries are read by a short script that also notes, per
+stream, the `seq` of the last entry the group has been handed: reads of several archivers are
+serialized by Redis, so each read learns the `seq` before it whichever archiver had the entries
+before (gaps.py). One script call names the streams of one slot (keys.py), the calls go in one
+pipeline (one per node on a cluster, pipes.py). A script cannot block, so when it finds nothing
+the reader waits with XREAD BLOCK on the streams' ends; on a cluster, where one XREAD may only
+name streams of one slot, it sleeps a little instead.
+
+A read whose reply was lost (the connection failed: a failover, a timeout) may have handed
+entries to this archiver all the same; they would stay pending for it, unseen. So the streams
+of such a read are read again from this consumer's own pending list, past the last entry it
+was handed (`Handed`), before anything new.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from schwab_stream.archive.rows import Entry
+from schwab_stream.archive.keys import ArchiveKeys
+from schwab_stream.archive.pipes import Lua, NodePipes, OnePipe, unsure
+from schwab_stream.archive.rows import Entry, id_order
 
-#: Event types whose streams are per symbol (PREFIX:TYPE:SYMBOL), and the single ones.
-SYMBOL_TYPES = ("tick", "level2", "bar", "screener")
-SINGLE_TYPES = ("account", "status")
-#: Streams per script call (the script passes them all to one XREADGROUP)
-KEYS_PER_CALL = 1000
+log = logging.getLogger("schwab_stream.archive")
+
+#: How long a cluster's reader sleeps when no stream had anything (ms)
+CLUSTER_POLL_MS = 200
 
 READ = """
 local seqs = KEYS[#KEYS]
@@ -62,25 +73,62 @@ class Delivery:
         self.prev_seq = prev_seq
 
 
+class Handed:
+    """Per stream, the last entry this consumer was handed by a read, and the entries it claimed
+    from dead archivers past it: what a read of its own pending list must skip."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, str] = {}
+        self.claimed: dict[str, set[str]] = {}
+
+    def after(self, stream: str) -> str:
+        return self.last.get(stream, "0-0")
+
+    def read(self, stream: str, entry_id: str) -> None:
+        if id_order(entry_id) <= id_order(self.after(stream)):
+            return
+        self.last[stream] = entry_id
+        claimed = self.claimed.pop(stream, None)
+        if claimed:
+            bound = id_order(entry_id)
+            beyond = {i for i in claimed if id_order(i) > bound}
+            if beyond:
+                self.claimed[stream] = beyond
+
+    def claim(self, stream: str, entry_ids: list[str]) -> None:
+        bound = id_order(self.after(stream))
+        beyond = {i for i in entry_ids if id_order(i) > bound}
+        if beyond:
+            self.claimed.setdefault(stream, set()).update(beyond)
+
+    def known(self, stream: str, entry_id: str) -> bool:
+        return entry_id in self.claimed.get(stream, ())
+
+
 class GroupSource:
-    def __init__(self, client: redis.Redis, prefix: str, group: str, consumer: str) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: ArchiveKeys, consumer: str, pipes: OnePipe | NodePipes
+    ) -> None:
         self.client = client
-        self.prefix = prefix
-        self.group = group
+        self.keys = keys
+        self.group = keys.group
         self.consumer = consumer
+        self.pipes = pipes
         self.streams: list[str] = []
-        self.seqs_key = f"{prefix}:archive:{group}:seq"
-        self._read = client.register_script(READ)
+        self.handed = Handed()
+        self._read = Lua(client, READ)
+        #: Read, not yet handed out (another read of the same round failed)
+        self._carried: list[Delivery] = []
+        #: Streams of reads whose reply was lost
+        self._unsure: set[str] = set()
 
     def discover(self) -> list[str]:
         """Find the prefix's event streams; give new ones the group. Returns the new ones."""
         found: set[str] = set()
-        for kind in SYMBOL_TYPES:
-            pattern = _escape_glob(f"{self.prefix}:{kind}:") + "*"
+        for pattern in self.keys.symbol_patterns():
             for key in self.client.scan_iter(match=pattern, count=1000, _type="stream"):
                 found.add(text(key))
-        for kind in SINGLE_TYPES:
-            key = f"{self.prefix}:{kind}"
+        for key in self.keys.singles:
             if text(self.client.type(key)) == "stream":
                 found.add(key)
         new = sorted(found - set(self.streams))
@@ -104,29 +152,90 @@ class GroupSource:
             self.ensure_group(key)
 
     def read(self, count: int) -> list[Delivery]:
-        """New entries for this consumer, up to `count` per stream."""
-        out: list[Delivery] = []
-        for start in range(0, len(self.streams), KEYS_PER_CALL):
-            keys = self.streams[start : start + KEYS_PER_CALL]
-            try:
-                reply: Any = self._read(
-                    keys=[*keys, self.seqs_key], args=[self.group, self.consumer, count]
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self.regroup()
-                return out
-            if not reply:
-                continue
-            streams, prevs = reply
-            for (raw_key, raw_entries), prev in zip(streams, prevs, strict=True):
-                out.append(Delivery(text(raw_key), _entries(raw_key, raw_entries), _int(prev)))
+        """New entries for this consumer, up to `count` per stream. When part of the read fails,
+        what the rest got is kept for the next call and the error raised."""
+        out, self._carried = self._carried, []
+        try:
+            self._recover(count, out)
+            self._read_new(count, out)
+        except BaseException:
+            self._carried = out
+            raise
         return out
 
+    def _read_new(self, count: int, out: list[Delivery]) -> None:
+        batches = self.keys.batches(self.streams)
+        args = [self.group, self.consumer, count]
+        calls = [([*batch, self.keys.seq(batch[0])], args) for batch in batches]
+        error: RedisError | None = None
+        regroup = False
+        for batch, reply in zip(batches, self._read.run(self.pipes, calls), strict=True):
+            if isinstance(reply, ResponseError) and "NOGROUP" in str(reply):
+                regroup = True
+            elif isinstance(reply, RedisError):
+                if unsure(reply):
+                    self._unsure.update(batch)
+                error = error or reply
+            elif reply:
+                streams, prevs = reply
+                for (raw_key, raw_entries), prev in zip(streams, prevs, strict=True):
+                    delivery = Delivery(text(raw_key), _entries(raw_key, raw_entries), _int(prev))
+                    if delivery.entries:
+                        self.handed.read(delivery.stream, delivery.entries[-1].entry_id)
+                    out.append(delivery)
+        if regroup:
+            self.regroup()
+        if error is not None:
+            raise error
+
+    def _recover(self, count: int, out: list[Delivery]) -> None:
+        """The entries of this consumer's own pending list past the last it was handed (a read
+        whose reply was lost handed them out); entries trimmed since are acknowledged."""
+        for stream in sorted(self._unsure):
+            found = 0
+            while True:
+                try:
+                    reply: Any = self.client.xreadgroup(
+                        self.group, self.consumer, {stream: self.handed.after(stream)}, count=count
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    reply = None  # (the group is gone, and what it had pending with it)
+                raw = reply[0][1] if reply else []
+                entries, gone = [], []
+                for raw_id, fields in raw:
+                    entry_id = text(raw_id)
+                    if not fields:
+                        gone.append(entry_id)
+                    elif not self.handed.known(stream, entry_id):
+                        entries.append(Entry(stream, entry_id, field_of(fields, b"data") or b""))
+                if gone:
+                    self.client.xack(stream, self.group, *gone)
+                if entries:
+                    out.append(Delivery(stream, entries, None))
+                    found += len(entries)
+                if raw:
+                    self.handed.read(stream, text(raw[-1][0]))
+                if len(raw) < count:
+                    break
+            self._unsure.discard(stream)
+            if found:
+                log.info(
+                    "%s: %d entries handed to this archiver by a read whose reply was lost were "
+                    "read again from its pending list",
+                    stream,
+                    found,
+                )
+
     def wait(self, block_ms: int) -> None:
-        """Return when any stream gets a new entry, or after `block_ms`."""
-        if not self.streams or block_ms <= 0:
+        """Return when any stream gets a new entry, or after `block_ms` (on a cluster: after a
+        short pause)."""
+        if block_ms <= 0 or self._carried or self._unsure:
+            return
+        if not self.streams or self.keys.cluster:
+            pause = block_ms if not self.streams else min(block_ms, CLUSTER_POLL_MS)
+            time.sleep(pause / 1000)
             return
         self.client.xread({key: "$" for key in self.streams}, count=1, block=block_ms)
 
@@ -159,7 +268,3 @@ def _int(value: Any) -> int | None:
 
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

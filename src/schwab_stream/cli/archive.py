@@ -77,14 +77,16 @@ def archive(
 
 
 def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | None) -> None:
-    import redis
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
+    from redis.retry import Retry
 
     from schwab_stream.archive.claims import consumer_name
     from schwab_stream.archive.metrics import ArchiveMetrics
     from schwab_stream.archive.runner import BLOCK_MS, ArchiveConfig, Archiver
     from schwab_stream.config import load_settings
     from schwab_stream.redact import safe_url
+    from schwab_stream.redis_client import sync_redis, topology
     from schwab_stream.telemetry.logging import setup_logging
 
     stop = threading.Event()
@@ -97,11 +99,6 @@ def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | 
     settings = load_settings()
     setup_logging(settings.log_format, settings.log_level)
     url = redis_url or settings.redis_url
-    if url.startswith("redis+cluster"):
-        raise ConfigError(
-            "schwab-stream archive reads a single Redis (or a primary with replicas), not a "
-            "Redis Cluster: its read script and takeover span every stream of the prefix"
-        )
     config = ArchiveConfig(
         root=out.expanduser().resolve(),
         prefix=prefix or settings.redis_prefix,
@@ -111,17 +108,23 @@ def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | 
         roll_events=settings.archive_roll_events,
         dead_seconds=settings.archive_dead_seconds,
     )
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=3.0, socket_timeout=BLOCK_MS / 1000 + 10.0
+    # No command is sent again by redis-py: a read sent twice would leave the first one's
+    # entries pending unseen; the archiver says what failed and tries again itself.
+    client = sync_redis(
+        url,
+        socket_connect_timeout=3.0,
+        socket_timeout=BLOCK_MS / 1000 + 10.0,
+        retry=Retry(NoBackoff(), 0),
     )
+    metrics = ArchiveMetrics()
+    archiver = Archiver(client, config, metrics, kind=topology(url).kind)
     try:
         client.ping()
     except (RedisError, OSError) as exc:
         raise SchwabStreamError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
-    metrics = ArchiveMetrics()
     if settings.archive_metrics_port:
         metrics.serve(settings.archive_metrics_port)
     try:
-        Archiver(client, config, metrics).run(stop)
+        archiver.run(stop)
     finally:
         client.close()

@@ -1,0 +1,197 @@
+"""Many commands in one round trip, on any topology, each reply or error kept apart (Redis edge).
+
+The archive's reads are scripts that hand entries out: sent twice, the first run's entries would
+be pending for this archiver and never seen. So nothing here sends a command again after a
+connection error (the caller knows it may have run: `unsure`); only replies that say the command
+did not run (NOSCRIPT, MOVED, ASK) are sent again.
+
+`OnePipe` is one pipeline on one connection (a single Redis, or the primary behind Sentinel,
+where `confirm` appends `WAIT`: what the commands wrote is on that many replicas before it is
+trusted, so a failover cannot hand the same entries out twice). `NodePipes` is one pipeline per
+cluster node, grouped by the node owning each command's first key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    AskError,
+    ConnectionError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+
+log = logging.getLogger("schwab_stream.archive")
+
+#: A command: the key that says where it goes (on a cluster), and its words
+Command = tuple[str, tuple[Any, ...]]
+#: How long WAIT gives the replicas (ms)
+CONFIRM_MS = 250
+#: Replies that say the command did not run where it was sent (AskError covers MOVED too)
+_NOT_RUN = (AskError, TryAgainError)
+
+
+def unsure(reply: object) -> bool:
+    """An error after which the command may or may not have run (the connection failed)."""
+    return isinstance(reply, RedisError) and not isinstance(reply, ResponseError)
+
+
+class OnePipe:
+    """One pipeline on one connection; with `confirm`, WAIT for that many replicas after it."""
+
+    def __init__(self, client: redis.Redis, confirm: int = 0) -> None:
+        self.client = client
+        self.confirm = confirm
+        self._unconfirmed = False
+
+    def send(self, commands: Sequence[Command]) -> list[Any]:
+        """Each command's reply, or its error as the value; a failed connection is every
+        command's error."""
+        if not commands:
+            return []
+        try:
+            wait = [("WAIT", ("WAIT", self.confirm, CONFIRM_MS))] if self.confirm else []
+            with self.client.pipeline(transaction=False) as pipe:
+                for _key, words in [*commands, *wait]:
+                    pipe.execute_command(*words)  # type: ignore[no-untyped-call]
+                replies = pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            return [exc] * len(commands)
+        if self.confirm:
+            self._confirmed(replies.pop())
+        return replies
+
+    def _confirmed(self, replicas: object) -> None:
+        """Say once when no replica confirmed what was written, and once when one does again."""
+        short = isinstance(replicas, int) and replicas < self.confirm
+        if short and not self._unconfirmed:
+            log.warning(
+                "no replica confirmed the archive's writes within %d ms: a failover now could "
+                "hand entries out again (archived twice); carrying on",
+                CONFIRM_MS,
+            )
+        elif not short and self._unconfirmed:
+            log.info("a replica confirms the archive's writes again")
+        self._unconfirmed = short
+
+
+class NodePipes:
+    """One pipeline per cluster node owning the commands' keys. A reply that the slot moved
+    refreshes the slot table and the command goes again through the cluster client, which
+    follows MOVED and ASK; a failed node refreshes the table too (a replica may have taken
+    over) and is the error of its commands."""
+
+    def __init__(self, client: Any) -> None:
+        #: A redis.cluster.RedisCluster
+        self.client = client
+
+    def send(self, commands: Sequence[Command]) -> list[Any]:
+        replies: list[Any] = [None] * len(commands)
+        by_node: dict[str, tuple[redis.Redis, list[int]]] = {}
+        try:
+            for index, (key, _words) in enumerate(commands):
+                node = self.client.get_node_from_key(key)
+                if node.name not in by_node:
+                    by_node[node.name] = (self.client.get_redis_connection(node), [])
+                by_node[node.name][1].append(index)
+        except (RedisError, RedisClusterException) as exc:
+            self._refresh()  # (a slot no node serves in the table: learnt again)
+            return [_as_redis_error(exc)] * len(commands)
+        refresh = False
+        for node_client, indexes in by_node.values():
+            try:
+                with node_client.pipeline(transaction=False) as pipe:
+                    for index in indexes:
+                        pipe.execute_command(*commands[index][1])  # type: ignore[no-untyped-call]
+                    node_replies = pipe.execute(raise_on_error=False)
+            except RedisError as exc:
+                node_replies = [exc] * len(indexes)
+                refresh = True
+            for index, reply in zip(indexes, node_replies, strict=True):
+                replies[index] = reply
+                refresh |= isinstance(reply, _NOT_RUN)
+        if refresh:
+            self._refresh()
+        for index, reply in enumerate(replies):
+            if isinstance(reply, _NOT_RUN):
+                replies[index] = self._one(commands[index])
+        return replies
+
+    def _one(self, command: Command) -> Any:
+        try:
+            return self.client.execute_command(*command[1])
+        except RedisError as exc:
+            return exc
+        except RedisClusterException as exc:
+            return _as_redis_error(exc)
+
+    def _refresh(self) -> None:
+        """Learn the slots again (the next sends go where they are served now)."""
+        try:
+            self.client.nodes_manager.initialize()
+        except (RedisError, RedisClusterException) as exc:
+            log.debug("cannot learn the cluster's slots yet: %s", exc)
+
+
+def _as_redis_error(exc: Exception) -> RedisError:
+    """A cluster that cannot be used (slots not covered, no node answers) is a connection error
+    like any Redis trouble: the archiver rides it out."""
+    if isinstance(exc, RedisError):
+        return exc
+    return ConnectionError(f"no usable Redis Cluster: {exc}")
+
+
+class GuardedCluster(RedisCluster):
+    """The blocking cluster client whose "no usable cluster" (slots not covered, no node
+    answers: redis-py's RedisClusterException, not a RedisError) is a ConnectionError, so the
+    archiver rides it out like any Redis trouble."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise _as_redis_error(exc) from None
+
+
+def guarded(client: Any) -> Any:
+    """`client` (a RedisCluster from redis_client.sync_redis) as a GuardedCluster."""
+    client.__class__ = GuardedCluster
+    return client
+
+
+class Lua:
+    """A script sent by EVALSHA through pipes, loaded again where a server does not know it (a
+    node restarted or promoted) and sent again there: NOSCRIPT means it did not run."""
+
+    def __init__(self, client: Any, text: str) -> None:
+        self.client = client
+        self.text = text
+        self.sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    def run(
+        self, pipes: OnePipe | NodePipes, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+    ) -> list[Any]:
+        """Each call's (keys, args) reply, or its error as the value."""
+        commands = [
+            (keys[0], ("EVALSHA", self.sha, len(keys), *keys, *args)) for keys, args in calls
+        ]
+        replies = pipes.send(commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            try:
+                self.client.script_load(self.text)
+            except RedisError as exc:
+                return [exc if i in missing else r for i, r in enumerate(replies)]
+            again = pipes.send([commands[i] for i in missing])
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
+        return replies
