@@ -22,8 +22,10 @@ from rich.console import Console
 from schwab_stream.cli.demo import DemoSettings, MarketClock, demo_option
 from schwab_stream.cli.demo_view import ViewData, render
 from schwab_stream.pipeline import Snapshot
+from schwab_stream.redis_client import sync_redis
 from schwab_stream.sim.clock import ET
 from tests.env import clean_env
+from tests.topologies import Cluster
 
 DECOY_ENV = (
     "SCHWAB_APP_KEY=not-the-sim\nREDIS_URL=redis://127.0.0.1:1/0\nSCHWAB_REDIS_PREFIX=decoy\n"
@@ -148,6 +150,28 @@ def test_demo_fills_the_given_redis_under_its_own_prefix_and_exits_0(
     assert status_lines[-1].endswith("[simulated session, Tue 10:31 ET]"), status_lines[-1]
     assert f"events published to {redis_url}" in out and "The events stay in your Redis" in out
     assert list(tmpdir.iterdir()) == []
+
+
+def test_demo_streams_into_a_redis_cluster_and_shows_it(tmp_path: Path) -> None:
+    """The demo on `redis+cluster://` (#18): events land under the cluster's hash-tagged keys and
+    the view reads them back (its quote lines show prices, not dashes)."""
+    cwd, tmpdir = _workdir(tmp_path)
+    cluster = Cluster()
+    try:
+        args = ("--duration", "8", "--redis-url", cluster.url, "--market-time", "2025-06-10T10:30")
+        proc = _start(cwd, tmpdir, *args)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        client = sync_redis(cluster.url)
+        assert client.xlen("schwab-demo:tick:{AAPL}") > 0
+        assert json.loads(client.get("schwab-demo:latest:tick:{AAPL}"))["symbol"] == "AAPL"
+        states = [json.loads(f[b"data"])["state"] for _, f in client.xrange("{schwab-demo}:status")]
+        assert "subscribed" in states and states[-1] == "stopped"
+        client.close()
+        assert "the view could not read redis" not in out + err
+        assert f"events published to {cluster.url}" in out
+    finally:
+        cluster.stop()
 
 
 @pytest.mark.parametrize(

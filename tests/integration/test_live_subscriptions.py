@@ -74,6 +74,14 @@ async def test_subscribe_and_unsubscribe_on_a_running_bridge_without_a_reconnect
         result = await control.unsubscribe({EQ: ["AAPL"]})
         assert result.kind is ResultKind.APPLIED and result.answer is not None
         assert [(k.key, k.holders) for k in result.answer.kept] == [("AAPL", ["settings"])]
+        assert result.not_held == {EQ: ["AAPL"]}  # strategy-1 never held it
+
+        # a key nobody holds: nothing is done, and the answer says so instead of "unsubscribed"
+        result = await control.unsubscribe({EQ: ["NVDA", "MSFT"]})
+        assert result.kind is ResultKind.APPLIED and result.answer is not None
+        assert result.answer.applied == {}
+        assert result.not_held == {EQ: ["NVDA", "MSFT"]}
+        assert result.detail.startswith("unsubscribed 0 keys; 2 not held by 'strategy-1'")
     await wait_for(lambda: bridge.has_state("subscription_changed", 2), timeout=5)
     assert bridge.metric("reconnects_total", reason="closed") == 0
 

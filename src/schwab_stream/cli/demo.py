@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TextIO
 
 import click
-import redis.asyncio as aioredis
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from redis.exceptions import RedisError
 
@@ -39,6 +38,9 @@ from schwab_stream.config import Settings, parse_subscribe_option
 from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.errors import ExitCode, SchwabStreamError
 from schwab_stream.pipeline import Pipeline
+from schwab_stream.publish.keys import StreamKeys
+from schwab_stream.redact import safe_url
+from schwab_stream.redis_client import async_redis, is_cluster
 from schwab_stream.runtime import run_async
 from schwab_stream.sim.calendar import is_trading_day
 from schwab_stream.sim.clock import ET, parse_market_time
@@ -206,9 +208,10 @@ class Demo:
             return ExitCode.OK
         self.pipeline = Pipeline.from_settings(settings, opts.subscriptions)
         task = asyncio.create_task(self.pipeline.run(), name="pipeline")
-        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=2.0)
+        client = async_redis(self.redis_url, socket_timeout=2.0)
+        keys = StreamKeys(opts.prefix, cluster=is_cluster(self.redis_url))
         try:
-            await self._show(task, RedisView(client, opts.prefix, opts.subscriptions))
+            await self._show(task, RedisView(client, keys, opts.subscriptions))
             code = await task
         finally:
             self.pipeline.stop()
@@ -223,7 +226,7 @@ class Demo:
         opts = self.options
         started = time.monotonic()
         assert self.pipeline is not None
-        with Screen(opts.ui, self.redis_url, opts.duration, opts.prefix) as screen:
+        with Screen(opts.ui, safe_url(self.redis_url), opts.duration, opts.prefix) as screen:
             while not task.done():
                 elapsed = time.monotonic() - started
                 if opts.duration and elapsed >= opts.duration:
@@ -249,13 +252,13 @@ class Demo:
             where = "yours (--redis-url): the events stay there"
         click.echo(f"simulator   {self.sim.base_url}")
         click.echo(f"market      {self.options.market.label(0)}, {self.options.time_scale:g}x")
-        click.echo(f"redis       {self.redis_url}  ({where})")
+        click.echo(f"redis       {safe_url(self.redis_url)}  ({where})")
         click.echo(
             f"prefix      {self.options.prefix}  (the keys: {self.options.prefix}:tick:AAPL, ...)"
         )
         click.echo(f"temp files  {self.folder}  (removed at exit)")
         click.echo(
-            f"follow it   {_self_command()} tail --redis-url {self.redis_url} "
+            f"follow it   {_self_command()} tail --redis-url {safe_url(self.redis_url)} "
             f"--prefix {self.options.prefix} --symbol AAPL"
         )
 
@@ -286,7 +289,7 @@ class Demo:
 
     def print_epilogue(self, code: int) -> None:
         """How to reach the data once the demo is over."""
-        p, url = self.options.prefix, self.redis_url
+        p, url = self.options.prefix, safe_url(self.redis_url)
         echo = click.echo
         echo("")
         echo(f"demo ended (exit {code}): {self.events_published:,} events published to {url}")
@@ -322,11 +325,11 @@ def _self_command() -> str:
 
 
 async def _check_redis(url: str) -> None:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=3.0, socket_timeout=3.0)
+    client = async_redis(url, socket_connect_timeout=3.0, socket_timeout=3.0)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
-        raise SchwabStreamError(f"cannot reach Redis at {url}: {exc}") from None
+        raise SchwabStreamError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
     finally:
         await client.aclose()
 

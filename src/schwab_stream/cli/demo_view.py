@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from schwab_stream.cli.formatting import describe, ms, px, qty, short_qty, time_left
+from schwab_stream.publish.keys import StreamKeys
 
 if TYPE_CHECKING:
     from schwab_stream.pipeline import Snapshot
@@ -48,9 +49,11 @@ class ViewData:
 class RedisView:
     """Reads the latest state the pipeline wrote, the way a user's program would."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, subs: dict[str, list[str]]) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: StreamKeys, subs: dict[str, list[str]]
+    ) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = keys
         self.quote_symbols = [
             key for service, keys in subs.items() if service.startswith("LEVELONE_") for key in keys
         ]
@@ -66,31 +69,42 @@ class RedisView:
         self.screener_key = screeners[0] if screeners else None
 
     async def read(self, view: ViewData) -> None:
-        """Fill `view` from Redis; an unreachable Redis leaves the last values out, not a crash."""
-        p = self.prefix
+        """Fill `view` from Redis; an unreachable Redis leaves the last values out, not a crash.
+        One pipeline of single-key reads, so on a cluster each goes to its own node."""
+        keys = self.keys
         try:
-            if self.quote_symbols:
-                raw = await self.client.mget([f"{p}:latest:tick:{s}" for s in self.quote_symbols])
-                view.quotes = [
-                    (symbol, json.loads(item) if item else None)
-                    for symbol, item in zip(self.quote_symbols, raw, strict=True)
-                ]
-            if self.book_symbol:
-                raw_book = await self.client.get(f"{p}:latest:level2:{self.book_symbol}")
-                view.book = json.loads(raw_book) if raw_book else None
-            if self.bar_symbol:
-                view.bar = await self._last_entry(f"{p}:bar:{self.bar_symbol}")
-            if self.screener_key:
-                view.screener = await self._last_entry(f"{p}:screener:{self.screener_key}")
+            async with self.client.pipeline(transaction=False) as pipe:
+                for symbol in self.quote_symbols:
+                    pipe.get(keys.latest("tick", symbol))
+                if self.book_symbol:
+                    pipe.get(keys.latest("level2", self.book_symbol))
+                if self.bar_symbol:
+                    pipe.xrevrange(keys.symbol_stream("bar", self.bar_symbol), count=1)
+                if self.screener_key:
+                    pipe.xrevrange(keys.symbol_stream("screener", self.screener_key), count=1)
+                replies: list[Any] = list(await pipe.execute())
         except (RedisError, OSError) as exc:
             log.warning("the view could not read redis: %s", exc)
+            return
+        view.quotes = [
+            (symbol, json.loads(item) if item else None)
+            for symbol, item in zip(self.quote_symbols, replies, strict=False)
+        ]
+        replies = replies[len(self.quote_symbols) :]
+        if self.book_symbol:
+            raw_book = replies.pop(0)
+            view.book = json.loads(raw_book) if raw_book else None
+        if self.bar_symbol:
+            view.bar = _last_entry(replies.pop(0))
+        if self.screener_key:
+            view.screener = _last_entry(replies.pop(0))
 
-    async def _last_entry(self, key: str) -> dict[str, Any] | None:
-        entries: Any = await self.client.xrevrange(key, count=1)
-        if not entries:
-            return None
-        data: dict[str, Any] = json.loads(entries[0][1][b"data"])
-        return data
+
+def _last_entry(entries: Any) -> dict[str, Any] | None:
+    if not entries:
+        return None
+    data: dict[str, Any] = json.loads(entries[0][1][b"data"])
+    return data
 
 
 def _change(quote: dict[str, Any], percent: bool = True) -> Text:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
 from schwab_stream.expiry import format_duration
+
+NEW_YORK = ZoneInfo("America/New_York")
 
 #: Changed-field names shown on a tick line; a snapshot changes them all and just says so.
 MAX_CHANGED = 6
@@ -42,9 +45,10 @@ def qty(value: Any) -> str:
 
 
 def _clock(epoch_ms: Any) -> str:
-    if not isinstance(epoch_ms, int | float):
+    """A bar's start in New York time, as markets and the demo's footer say it."""
+    if not _is_number(epoch_ms):
         return "-"
-    return datetime.fromtimestamp(epoch_ms / 1000).strftime("%H:%M")
+    return datetime.fromtimestamp(epoch_ms / 1000, NEW_YORK).strftime("%H:%M ET")
 
 
 def _level(level: Any) -> str:

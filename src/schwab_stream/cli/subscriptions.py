@@ -114,6 +114,8 @@ def _change(
     answer = result.answer
     if as_json:
         payload: dict[str, Any] = {"result": result.kind.value, "detail": result.detail}
+        if result.not_held:
+            payload["not_held"] = result.not_held
         if answer is not None:
             from schwab_stream.control.holds import encode
 

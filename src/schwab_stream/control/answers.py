@@ -49,7 +49,19 @@ def settle(
                     return None
                 else:
                     applied.setdefault(service, []).append(key)
-    verb = "subscribed" if request.op is Op.SUBSCRIBE else "unsubscribed"
+    outcome = Outcome.REFUSED if refused else Outcome.APPLIED
+    detail = describe(request.op, applied, kept, refused)
+    return Answer(request.id, outcome, detail, applied=applied, refused=refused, kept=kept)
+
+
+def describe(
+    op: Op,
+    applied: Mapping[str, list[str]],
+    kept: list[KeptKey],
+    refused: list[RefusedKey],
+) -> str:
+    """The answer's one line: what was applied, kept for others, refused."""
+    verb = "subscribed" if op is Op.SUBSCRIBE else "unsubscribed"
     parts = [f"{verb} {_count(applied)}"]
     if kept:
         parts.append(f"{len(kept)} still held by others")
@@ -59,10 +71,7 @@ def settle(
             f"{len(refused)} refused by Schwab (code {', '.join(map(str, codes))}: "
             f"{refused[0].message})"
         )
-    outcome = Outcome.REFUSED if refused else Outcome.APPLIED
-    return Answer(
-        request.id, outcome, "; ".join(parts), applied=applied, refused=refused, kept=kept
-    )
+    return "; ".join(parts)
 
 
 def invalid(request_id: str, why: str) -> Answer:

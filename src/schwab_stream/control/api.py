@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from schwab_stream.config import SUBSCRIBABLE_SERVICES, parse_keys
+from schwab_stream.control.answers import describe
 from schwab_stream.control.holds import (
     REQUESTS_MAXLEN,
     Answer,
@@ -68,6 +69,8 @@ class Result:
     kind: ResultKind
     detail: str
     answer: Answer | None = None
+    #: Keys an unsubscribe named that this holder did not hold: nothing was done for them
+    not_held: dict[str, list[str]] = field(default_factory=dict)
 
 
 class SubscriptionControl:
@@ -118,13 +121,20 @@ class SubscriptionControl:
     ) -> Result:
         """Drop this holder's hold on `subs`; the keys leave Schwab when nobody else holds them."""
         subs = _lists(subs)
-        fields = [hold_field(s, k, self.holder) for s, keys in subs.items() for k in keys]
+        pairs = _pairs(subs)
+        fields = [hold_field(s, k, self.holder) for s, k in pairs]
         request = Request(_new_id(), Op.UNSUBSCRIBE, self.holder, subs)
         async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self.keys.holds, fields)
             pipe.hdel(self.keys.holds, *fields)
             self._ask(pipe, request)
-            await pipe.execute()
-        return await self._answer(request, timeout)
+            held_before, *_ = await pipe.execute()
+        not_held: dict[str, list[str]] = {}
+        for (service, key), kind in zip(pairs, held_before, strict=True):
+            if kind is None:
+                not_held.setdefault(service, []).append(key)
+        result = await self._answer(request, timeout)
+        return _with_not_held(result, self.holder, not_held) if not_held else result
 
     async def renew(self, ttl: float) -> None:
         """Keep this holder's leased keys for another `ttl` seconds."""
@@ -207,6 +217,34 @@ def _lists(subs: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
     if not checked:
         raise InvalidRequest("no keys given")
     return checked
+
+
+def _with_not_held(result: Result, holder: str, not_held: dict[str, list[str]]) -> Result:
+    """`result` with the keys `holder` did not hold taken out of what it applied and named:
+    unsubscribing them did nothing."""
+    count = sum(map(len, not_held.values()))
+    note = f"{count} not held by {holder!r}, nothing done: {_named(not_held)}"
+    answer = result.answer
+    if answer is None or answer.outcome is Outcome.INVALID:
+        return replace(result, detail=f"{result.detail}; {note}", not_held=not_held)
+    applied = {
+        service: [k for k in keys if k not in not_held.get(service, ())]
+        for service, keys in answer.applied.items()
+    }
+    applied = {service: keys for service, keys in applied.items() if keys}
+    detail = f"{describe(Op.UNSUBSCRIBE, applied, answer.kept, answer.refused)}; {note}"
+    answer = msgspec.structs.replace(answer, applied=applied, detail=detail)
+    return replace(result, detail=detail, answer=answer, not_held=not_held)
+
+
+def _pairs(subs: Mapping[str, list[str]]) -> list[tuple[str, str]]:
+    return [(service, key) for service, keys in subs.items() for key in keys]
+
+
+def _named(subs: Mapping[str, list[str]], most: int = 10) -> str:
+    pairs = [f"{service}={key}" for service, key in _pairs(subs)]
+    more = f" and {len(pairs) - most} more" if len(pairs) > most else ""
+    return ", ".join(pairs[:most]) + more
 
 
 def _new_id() -> str:
