@@ -5,11 +5,12 @@ The world is pipeline_bench's (the simulator for OAuth and userPreference, bench
 the frames, the embedded redis-server for the standalone rows) plus a cluster of three primaries
 built from the same redis-server binary by tests/topologies.py's `Cluster` (CLUSTER MEET and
 ADDSLOTS, as `redis-cli --cluster create` would; no replicas). The pipeline writes there as
-`schwab-stream run` would with a redis+cluster:// URL: one exactly-once script per hash tag
-(`{SYMBOL}`) through redis-py's cluster pipeline (publish/redis.py, `ClusterWrites`). The bare
-loop XADDs the same payloads to the same keys through the same cluster pipeline, batch by batch
-(its best of 200, 1,000 and 5,000 events); for latency it receives each frame and XADDs its
-events in one cluster pipeline.
+`schwab-stream run` would with a redis+cluster:// URL: one EVALSHA of the exactly-once script per
+hash tag (`{SYMBOL}`), which sets the tag's latest keys too, split by node and sent on the
+publisher's own connection to each primary (publish/cluster.py). The bare loop XADDs the same
+payloads to the same keys through redis-py's cluster pipeline, batch by batch (its best of 200,
+1,000 and 5,000 events); for latency it receives each frame and XADDs its events in one cluster
+pipeline.
 
     .venv-bench/bin/python bench/cluster_bench.py [--quick] [--rounds N]
 """
@@ -75,9 +76,10 @@ def _line(where: str, f: Figures) -> str:
     o, b = lat.ours_side, lat.bare_side
     return (
         f"{where:<10} throughput {t.ours:>9,.0f} ev/s vs {t.bare:>9,.0f} bare = "
-        f"{t.ours / t.bare:4.0%} ({t.events:,} events);  send->ack p50/p99/max "
-        f"{o.p50:.2f} / {o.p99:.2f} / {o.max:.1f} ms, CPU {o.cpu_us:.0f} us/frame"
-        f"{' BEHIND' if o.behind else ''} vs bare {b.p50:.2f} / {b.p99:.2f} / {b.max:.1f} ms, "
+        f"{t.ours / t.bare:4.0%} ({t.events:,} events);  send->ack p50/p99/p99.9/max "
+        f"{o.p50:.2f} / {o.p99:.2f} / {o.p999:.2f} / {o.max:.1f} ms, CPU {o.cpu_us:.0f} us/frame"
+        f"{' BEHIND' if o.behind else ''} vs bare {b.p50:.2f} / {b.p99:.2f} / {b.p999:.2f} / "
+        f"{b.max:.1f} ms, "
         f"CPU {b.cpu_us:.0f} us/frame{' BEHIND' if b.behind else ''} ({lat.frames:,} frames"
         f"{', host unstable' if lat.slow else ''})"
     )

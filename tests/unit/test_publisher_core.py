@@ -54,14 +54,20 @@ class FakeRedis:
     #: stream -> (writer, seq) of the last entry written there
     marks: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     heartbeats: int = 0
+    settings: wire.WriteSettings = SETTINGS
 
-    def run(self, flight: Flight, settings: wire.WriteSettings = SETTINGS) -> Answer:
-        _, plan = wire.pack(flight, settings)
+    def run(self, flight: Flight, settings: wire.WriteSettings | None = None) -> Answer:
+        settings = settings or self.settings
+        commands, plan = wire.build(flight, settings)
         replies: list[object] = []
-        for kind, first, entries, indices in plan:
-            if kind is wire.SCRIPT:
+        for args, (kind, first, entries, indices) in zip(commands, plan, strict=True):
+            if kind is wire.SCRIPT or kind is wire.SCRIPT_LATEST:
                 covered = range(first, first + entries) if indices is None else indices
-                replies.append(self._script(flight, covered, settings.writer))
+                refused = self._script(flight, covered, settings.writer)
+                if kind is wire.SCRIPT_LATEST:  # the tag's latest keys, after its marks hash
+                    keys = args[3 + len(covered) + 1 : 3 + int(args[2])]
+                    refused += self._mset(keys, args[len(args) - len(keys) :])
+                replies.append(refused)
             elif kind is wire.LATEST:
                 if b"MSET" in self.denied:
                     replies.append(wire.ErrorReply("NOPERM no MSET"))
@@ -90,6 +96,14 @@ class FakeRedis:
             if error is not None:
                 refused += [position + 1, error.message.encode()]
         return refused
+
+    def _mset(self, keys: Sequence[bytes], values: Sequence[bytes]) -> list[object]:
+        """The MSET inside a cluster script: [0, error] when refused."""
+        if b"MSET" in self.denied:
+            return [0, b"NOPERM no MSET"]
+        for key, value in zip(keys, values, strict=True):
+            self.latest[key.decode()] = decode_event(value)
+        return []
 
     def _xadd(self, flight: Flight, i: int) -> wire.ErrorReply | None:
         if b"XADD" in self.denied:
@@ -669,30 +683,68 @@ def test_status_info_is_added_to_every_status_event_under_what_the_caller_gave()
 # --- cluster mode (#18) --------------------------------------------------------------------------
 
 
+CLUSTER = wire.WriteSettings(
+    b"1000", b"{t}:heartbeat", b"15000", b"{t}:written", b"w1", True, b"t:written:"
+)
+
+
+def cluster_core(clock: Clock) -> PublisherCore:
+    return PublisherCore(StreamKeys("t", cluster=True), clock_ns=clock.wall, rng=lambda: 0.0)
+
+
 def test_cluster_mode_sends_one_script_per_hash_tag_and_maps_refusals_back() -> None:
-    """Every command touches one slot: a symbol's streams and its marks hash share `{SYMBOL}`;
-    a refusal in one tag's script refuses that stream's entries only, found by their places."""
-    settings = wire.WriteSettings(
-        b"1000", b"{t}:heartbeat", b"15000", b"{t}:written", b"w1", True, b"t:written:"
-    )
-    clock, redis = Clock(), FakeRedis(broken={"t:bar:{B}"})
-    core = PublisherCore(StreamKeys("t", cluster=True), clock_ns=clock.wall, rng=lambda: 0.0)
+    """Every command touches one slot: a symbol's streams, its marks hash and its latest keys
+    share `{SYMBOL}`, so one EVALSHA per tag sets them all (no MSET of its own); a refusal in
+    one tag's script refuses that stream's entries only, found by their places."""
+    clock, redis = Clock(), FakeRedis(broken={"t:bar:{B}"}, settings=CLUSTER)
+    core = cluster_core(clock)
     core.submit([tick("A", 1), bar("B", 1), tick("B", 1), bar("A", 1), tick("A", 2)])
     core.status("hello")
     flight = core.next_flight(clock.now)
     assert flight is not None
-    commands, _ = wire.build(flight, settings)
-    for args in commands:
-        if args[0] == b"EVAL":
-            count = int(args[2])
-            keys = args[3 : 3 + count]  # the streams and, last, the marks hash
-            assert len({hash_tag(k) for k in keys}) == 1, keys
-        elif args[0] == b"MSET":
-            assert len({hash_tag(k) for k in args[1::2]}) == 1
-    core.on_answer(redis.run(flight, settings), clock.now)
+    commands, _ = wire.build(flight, CLUSTER)
+    scripts = [args for args in commands if args[0] == b"EVALSHA"]
+    assert [args[0] for args in commands] == [b"EVALSHA"] * 3 + [b"SET"]  # A, B, {t}; heartbeat
+    for args in scripts:
+        assert args[1] == wire.XADD_ONCE_SHA
+        keys = args[3 : 3 + int(args[2])]  # streams, the marks hash, latest keys
+        assert len({hash_tag(k) for k in keys}) == 1, keys
+    assert b"t:latest:tick:{A}" in scripts[0] and b"t:latest:tick:{B}" in scripts[1]
+    core.on_answer(redis.run(flight), clock.now)
     drive(core, redis, clock, rounds=1)
     assert redis.seqs("t:tick:{A}") == [1, 2] and redis.seqs("t:tick:{B}") == [1]
     assert redis.seqs("t:bar:{A}") == [1] and redis.streams.get("t:bar:{B}") is None
     assert core.held_streams == ["t:bar:{B}"]
-    assert set(redis.latest) == {"t:latest:tick:{A}", "t:latest:tick:{B}"}
+    assert redis.latest["t:latest:tick:{A}"].seq == 2 and redis.latest["t:latest:tick:{B}"].seq == 1
     assert [e.state for e in redis.streams["{t}:status"]] == ["hello"]  # type: ignore[union-attr]
+
+
+def test_cluster_mode_a_refused_latest_value_in_a_tags_script_is_tried_again() -> None:
+    """The script reports its MSET's refusal as entry 0: the entries are written, the latest
+    values are owed (a gap for all, as for a refused MSET) and go again, alone of their tag's
+    entries, once Redis takes them."""
+    clock, redis = Clock(), FakeRedis(denied={b"MSET"}, settings=CLUSTER)
+    core = cluster_core(clock)
+    core.submit([tick("A", 1), tick("B", 1)])
+    drive(core, redis, clock, rounds=1)
+    assert not core.redis_ok and not core.idle
+    assert redis.seqs("t:tick:{A}") == [1] and redis.seqs("t:tick:{B}") == [1]
+    core.submit([tick("A", 2)])
+    redis.denied.clear()
+    clock.advance(10.0)
+    drive(core, redis, clock)
+    assert redis.latest["t:latest:tick:{A}"].seq == 2 and redis.latest["t:latest:tick:{B}"].seq == 1
+    assert redis.seqs("t:tick:{A}") == [1, 2] and core.redis_ok and core.idle
+
+
+def test_cluster_mode_chunks_a_tags_entries_and_sets_its_latest_values_with_the_last() -> None:
+    clock = Clock()
+    core = cluster_core(clock)
+    core.submit([tick("A", seq) for seq in range(wire.XADD_CHUNK + 2)])
+    flight = core.next_flight(clock.now)
+    assert flight is not None
+    commands, plan = wire.build(flight, CLUSTER)
+    assert [kind for kind, *_ in plan] == [wire.SCRIPT, wire.SCRIPT_LATEST, wire.OTHER]
+    assert [int(args[2]) for args in commands[:2]] == [wire.XADD_CHUNK + 1, 2 + 1 + 1]
+    assert commands[1][-1] == flight.payloads[-1]  # the newest value is the latest
+    assert b"t:latest:tick:{A}" not in commands[0]

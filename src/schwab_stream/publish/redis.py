@@ -1,30 +1,28 @@
 """TradingEventPublisher: the Redis edge of the publisher. It moves bytes and time; every rule
 (batching, conflation, refusals, holds, gaps, heartbeat) is `PublisherCore`'s.
 
-Batches go out on one connection of the publisher's own, packed by `wire` (hiredis in C), and
-their replies are read back in order by one long-lived reader per connection while the next
-batch may already be sent. One watchdog timer bounds the oldest batch in flight (`write_timeout`)
-instead of a timeout per send and per read: a batch costs no task and no timer of its own.
+Batches go out on one connection of the publisher's own (in cluster mode one per primary,
+`publish/cluster.py`), packed by `wire` (hiredis in C), and their replies are read back in order
+by one long-lived reader per connection (`publish/link.py`) while the next batch may already be
+sent. One watchdog timer bounds the oldest batch in flight (`write_timeout`) instead of a timeout
+per send and per read: a batch costs no task and no timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import secrets
 import time
 from collections import deque
 
-import hiredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from schwab_stream.events import Event
-from schwab_stream.publish import wire
+from schwab_stream.publish import link, wire
+from schwab_stream.publish.cluster import ClusterLinks, Gather
 from schwab_stream.publish.core import PublisherCore
 from schwab_stream.publish.flight import Failure, Outage
 from schwab_stream.publish.keys import StreamKeys
@@ -32,11 +30,6 @@ from schwab_stream.publish.stats import PublisherStats
 from schwab_stream.redis_client import async_redis, cluster_redis, is_cluster
 
 log = logging.getLogger(__name__)
-
-#: The write connection's transport is drained past this many buffered bytes (asyncio's default
-#: high-water mark); the reader takes up to this much of the socket at a time.
-_HIGH_WATER = 64 * 1024
-_READ_SIZE = 64 * 1024
 
 
 class TradingEventPublisher:
@@ -62,10 +55,18 @@ class TradingEventPublisher:
         self.queue_size = queue_size
         #: Bounds each write's round trip: its send, and the reading of its replies
         self.write_timeout = 5.0
+        self._wakeup = asyncio.Event()
         # No socket_timeout: redis-py would arm a timer per reply read; `write_timeout` bounds
         # each whole round trip instead.
-        #: Cluster mode: flights go through redis-py's cluster pipeline (`ClusterWrites`)
-        self._cluster = ClusterWrites(redis_url) if cluster else None
+        #: Cluster mode: a connection per primary, each flight split by node
+        self._cluster: ClusterLinks | None = None
+        if cluster:
+            self._cluster = ClusterLinks(
+                lambda: cluster_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=None),
+                self._answer_ready,
+                self._wakeup.set,
+                self.core.note_failover,
+            )
         #: Otherwise one connection of our own (its pool only makes it: Sentinel's asks for the
         #: primary)
         self._conn: AbstractConnection | None = None
@@ -92,6 +93,10 @@ class TradingEventPublisher:
         #: and when each was sent (monotonic): the watchdog's clock
         self._plans: deque[list[wire.Expect]] = deque()
         self._sent_at: deque[float] = deque()
+        #: The replies of the oldest flight read so far (standalone); each flight's replies as
+        #: they gather from the nodes (cluster mode), in step with `_plans`
+        self._replies: list[object] = []
+        self._gathers: deque[Gather] = deque()
         #: Reads the replies of every flight sent on the current connection, in order, and
         #: hands each flight's answer to the core; ends (with its error) when the connection does
         self._reader: asyncio.Task[None] | None = None
@@ -101,7 +106,6 @@ class TradingEventPublisher:
         #: The timer that wakes `run` at the core's next deadline, and that deadline
         self._alarm: asyncio.TimerHandle | None = None
         self._alarm_at = math.inf
-        self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -146,6 +150,10 @@ class TradingEventPublisher:
                 reader = self._reader
                 if reader is not None and reader.done():
                     await self._lost(self._reader_error(reader))
+                    continue
+                ended = self._cluster.ended() if self._cluster is not None else None
+                if ended is not None:
+                    await self._lost(self._timeout_error() if self._timed_out else ended)
                     continue
                 now = time.monotonic()
                 try:
@@ -193,8 +201,12 @@ class TradingEventPublisher:
             return False
         if self._cluster is not None:
             commands, cluster_plan = wire.build(flight, self._wire)
+            del flight
+            gather = await self._cluster.send(commands, self.write_timeout)
+            self._gathers.append(gather)
             self._sent(cluster_plan, now)
-            self._cluster.send(commands)
+            if not gather.left:
+                self._answer_ready()  # nothing to send after all
             return True
         data, plan = wire.pack(flight, self._wire)
         del flight
@@ -211,17 +223,7 @@ class TradingEventPublisher:
                 raise
         self._sent(plan, now)
         if data:
-            # No timer here: a send that cannot drain is the watchdog's (it cuts the connection)
-            writer = getattr(conn, "_writer", None)
-            transport = getattr(writer, "transport", None)
-            if transport is None or transport.is_closing():
-                await conn.send_packed_command(data, check_health=False)
-            else:
-                # The transport itself (redis-py's send is a coroutine and a drain per call):
-                # drain only when its buffer is past the high-water mark.
-                transport.write(data)
-                if transport.get_write_buffer_size() > _HIGH_WATER:
-                    await conn.send_packed_command(b"", check_health=False)
+            await link.write(conn, data)
         return True
 
     def _sent(self, plan: list[wire.Expect], now: float) -> None:
@@ -231,10 +233,12 @@ class TradingEventPublisher:
         self._sent_at.append(now)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(self.write_timeout, self._watch)
+        if self._cluster is not None:
+            return  # the links read their own replies
         if self._reader is None:
             self._reader = asyncio.create_task(self._read())
             self._reader.add_done_callback(lambda _: self._wakeup.set())
-        elif not plan and len(plans) == 1 and self._cluster is None:
+        elif not plan and len(plans) == 1:
             self._answer_empty()  # nothing to wait for, nothing before it
 
     def _watch(self) -> None:
@@ -250,63 +254,32 @@ class TradingEventPublisher:
         self._timed_out = True
         if self._reader is not None:
             self._reader.cancel()
-        writer = getattr(self._conn, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        if transport is not None:
-            transport.abort()
+        link.abort(self._conn)
+        if self._cluster is not None:
+            self._cluster.abort()
         self._wakeup.set()
 
     async def _read(self) -> None:
-        """The reader: each reply in turn, into the oldest flight's; a flight's last reply hands
-        its answer to the core. An error reply is an outcome and leaves the connection in
-        step; any other failure ends the reader (RedisError or OSError), and `run` gives up
-        the connection and every flight with it."""
-        plans = self._plans
-        if self._cluster is not None:
-            # Cluster mode: ClusterWrites runs each flight as a task already; this reader
-            # lasts while flights are out, and a new one starts with the next flight.
-            while plans:
-                self._answered(plans[0], await self._cluster.receive())
-            self._reader = None
-            return
-        conn = self._conn
-        assert conn is not None
-        parser = getattr(conn, "_parser", None)
-        hiredis_reader = getattr(parser, "_reader", None)
-        stream = getattr(parser, "_stream", None)
-        replies: list[object] = []
-        if not isinstance(hiredis_reader, hiredis.Reader) or stream is None:
-            read = conn.read_response  # redis-py's parser, one call per reply
-            while True:
-                try:
-                    reply = await read(disable_decoding=True)
-                except ResponseError as exc:
-                    reply = wire.ErrorReply(str(exc))
-                replies.append(reply)
-                plan = plans[0]
-                if len(replies) == len(plan):
-                    self._answered(plan, replies)
-                    replies = []
-        # The connection's own hiredis reader, fed straight from its stream: every reply that
-        # has arrived is taken in one go, with no coroutine per reply.
-        gets, feed, read_some = hiredis_reader.gets, hiredis_reader.feed, stream.read
-        while True:
-            reply = gets(False)
-            if reply is _NOT_ENOUGH_DATA or reply is False:
-                data = await read_some(_READ_SIZE)
-                if not data:
-                    raise RedisConnectionError("Connection closed by server.")
-                feed(data)
-                continue
-            if isinstance(reply, BaseException):
-                if not isinstance(reply, ResponseError):
-                    raise reply
-                reply = wire.ErrorReply(str(reply))
-            replies.append(reply)
-            plan = plans[0]
-            if len(replies) == len(plan):
-                self._answered(plan, replies)
-                replies = []
+        """The reader (standalone): each reply in turn, into the oldest flight's; a flight's
+        last reply hands its answer to the core. It ends only by failing (RedisError or
+        OSError), and `run` gives up the connection and every flight with it."""
+        assert self._conn is not None
+        await link.read_replies(self._conn, self._deliver)
+
+    def _deliver(self, reply: object) -> None:
+        replies = self._replies
+        replies.append(reply)
+        plan = self._plans[0]
+        if len(replies) == len(plan):
+            self._replies = []
+            self._answered(plan, replies)
+
+    def _answer_ready(self) -> None:
+        """Cluster mode: the flights at the head of the line whose replies are all in are
+        answered, oldest first (a later flight's nodes may answer before an earlier one's)."""
+        gathers = self._gathers
+        while gathers and not gathers[0].left:
+            self._answered(self._plans[0], gathers.popleft().replies)
 
     def _answered(self, plan: list[wire.Expect], replies: list[object]) -> None:
         core = self.core
@@ -315,7 +288,7 @@ class TradingEventPublisher:
         now = time.monotonic()
         core.on_answer(wire.read_answer(plan, replies), now)
         if self._plans and not self._plans[0] and self._cluster is None:
-            self._answer_empty()
+            self._answer_empty()  # (cluster mode: `_answer_ready`)
         # What `run` would do next, done here when it is only bookkeeping, so an answer does
         # not wake `run` just to find nothing to send (at 1,000 frames/s most frames are their
         # own flight, answered before the next arrives): it is woken when a flight may go or
@@ -388,9 +361,11 @@ class TradingEventPublisher:
         if self._conn is not None:
             await self._conn.disconnect(nowait=True)
         if self._cluster is not None:
-            self._cluster.reset()
+            await self._cluster.reset()
         self._plans.clear()
         self._sent_at.clear()
+        self._replies = []
+        self._gathers.clear()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -429,56 +404,3 @@ class TradingEventPublisher:
             await self.redis.aclose()
         if self._cluster is not None:
             await self._cluster.aclose()
-
-
-class ClusterWrites:
-    """Cluster mode's writes: each flight's commands go through redis-py's cluster pipeline,
-    which sends each to the node owning its slot (every command of a flight touches one slot:
-    `wire.build`) and follows MOVED and ASK during a resharding or a failover. Flights run one
-    after another, so a later one never overtakes an earlier one on any stream."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.cluster = cluster_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=None)
-        self._runs: deque[asyncio.Task[list[object]]] = deque()
-
-    def send(self, commands: list[list[bytes]]) -> None:
-        before = self._runs[-1] if self._runs else None
-        self._runs.append(asyncio.create_task(self._run(before, commands)))
-
-    async def _run(
-        self, before: asyncio.Task[list[object]] | None, commands: list[list[bytes]]
-    ) -> list[object]:
-        if before is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(before)
-        pipe = self.cluster.pipeline(transaction=False)
-        for name, *args in commands:
-            pipe.execute_command(name.decode(), *args)  # (the cluster client routes by name)
-        replies = await pipe.execute(raise_on_error=False)
-        out: list[object] = []
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                out.append(wire.ErrorReply(str(reply)))
-            elif isinstance(reply, BaseException):
-                raise reply
-            else:
-                out.append(reply)
-        return out
-
-    async def receive(self) -> list[object]:
-        """The replies of the oldest flight sent."""
-        run = self._runs[0]
-        try:
-            return await asyncio.shield(run)
-        finally:
-            if run.done():
-                self._runs.popleft()
-
-    def reset(self) -> None:
-        """A flight failed: every flight out is given up (the core sends them again)."""
-        while self._runs:
-            self._runs.popleft().cancel()
-
-    async def aclose(self) -> None:
-        self.reset()
-        await self.cluster.aclose()

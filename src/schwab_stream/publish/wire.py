@@ -4,11 +4,13 @@ with the one table that says what each kind of refusal means.
 The stream entries go as one EVAL per `XADD_CHUNK` events (a short Lua loop doing the XADD of
 each entry: one reply instead of one per event), then one MSET of the latest value per key. The
 script writes each entry exactly once: see `XADD_ONCE`, and docs/architecture.md, "What a failed
-write does".
+write does". In cluster mode each hash tag's script sets that tag's latest values too (they share
+its slot), and goes as EVALSHA: half the commands, and no script text in each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,26 +23,31 @@ from schwab_stream.publish.resp import CommandBuffer
 
 #: Events per script call: bounds how long one call holds the Redis server.
 XADD_CHUNK = 500
-#: XADD KEYS[i] MAXLEN ~ ARGV[1] * data PAYLOAD, for each entry i, exactly once. KEYS ends with
-#: the watermark hash (`PREFIX:written`): per stream, `WRITER:SEQ` of the last entry this writer
-#: wrote there. ARGV[2] is the writer (one per publisher, random); then each entry's `seq` and
-#: payload. An entry whose seq is not above its stream's watermark of this writer was written by
-#: an earlier try whose answer was lost (a timeout, a dropped socket): it is skipped, counted as
-#: written. The watermark moves in the same script as the XADDs, so both happen or neither (a
-#: script runs alone, and is replicated and persisted as one). Per-stream `seq` only grows within
-#: a process, and the publisher sends a stream's events in `seq` order, so nothing new is ever
-#: below the watermark. An entry Redis refuses (a key of another type, out of memory) does not
-#: stop other streams; the rest of its stream in this call is refused with it (order is kept,
-#: and the watermark never passes an entry that was not written). The reply lists the refused
-#: entries as [i, error, i, error, ...]. EVAL (not EVALSHA) so a restarted Redis needs no
-#: reload step; Redis caches the compiled script either way.
+#: XADD KEYS[i] MAXLEN ~ ARGV[1] * data PAYLOAD, for each of the ARGV[3] = n entries, exactly
+#: once. KEYS[n + 1] is the watermark hash (`PREFIX:written`): per stream, `WRITER:SEQ` of the
+#: last entry this writer wrote there. ARGV[2] is the writer (one per publisher, random); then
+#: each entry's `seq` and payload. An entry whose seq is not above its stream's watermark of
+#: this writer was written by an earlier try whose answer was lost (a timeout, a dropped
+#: socket): it is skipped, counted as written. The watermark moves in the same script as the
+#: XADDs, so both happen or neither (a script runs alone, and is replicated and persisted as
+#: one). Per-stream `seq` only grows within a process, and the publisher sends a stream's events
+#: in `seq` order, so nothing new is ever below the watermark. An entry Redis refuses (a key of
+#: another type, out of memory) does not stop other streams; the rest of its stream in this call
+#: is refused with it (order is kept, and the watermark never passes an entry that was not
+#: written). KEYS past the watermark hash are latest-value keys (cluster mode), set with one
+#: MSET after the entries to the ARGV after the entries. The reply lists the refused entries as
+#: [i, error, i, error, ...], i = 0 for the latest values. Standalone sends it as EVAL, so a
+#: restarted Redis needs no reload step; cluster mode as EVALSHA, having loaded it on each
+#: connection as it connects (a promoted replica or a new node may not have it:
+#: `publish/cluster.py`).
 XADD_ONCE = b"""
-local marks = KEYS[#KEYS]
+local n = tonumber(ARGV[3])
+local marks = KEYS[n + 1]
 local prefix = ARGV[2] .. ':'
 local top, moved, blocked, refused = {}, {}, {}, {}
-for i = 1, #KEYS - 1 do
+for i = 1, n do
   local key = KEYS[i]
-  local seq = tonumber(ARGV[2 * i + 1])
+  local seq = tonumber(ARGV[2 * i + 2])
   local mark = top[key]
   if mark == nil then
     mark = -1
@@ -51,7 +58,7 @@ for i = 1, #KEYS - 1 do
   end
   local err = blocked[key]
   if err == nil and seq > mark then
-    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2 * i + 2])
+    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2 * i + 3])
     if type(reply) == 'table' and reply.err then
       err = reply.err
       blocked[key] = err
@@ -69,8 +76,22 @@ end
 for key in pairs(moved) do
   redis.pcall('HSET', marks, key, prefix .. top[key])
 end
+if #KEYS > n + 1 then
+  local latest = {}
+  for k = n + 2, #KEYS do
+    latest[#latest + 1] = KEYS[k]
+    latest[#latest + 1] = ARGV[n + 2 + k]
+  end
+  local reply = redis.pcall('MSET', unpack(latest))
+  if type(reply) == 'table' and reply.err then
+    refused[#refused + 1] = 0
+    refused[#refused + 1] = reply.err
+  end
+end
 return refused
 """
+#: The script's name for EVALSHA
+XADD_ONCE_SHA = hashlib.sha1(XADD_ONCE, usedforsecurity=False).hexdigest().encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +155,11 @@ class ReplyKind(IntEnum):
     SCRIPT = 1  # EVAL of a chunk of entries
     LATEST = 2  # the MSET of latest keys
     OTHER = 3  # PUBLISH, the heartbeat SET
+    SCRIPT_LATEST = 4  # cluster mode: a tag's script that sets its latest keys too
 
 
 #: Bound once: the hot path builds a plan entry per command.
-SCRIPT, LATEST, OTHER = ReplyKind
+SCRIPT, LATEST, OTHER, SCRIPT_LATEST = ReplyKind
 #: One command's reply to come: its kind, the first batch entry it covers, how many, and (cluster
 #: mode, where a script covers the entries of one hash tag) which ones, or None for the run
 #: first..first+count. A plain tuple (not a NamedTuple): one is made per command on the hot path.
@@ -171,24 +193,20 @@ def build(flight: Flight, settings: WriteSettings) -> tuple[list[list[bytes]], l
         for channel, payload in zip(flight.channels, payloads, strict=True):
             commands.append([b"PUBLISH", channel, payload])
             plan.append(_NOTHING)
-    batch = flight.batch
     if settings.cluster:
         _scripts_per_tag(flight, settings, commands, plan)
     else:
+        batch = flight.batch
         for first in range(0, len(streams), XADD_CHUNK):
             keys = streams[first : first + XADD_CHUNK]
             args = [b"EVAL", XADD_ONCE, b"%d" % (len(keys) + 1), *keys, settings.marks_key]
-            args += (settings.maxlen, settings.writer)
+            args += (settings.maxlen, settings.writer, b"%d" % len(keys))
             for i in range(first, first + len(keys)):
                 args += (b"%d" % batch[i].seq, payloads[i])
             commands.append(args)
             plan.append((SCRIPT, first, len(keys), None))
-    if flight.latest:
-        groups: dict[bytes, list[bytes]] = {}
-        for key, value in flight.latest.items():
-            groups.setdefault(hash_tag(key) if settings.cluster else b"", []).extend((key, value))
-        for pairs in groups.values():
-            commands.append([b"MSET", *pairs])
+        if flight.latest:
+            commands.append([b"MSET", *[x for pair in flight.latest.items() for x in pair]])
             plan.append((LATEST, 0, 0, None))
     if flight.heartbeat_ms is not None:
         commands.append(
@@ -207,23 +225,34 @@ def build(flight: Flight, settings: WriteSettings) -> tuple[list[list[bytes]], l
 def _scripts_per_tag(
     flight: Flight, settings: WriteSettings, commands: list[list[bytes]], plan: list[Expect]
 ) -> None:
-    """Cluster mode: one script per hash tag (a symbol's streams, or the bridge's own), with
-    that tag's marks hash, so each touches one slot; a stream's entries keep their order."""
+    """Cluster mode: one EVALSHA per hash tag (a symbol's streams, or the bridge's own), with
+    that tag's marks hash and latest keys, so each touches one slot; a stream's entries keep
+    their order, and the tag's last chunk sets its latest values."""
     groups: dict[bytes, list[int]] = {}
     for i, key in enumerate(flight.streams):
         groups.setdefault(hash_tag(key), []).append(i)
-    batch, payloads, streams = flight.batch, flight.payloads, flight.streams
+    latest: dict[bytes, list[bytes]] = {}
+    for key in flight.latest:
+        latest.setdefault(hash_tag(key), []).append(key)
+        groups.setdefault(hash_tag(key), [])
+    batch, payloads, streams, values = flight.batch, flight.payloads, flight.streams, flight.latest
     for tag, indices in groups.items():
         marks = settings.marks_prefix + tag
-        for first in range(0, len(indices), XADD_CHUNK):
+        last = max(len(indices) - 1, 0) // XADD_CHUNK * XADD_CHUNK
+        for first in range(0, last + 1, XADD_CHUNK):
             chunk = indices[first : first + XADD_CHUNK]
-            args = [b"EVAL", XADD_ONCE, b"%d" % (len(chunk) + 1)]
+            keys = latest.get(tag, ()) if first == last else ()
+            args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (len(chunk) + 1 + len(keys))]
             args += [streams[i] for i in chunk]
-            args += (marks, settings.maxlen, settings.writer)
+            args.append(marks)
+            args += keys
+            args += (settings.maxlen, settings.writer, b"%d" % len(chunk))
             for i in chunk:
                 args += (b"%d" % batch[i].seq, payloads[i])
+            args += [values[key] for key in keys]
             commands.append(args)
-            plan.append((SCRIPT, chunk[0], len(chunk), tuple(chunk)))
+            kind = SCRIPT_LATEST if keys else SCRIPT
+            plan.append((kind, chunk[0] if chunk else 0, len(chunk), tuple(chunk)))
 
 
 def read_answer(plan: Sequence[Expect], replies: Sequence[object]) -> Answer:
@@ -233,24 +262,28 @@ def read_answer(plan: Sequence[Expect], replies: Sequence[object]) -> Answer:
         covered = range(first, first + entries) if indices is None else indices
         if isinstance(reply, ErrorReply):
             _refuse(answer, covered, [reply.message], kind)
-        elif kind is SCRIPT and reply:  # [i, error, ...], i counted from 1
+        elif kind in _SCRIPTS and reply:  # [i, error, ...], i counted from 1, 0: latest values
             assert isinstance(reply, list)
-            _refuse(
-                answer,
-                (covered[int(i) - 1] for i in reply[::2]),
-                (bytes(error).decode() for error in reply[1::2]),
-                kind,
-            )
+            places = [int(i) for i in reply[::2]]
+            errors = [bytes(error).decode() for error in reply[1::2]]
+            latest = places[-1] == 0  # the latest values' error comes last
+            if len(places) > latest:
+                refused = (covered[i - 1] for i in places[: len(places) - latest])
+                _refuse(answer, refused, errors[: len(errors) - latest], SCRIPT)
+            if latest:
+                _refuse(answer, (), errors[-1:], LATEST)
     return answer
+
+
+_SCRIPTS = (SCRIPT, SCRIPT_LATEST)
 
 
 def _refuse(answer: Answer, entries: Iterable[int], errors: Iterable[str], kind: ReplyKind) -> None:
     refusals = [classify(error) for error in errors]
     answer.refusal = answer.refusal or refusals[0]
     answer.refused.extend(entries)
-    answer.latest_written = answer.latest_written and kind is not LATEST
+    latest = kind is LATEST or kind is SCRIPT_LATEST
+    answer.latest_written = answer.latest_written and not latest
     answer.per_stream = (
-        answer.per_stream
-        and kind is not LATEST
-        and all(r.scope is RefusalScope.KEY for r in refusals)
+        answer.per_stream and not latest and all(r.scope is RefusalScope.KEY for r in refusals)
     )
