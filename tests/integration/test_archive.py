@@ -335,7 +335,7 @@ def test_a_silent_archiver_taken_over_cannot_put_its_file_in_place(
     temp = files.temp_dir(root, "silent") / name
     from schwab_stream.archive import tables
 
-    files.write_aside(tables.table(segment.kind, segment.rows), temp)
+    files.write_aside(tables.table(segment.kind, segment.parts), temp)
     assert silent.claims.intend(relative)
     # ... and it pauses past SCHWAB_ARCHIVE_DEAD_SECONDS
     other = archivers("other")

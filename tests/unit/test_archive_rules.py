@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from schwab_stream.archive.gaps import Gap, seq_gaps
+from schwab_stream.archive.intake import intake
 from schwab_stream.archive.roll import Roller
 from schwab_stream.archive.rows import Entry, Mapped, Unmapped, to_row
 from schwab_stream.archive.tables import table
 from schwab_stream.events import (
+    Event,
     Level,
     Level2Event,
     Maker,
@@ -37,17 +39,17 @@ def roller(seconds: float = 60.0, events: int = 1000) -> Roller:
 def test_a_segment_rolls_at_its_event_count() -> None:
     r = roller(events=3)
     for i in range(3):
-        r.add("tick", DAY, "s:tick:A", f"{i + 1}-0", i, now=0.0, acked=True)
+        r.add("tick", DAY, "s:tick:A", [f"{i + 1}-0"], i, now=0.0, acked=True)
     [segment] = r.due(0.0, DAY)
-    assert [row for _, _, row in segment.rows] == [0, 1, 2]
+    assert segment.parts == [0, 1, 2] and segment.count == 3
     assert segment.ids == {"s:tick:A": ["1-0", "2-0", "3-0"]}
     assert r.due(0.0, DAY) == [] and r.held == 0
 
 
 def test_a_segment_rolls_after_its_seconds_on_the_fake_clock() -> None:
     r = roller(seconds=10)
-    r.add("tick", DAY, "s", "1-0", 0, now=100.0, acked=True)
-    r.add("tick", DAY, "s", "2-0", 1, now=105.0, acked=True)
+    r.add("tick", DAY, "s", ["1-0"], 0, now=100.0, acked=True)
+    r.add("tick", DAY, "s", ["2-0"], 1, now=105.0, acked=True)
     assert r.due(109.9, DAY) == []
     assert r.next_due(109.0) == 1.0
     assert len(r.due(110.0, DAY)) == 1
@@ -55,17 +57,17 @@ def test_a_segment_rolls_after_its_seconds_on_the_fake_clock() -> None:
 
 def test_a_segment_of_yesterday_rolls_when_new_york_s_day_changes() -> None:
     r = roller(seconds=3600)
-    r.add("tick", DAY, "s", "1-0", 0, now=0.0, acked=True)
-    r.add("bar", DAY, "b", "1-0", 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s", ["1-0"], 0, now=0.0, acked=True)
+    r.add("bar", DAY, "b", ["1-0"], 0, now=0.0, acked=True)
     assert r.due(1.0, DAY) == []
     assert {s.kind for s in r.due(2.0, date(2025, 6, 11))} == {"tick", "bar"}
 
 
 def test_kinds_and_days_never_share_a_file() -> None:
     r = roller(events=10)
-    r.add("tick", DAY, "s", "1-0", 0, now=0.0, acked=True)
-    r.add("tick", date(2025, 6, 11), "s", "2-0", 0, now=0.0, acked=True)
-    r.add("level2", DAY, "l", "3-0", 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s", ["1-0"], 0, now=0.0, acked=True)
+    r.add("tick", date(2025, 6, 11), "s", ["2-0"], 0, now=0.0, acked=True)
+    r.add("level2", DAY, "l", ["3-0"], 0, now=0.0, acked=True)
     parts = sorted(s.partition() for s in r.drain())
     assert parts == [
         "type=level2/date=2025-06-10",
@@ -76,16 +78,16 @@ def test_kinds_and_days_never_share_a_file() -> None:
 
 def test_a_file_is_named_by_the_entry_id_range_it_holds_and_its_archiver() -> None:
     r = roller(events=3)
-    r.add("tick", DAY, "s:tick:B", "1718000000500-0", 0, now=0.0, acked=True)
-    r.add("tick", DAY, "s:tick:A", "1718000000100-7", 0, now=0.0, acked=True)
-    r.add("tick", DAY, "s:tick:A", "1718000000900-2", 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s:tick:B", ["1718000000500-0"], 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s:tick:A", ["1718000000100-7"], 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s:tick:A", ["1718000000900-2"], 0, now=0.0, acked=True)
     [segment] = r.due(0.0, DAY)
     assert segment.file_name("host:1/x") == "1718000000100-7_1718000000900-2_host-1-x.parquet"
 
 
 def test_a_failed_file_blocks_reading_and_is_tried_again_after_a_backoff() -> None:
     r = roller(events=1)
-    r.add("tick", DAY, "s", "1-0", 0, now=0.0, acked=True)
+    r.add("tick", DAY, "s", ["1-0"], 0, now=0.0, acked=True)
     [segment] = r.due(0.0, DAY)
     wait = r.failed(segment, now=10.0)
     assert 0 < wait <= 0.5
@@ -103,10 +105,10 @@ def test_a_failed_file_blocks_reading_and_is_tried_again_after_a_backoff() -> No
 
 def test_own_rows_are_archived_but_not_acknowledged() -> None:
     r = roller(events=2)
-    r.add("gap", DAY, "s", "5-0", "record", now=0.0, acked=False)
-    r.add("gap", DAY, "s", "6-0", "record", now=0.0, acked=False)
+    r.add("gap", DAY, "s", ["5-0"], "record", now=0.0, acked=False)
+    r.add("gap", DAY, "s", ["6-0"], "record", now=0.0, acked=False)
     [segment] = r.due(0.0, DAY)
-    assert segment.ids == {} and len(segment.rows) == 2
+    assert segment.ids == {} and segment.count == 2
 
 
 def test_a_jump_in_seq_is_a_gap_a_restart_or_another_writer_is_not() -> None:
@@ -153,7 +155,7 @@ def test_columns_are_typed() -> None:
         changed=["bid", "delta"],
         fields={"delta": 0.5, "description": "x"},
     )
-    t = table("tick", [("s:tick:AAPL", "1-0", tick)])
+    t = _table("tick", tick)
     types = dict(zip(t.schema.names, t.schema.types, strict=True))
     assert types["bid"] == pa.float64() and types["bid_size"] == pa.int64()
     assert types["volume"] == pa.int64() and types["changed"] == pa.list_(pa.string())
@@ -170,11 +172,18 @@ def test_columns_are_typed() -> None:
     screener = ScreenerEvent(symbol="NYSE_VOLUME_5", items=[ScreenerItem(symbol="XLF", volume=5.0)])
     status = StatusEvent(state="gap", info={"seconds": 2.5})
     maker = {"id": "edgx", "size": 100, "time_ms": 63150257}
-    assert table("level2", [("k", "1-0", book)]).to_pylist()[0]["bids"] == [
+    assert _table("level2", book).to_pylist()[0]["bids"] == [
         {"price": 181.77, "size": 100, "count": 1, "makers": [maker]}
     ]
-    assert table("screener", [("k", "1-0", screener)]).to_pylist()[0]["items"][0]["volume"] == 5
-    assert table("status", [("k", "1-0", status)]).to_pylist()[0]["info"] == '{"seconds":2.5}'
+    assert _table("screener", screener).to_pylist()[0]["items"][0]["volume"] == 5
+    assert _table("status", status).to_pylist()[0]["info"] == '{"seconds":2.5}'
+
+
+def _table(kind: str, event: Event) -> pa.Table:
+    """`event`'s row, as the archive makes it from its stream entry."""
+    [part] = intake("k", [Entry("k", "1-0", encode_event(event))]).parts
+    assert part.kind == kind
+    return table(kind, [part.batch])
 
 
 def _ints(schema: pa.Schema) -> pa.Schema:

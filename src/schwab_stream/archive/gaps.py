@@ -36,3 +36,12 @@ def seq_gaps(stream: str, prev: int | None, entries: Iterable[tuple[str, int | N
             gaps.append(Gap(stream, last, seq, seq - last - 1, entry_id))
         last = seq
     return gaps
+
+
+def steady(prev: int | None, seqs: list[int | None]) -> bool:
+    """True when `seqs` can hold no gap: each one above the one before, the first not past
+    `prev + 1` (the usual delivery, checked with one list comparison instead of a loop)."""
+    if not seqs or seqs[0] is None:
+        return not seqs
+    first = seqs[0]
+    return (prev is None or first <= prev + 1) and seqs == list(range(first, first + len(seqs)))

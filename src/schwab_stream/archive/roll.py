@@ -23,23 +23,34 @@ RETRY_MAX_SECONDS = 10.0
 
 @dataclass
 class Segment:
-    """The entries of one future file: rows in arrival order and the entry ids to acknowledge."""
+    """The entries of one future file: their parts (column batches, opaque here) in arrival
+    order, how many rows they hold, the entry ids to acknowledge, and the id range."""
 
     kind: str
     day: date
     opened: float
-    #: (stream, entry id, row) in the order they came
-    rows: list[tuple[str, str, Any]] = field(default_factory=list)
+    #: One part per run of one stream's entries, in the order they came
+    parts: list[Any] = field(default_factory=list)
+    count: int = 0
     #: Entries to acknowledge once the file is durable, per stream
     ids: dict[str, list[str]] = field(default_factory=dict)
+    #: The lowest and highest entry id held, as (ms, n)
+    first: tuple[int, int] | None = None
+    last: tuple[int, int] | None = None
     #: Failed tries to make its file (0: never failed)
     failures: int = 0
     retry_at: float = 0.0
 
-    def add(self, stream: str, entry_id: str, row: Any, acked: bool = True) -> None:
-        self.rows.append((stream, entry_id, row))
+    def add(self, stream: str, entry_ids: list[str], part: Any, acked: bool = True) -> None:
+        """`part` holds the rows of `entry_ids`, one stream's, in stream order (ids ascending):
+        its first and last id bound the part."""
+        self.parts.append(part)
+        self.count += len(entry_ids)
         if acked:
-            self.ids.setdefault(stream, []).append(entry_id)
+            self.ids.setdefault(stream, []).extend(entry_ids)
+        low, high = id_order(entry_ids[0]), id_order(entry_ids[-1])
+        self.first = low if self.first is None else min(self.first, low)
+        self.last = high if self.last is None else max(self.last, high)
 
     def partition(self) -> str:
         """The folder under the archive's root: `type=KIND/date=YYYY-MM-DD`."""
@@ -48,8 +59,7 @@ class Segment:
     def file_name(self, consumer: str) -> str:
         """Named by the entry-id range it holds and the archiver that wrote it (two archivers of a
         group hold different entries of the same range): unique, and sorted in time order."""
-        ids = [id_order(entry_id) for _, entry_id, _ in self.rows]
-        first, last = min(ids), max(ids)
+        first, last = self.first or (0, 0), self.last or (0, 0)
         return f"{first[0]}-{first[1]}_{last[0]}-{last[1]}_{_safe(consumer)}.parquet"
 
 
@@ -69,13 +79,21 @@ class Roller:
         self._backoff = Backoff(base=0.5, cap=RETRY_MAX_SECONDS)
 
     def add(
-        self, kind: str, day: date, stream: str, entry_id: str, row: Any, now: float, acked: bool
+        self,
+        kind: str,
+        day: date,
+        stream: str,
+        entry_ids: list[str],
+        part: Any,
+        now: float,
+        acked: bool = True,
     ) -> None:
-        """Put a row in its segment; `acked` False for the archive's own rows (a gap record)."""
+        """Put a part (the rows of `entry_ids`, see Segment.add) in its segment; `acked` False
+        for the archive's own rows (a gap record)."""
         segment = self.open.get((kind, day))
         if segment is None:
             segment = self.open[(kind, day)] = Segment(kind, day, now)
-        segment.add(stream, entry_id, row, acked)
+        segment.add(stream, entry_ids, part, acked)
 
     def due(self, now: float, today: date) -> list[Segment]:
         """Segments to make files of now; each is handed out once (until `failed`)."""
@@ -83,7 +101,7 @@ class Roller:
         self.retrying = [s for s in self.retrying if s.retry_at > now]
         for key, segment in list(self.open.items()):
             if (
-                len(segment.rows) >= self.roll_events
+                segment.count >= self.roll_events
                 or now - segment.opened >= self.roll_seconds
                 or segment.day < today
             ):
@@ -123,7 +141,7 @@ class Roller:
     @property
     def held(self) -> int:
         """Rows waiting in segments, not yet in a durable file."""
-        return sum(len(s.rows) for s in (*self.open.values(), *self.retrying))
+        return sum(s.count for s in (*self.open.values(), *self.retrying))
 
     def next_due(self, now: float) -> float | None:
         """Seconds until a segment is due by time (None: nothing open)."""

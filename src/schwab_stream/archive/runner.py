@@ -9,10 +9,11 @@ pending in Redis; while Redis is away it keeps what it holds and tries again wit
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,17 +24,11 @@ from redis.exceptions import RedisError
 from schwab_stream.archive import files, tables
 from schwab_stream.archive.connect import redis_parts
 from schwab_stream.archive.errors import ArchiveIncomplete, ArchiveTakenOver
-from schwab_stream.archive.gaps import seq_gaps
+from schwab_stream.archive.gaps import seq_gaps, steady
+from schwab_stream.archive.intake import intake
 from schwab_stream.archive.metrics import ArchiveMetrics
 from schwab_stream.archive.roll import Roller, Segment
-from schwab_stream.archive.rows import (
-    GAP_KIND,
-    UNMAPPED_KIND,
-    Entry,
-    Mapped,
-    ny_day,
-    to_row,
-)
+from schwab_stream.archive.rows import GAP_KIND, Entry, ny_day
 from schwab_stream.backoff import Backoff
 from schwab_stream.redis_topology import Kind
 
@@ -58,6 +53,22 @@ class ArchiveConfig:
     roll_seconds: float
     roll_events: int
     dead_seconds: float
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a read is parsed and turned into columns:
+    its entries, rows and lists hold no cycles and are freed together by their counts, but
+    hundreds of thousands of them alive at once made the collector run over and over
+    (docs/performance.md, "Archive (#19)")."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Archiver:
@@ -136,35 +147,31 @@ class Archiver:
         if self.roller.blocked:
             time.sleep(min(0.5, self.roller.next_due(self.clock()) or 0.5))
             return
-        deliveries = self.source.read(READ_COUNT)
+        with collector_paused():
+            deliveries = self.source.read(READ_COUNT)
+            for delivery in deliveries:
+                self.take(delivery.stream, delivery.entries, delivery.prev_seq)
         if not deliveries:
             due = self.roller.next_due(self.clock())
             wait = BLOCK_MS if due is None else min(BLOCK_MS, int(due * 1000) + 1)
             self.source.wait(wait)
-            return
-        for delivery in deliveries:
-            self.take(delivery.stream, delivery.entries, delivery.prev_seq)
 
     def take(
         self, stream: str, entries: list[Entry], prev_seq: int | None, check: bool = True
     ) -> None:
-        """Rows of one stream's entries into their segments; with `check`, gaps in `seq` too."""
+        """One stream's entries (in stream order) into their segments; with `check`, gaps in
+        `seq` too."""
         now = self.clock()
-        seqs: list[tuple[str, int | None]] = []
-        for entry in entries:
-            row = to_row(entry)
-            if isinstance(row, Mapped):
-                self.roller.add(row.kind, row.day, stream, entry.entry_id, row.event, now, True)
-                seqs.append((entry.entry_id, row.event.seq))
-            else:
-                self.metrics.unmapped.inc()
-                log.warning(
-                    "entry %s of %s kept raw (type=unmapped): %s", entry.entry_id, stream, row.error
-                )
-                self.roller.add(UNMAPPED_KIND, row.day, stream, entry.entry_id, row, now, True)
-        if not check or stream == self._status:
+        taken = intake(stream, entries)
+        for part in taken.parts:
+            self.roller.add(part.kind, part.day, stream, part.entry_ids, part.batch, now)
+        for entry_id, row in taken.unmapped:
+            self.metrics.unmapped.inc()
+            log.warning("entry %s of %s kept raw (type=unmapped): %s", entry_id, stream, row.error)
+        if not check or stream == self._status or steady(prev_seq, taken.seqs):
             return
-        for gap in seq_gaps(stream, prev_seq, seqs):
+        ids = [entry.entry_id for entry in entries]
+        for gap in seq_gaps(stream, prev_seq, zip(ids, taken.seqs, strict=True)):
             self.metrics.gaps.inc()
             self.metrics.missing.inc(gap.missing)
             log.warning(
@@ -177,7 +184,9 @@ class Archiver:
             )
             found = self.wall_ns()
             day = ny_day(found // 1_000_000)
-            self.roller.add(GAP_KIND, day, stream, gap.entry_id, (gap, found), now, False)
+            self.roller.add(
+                GAP_KIND, day, stream, [gap.entry_id], tables.gap_batch(gap, found), now, False
+            )
 
     # --- files --------------------------------------------------------------------------
 
@@ -196,7 +205,7 @@ class Archiver:
         relative = f"{segment.partition()}/{name}"
         temp = files.temp_dir(self.config.root, self.config.consumer) / name
         try:
-            size = files.write_aside(tables.table(segment.kind, segment.rows), temp)
+            size = files.write_aside(tables.table(segment.kind, segment.parts), temp)
         except OSError as exc:
             self._write_failed(segment, exc)
             return
@@ -227,12 +236,12 @@ class Archiver:
     def _written(self, segment: Segment, size: int) -> None:
         self.metrics.files.labels(segment.kind).inc()
         self.metrics.bytes.labels(segment.kind).inc(size)
-        self.metrics.events.labels(segment.kind).inc(len(segment.rows))
+        self.metrics.events.labels(segment.kind).inc(segment.count)
         if self._disk_error is not None:
             log.info("files can be written again (%s is over); resuming", self._disk_error)
             self._disk_error = None
             self.metrics.blocked.set(0)
-        log.debug("wrote %s/%s", segment.partition(), len(segment.rows))
+        log.debug("wrote %s/%s", segment.partition(), segment.count)
 
     def _write_failed(self, segment: Segment, exc: OSError) -> None:
         reason = files.reason(exc)
@@ -291,7 +300,7 @@ class Archiver:
             segments = self.roller.drain()
             if segments and self._disk_error is not None:
                 break
-        left = self.roller.held + sum(len(s.rows) for s in segments)
+        left = self.roller.held + sum(s.count for s in segments)
         if left or self.unacked:
             raise ArchiveIncomplete(
                 f"stopped with {left} entries not in a durable file"

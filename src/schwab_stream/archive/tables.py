@@ -8,17 +8,18 @@ is kept as its JSON text. Every row also has `stream` and `entry_id`, the Redis 
 
 from __future__ import annotations
 
+import array
 import operator
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schwab_stream.archive.gaps import Gap
-from schwab_stream.archive.rows import GAP_KIND, UNMAPPED_KIND, Unmapped
-
-_json = msgspec.json.Encoder()
+from schwab_stream.archive.rows import GAP_KIND, INT64_LIMIT, UNMAPPED_KIND, Unmapped
 
 F64 = pa.float64()
 I64 = pa.int64()
@@ -42,9 +43,13 @@ ITEM = pa.struct(
     ]
 )
 
-# How a column's values come out of the events: an attribute as it is, as JSON text, or as
-# plain lists and dicts (nested columns).
-PLAIN, JSON, NESTED = "plain", "json", "nested"
+# How a column's values come out of the rows: an attribute as it is, the entry's JSON text of it
+# (rows.py keeps it as msgspec.Raw), or plain lists and dicts (nested columns).
+# A whole column holds int64s that come as floats (sizes, volumes): whole numbers in range, or
+# the batch is Unstorable (pa.array alone would truncate 1.5 to 1).
+PLAIN, JSON, NESTED, WHOLE = "plain", "json", "nested", "whole"
+#: The JSON columns that must hold an object (the contract's dict fields)
+OBJECTS = frozenset({"fields", "info"})
 
 _COMMON = [
     ("v", pa.int16(), PLAIN),
@@ -60,7 +65,7 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
     "tick": [
         *_COMMON,
         *((name, F64, PLAIN) for name in ("bid", "ask", "last")),
-        *((name, I64, PLAIN) for name in ("bid_size", "ask_size", "last_size", "volume")),
+        *((name, I64, WHOLE) for name in ("bid_size", "ask_size", "last_size", "volume")),
         *((name, F64, PLAIN) for name in ("open", "high", "low", "close", "mark", "net_change")),
         ("quote_time", MS, PLAIN),
         ("trade_time", MS, PLAIN),
@@ -80,7 +85,7 @@ COLUMNS: dict[str, list[tuple[str, pa.DataType, str]]] = {
         *_COMMON,
         ("start", MS, PLAIN),
         *((name, F64, PLAIN) for name in ("open", "high", "low", "close")),
-        ("volume", I64, PLAIN),
+        ("volume", I64, WHOLE),
         ("sequence", I64, PLAIN),
         ("backfilled", pa.bool_(), PLAIN),
     ],
@@ -126,45 +131,88 @@ def schema(kind: str) -> pa.Schema:
     return pa.schema([*head, *((name, kind_) for name, kind_, _ in COLUMNS[kind])])
 
 
-def table(kind: str, rows: Sequence[tuple[str, str, Any]]) -> pa.Table:
-    """A segment's rows (stream, entry id, row) as a table of `kind`'s schema; a gap's row is
-    (Gap, when it was found in epoch ns)."""
-    target = schema(kind)
-    arrays: list[pa.Array] = [
-        pa.array([r[0] for r in rows], STR),
-        pa.array([r[1] for r in rows], STR),
-    ]
-    items = [r[2] for r in rows]
-    if kind == GAP_KIND:
-        gaps: list[tuple[Gap, int]] = items
-        arrays += [
-            pa.array([g.after_seq for g, _ in gaps], I64),
-            pa.array([g.seq for g, _ in gaps], I64),
-            pa.array([g.missing for g, _ in gaps], I64),
-            pa.array([ns for _, ns in gaps], NS),
-        ]
-    elif kind == UNMAPPED_KIND:
-        unmapped: list[Unmapped] = items
-        arrays += [
-            pa.array([u.data for u in unmapped], pa.binary()),
-            pa.array([u.error for u in unmapped], STR),
-        ]
-    else:
-        spec = COLUMNS[kind]
-        # One C call per event for all its attributes, then the columns by transposition.
-        get = operator.attrgetter(*(name for name, _, _ in spec))
-        columns = zip(*map(get, items), strict=True) if items else [[] for _ in spec]
-        for (_, type_, how), values in zip(spec, columns, strict=True):
-            arrays.append(pa.array(_CONVERT[how](list(values)), type_))
-    return pa.Table.from_arrays(arrays, schema=target)
+class Unstorable(Exception):
+    """A value its column cannot hold: an int past int64, text that is not UTF-8, a `fields` or
+    `info` that is not a JSON object."""
 
 
-def _as_json(values: list[Any]) -> list[str]:
-    return [_json.encode(v).decode() for v in values]
+def batch(kind: str, stream: str, entry_ids: list[str], rows: Sequence[Any]) -> pa.RecordBatch:
+    """One stream's rows of `kind` (rows.py's row types) as a batch of `kind`'s schema; raises
+    Unstorable when any value does not fit its column."""
+    spec = COLUMNS[kind]
+    get = _GETTERS[kind]
+    # One C call per row for all its attributes, then the columns by transposition.
+    columns = zip(*map(get, rows), strict=True) if rows else [() for _ in spec]
+    try:
+        arrays = [pa.repeat(pa.scalar(stream, STR), len(rows)), pa.array(entry_ids, STR)]
+        for (name, type_, how), values in zip(spec, columns, strict=True):
+            arrays.append(_CONVERT[how](values, type_, name))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema(kind))
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        raise Unstorable(str(exc)) from None
 
 
-_CONVERT: dict[str, Callable[[list[Any]], list[Any]]] = {
-    PLAIN: lambda values: values,
-    JSON: _as_json,
-    NESTED: msgspec.to_builtins,
+def unmapped_batch(stream: str, entry_ids: list[str], rows: Sequence[Unmapped]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.repeat(pa.scalar(stream, STR), len(rows)),
+            pa.array(entry_ids, STR),
+            pa.array([u.data for u in rows], pa.binary()),
+            pa.array([u.error for u in rows], STR),
+        ],
+        schema=schema(UNMAPPED_KIND),
+    )
+
+
+def gap_batch(gap: Gap, found_ns: int) -> pa.RecordBatch:
+    """The record of one gap, found at `found_ns` (epoch ns)."""
+    values = [[gap.stream], [gap.entry_id], [gap.after_seq], [gap.seq], [gap.missing], [found_ns]]
+    target = schema(GAP_KIND)
+    arrays = [pa.array(v, f.type) for v, f in zip(values, target, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def table(kind: str, parts: Sequence[pa.RecordBatch]) -> pa.Table:
+    """A segment's batches as one table of `kind`'s schema (one chunk per column)."""
+    return pa.Table.from_batches(parts, schema=schema(kind)).combine_chunks()
+
+
+def _plain(values: Sequence[Any], type_: pa.DataType, _: str) -> pa.Array:
+    return pa.array(values, type_)
+
+
+def _json(values: Sequence[Any], type_: pa.DataType, name: str) -> pa.Array:
+    """Raw JSON texts as a string column, without a Python object per value: the texts joined,
+    their offsets from their lengths; checked to be UTF-8 (and objects, for `fields`/`info`)."""
+    ends = accumulate(map(len, values), initial=0)
+    offsets = pa.py_buffer(array.array("i", ends))
+    column = pa.StringArray.from_buffers(len(values), offsets, pa.py_buffer(b"".join(values)))
+    column.validate(full=True)
+    if name in OBJECTS and len(column) and not pc.all(pc.starts_with(column, "{")).as_py():
+        raise Unstorable(f"`{name}` is not a JSON object")
+    return column
+
+
+def _whole(values: Sequence[Any], type_: pa.DataType, name: str) -> pa.Array:
+    """Floats as int64: the cast is safe (a fraction or a value past int64 raises); int64's
+    lowest value is refused too, as rows.py's rule does."""
+    floats = pa.array(values, F64)
+    low = pc.min(floats).as_py()
+    if low is not None and low <= -INT64_LIMIT:
+        raise Unstorable(f"{name} {low!r} is not a whole number an int64 column holds")
+    return floats.cast(type_, safe=True)
+
+
+def _nested(values: Sequence[Any], type_: pa.DataType, _: str) -> pa.Array:
+    return pa.array(msgspec.to_builtins(list(values)), type_)
+
+
+_CONVERT: dict[str, Callable[[Sequence[Any], pa.DataType, str], pa.Array]] = {
+    PLAIN: _plain,
+    JSON: _json,
+    NESTED: _nested,
+    WHOLE: _whole,
+}
+_GETTERS = {
+    kind: operator.attrgetter(*(name for name, _, _ in spec)) for kind, spec in COLUMNS.items()
 }
