@@ -2,13 +2,14 @@
 own publisher writing the same events in the same run, and bytes per event on disk next to the
 JSON in Redis.
 
-    .venv/bin/python bench/archive_bench.py [--events 200000] [--symbols 50]
+    .venv-bench/bin/python bench/archive_bench.py [--events 200000] [--symbols 50] [--rounds 3]
 
 Ticks like the live ones (a full merged quote of 2-decimal prices walking by a cent, sizes,
 volume, times, `changed`, three `fields`), written to an embedded redis-server by the bridge's
 `TradingEventPublisher` (timed: the bridge's write side); then one `Archiver` (timed, on this
 one thread) reads them through its group and writes its Parquet files, until every entry is
-acknowledged.
+acknowledged. Each round has a server of its own; the archiver's CPU is its thread's own
+(`time.thread_time`), so "one core" holds even while Redis runs on the other.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
 from schwab_stream.archive.metrics import ArchiveMetrics
+from schwab_stream.archive.roll import Segment
 from schwab_stream.archive.runner import ArchiveConfig, Archiver
 from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.events import TickEvent
@@ -77,6 +81,28 @@ def ticks(n: int, symbols: int, seed: int = 7) -> list[TickEvent]:
     return out
 
 
+@dataclass(frozen=True)
+class Round:
+    publisher: float  # events/s of the bridge's publisher
+    archiver: float  # events/s archived (wall clock, Redis included)
+    cpu_us: float  # the archiver thread's CPU per event
+    json_bytes: float  # per event: the `data` field in the entries
+    redis_bytes: float  # per event: the streams' Redis memory
+    disk_bytes: float  # per event: the Parquet files
+
+
+@dataclass(frozen=True)
+class Figures:
+    events: int
+    symbols: int
+    rounds: list[Round]
+
+    def spread(self, name: str) -> tuple[float, float, float]:
+        """Median, lowest and highest of a Round field over the rounds."""
+        values = [getattr(r, name) for r in self.rounds]
+        return statistics.median(values), min(values), max(values)
+
+
 async def publish(url: str, events: list[TickEvent]) -> float:
     pub = TradingEventPublisher(url, prefix="bench", maxlen=10_000_000, queue_size=10_000_000)
     task = asyncio.create_task(pub.run())
@@ -91,35 +117,39 @@ async def publish(url: str, events: list[TickEvent]) -> float:
     return elapsed
 
 
-def archive(url: str, root: Path, n: int) -> float:
+class _Counted(Archiver):
+    """An archiver that notes when `target` events are in durable files and acknowledged (the
+    clocks stop there: what run() does after, waiting for more entries and leaving the group,
+    is not archiving), and then stops."""
+
+    def __init__(self, client: redis.Redis, config: ArchiveConfig, target: int) -> None:
+        super().__init__(client, config, ArchiveMetrics())
+        self.target = target
+        self.done = threading.Event()
+        self.clocks = (0.0, 0.0)
+
+    def _finish_one(self, segment: Segment) -> None:
+        super()._finish_one(segment)  # the file is in place and its entries acknowledged
+        archived = self.metrics.registry.get_sample_value(
+            "schwab_stream_archive_events_total", {"type": "tick"}
+        )
+        if (archived or 0) >= self.target and not self.done.is_set():
+            self.clocks = (time.perf_counter(), time.thread_time())
+            self.done.set()
+
+
+def archive(url: str, root: Path, n: int) -> tuple[float, float]:
+    """Wall seconds and this thread's CPU seconds to archive and acknowledge `n` entries."""
     client = redis.Redis.from_url(url, socket_timeout=30)
     config = ArchiveConfig(root, "bench", "archive", "bench", 3600.0, 200_000, 30.0)
-    archiver = Archiver(client, config, ArchiveMetrics())
-    stop = threading.Event()
-    real_written = archiver._written
-
-    def written(segment, size):  # type: ignore[no-untyped-def]
-        real_written(segment, size)
-        total = sum(v.get() for v in _values(archiver.metrics.events))
-        if total >= n:
-            stop.set()
-
-    archiver._written = written  # type: ignore[method-assign]
-    start = time.perf_counter()
-    archiver.run(stop)
-    return time.perf_counter() - start
+    archiver = _Counted(client, config, n)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    archiver.run(archiver.done)
+    return archiver.clocks[0] - wall, archiver.clocks[1] - cpu
 
 
-def _values(counter):  # type: ignore[no-untyped-def]
-    return [child._value for child in counter._metrics.values()]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--symbols", type=int, default=50)
-    args = parser.parse_args()
-    events = ticks(args.events, args.symbols)
+def one_round(events: list[TickEvent]) -> Round:
+    n = len(events)
     server = EmbeddedRedis().start()
     try:
         publish_s = asyncio.run(publish(server.url, events))
@@ -129,22 +159,59 @@ def main() -> None:
         redis_bytes = sum(client.memory_usage(k, samples=0) or 0 for k in keys)
         with tempfile.TemporaryDirectory() as folder:
             root = Path(folder)
-            archive_s = archive(server.url, root, args.events)
+            archive_s, cpu_s = archive(server.url, root, n)
             disk = sum(p.stat().st_size for p in root.glob("type=tick/*/*.parquet"))
     finally:
         server.stop()
-    n = args.events
-    print(f"events                      {n:,} ticks, {args.symbols} symbols")
-    print(f"bridge publisher (XADD)     {n / publish_s:,.0f} events/s")
-    print(
-        f"archiver (one thread)       {n / archive_s:,.0f} events/s "
-        f"({n / archive_s / (n / publish_s):.2f}x the publisher)"
+    per = 1 / n
+    return Round(
+        n / publish_s,
+        n / archive_s,
+        cpu_s * per * 1e6,
+        json_bytes * per,
+        redis_bytes * per,
+        disk * per,
     )
-    print(f"JSON in the entries         {json_bytes / n:,.0f} bytes/event")
-    print(f"Redis memory of the streams {redis_bytes / n:,.0f} bytes/event")
+
+
+def measure(events: int, symbols: int, rounds: int) -> Figures:
+    made = ticks(events, symbols)
+    return Figures(events, symbols, [one_round(made) for _ in range(rounds)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    f = measure(args.events, args.symbols, args.rounds)
+    print(f"events {f.events:,} ticks, {f.symbols} symbols, {len(f.rounds)} rounds")
+    for i, r in enumerate(f.rounds, 1):
+        print(
+            f"  round {i}: publisher {r.publisher:,.0f}/s, archiver {r.archiver:,.0f}/s "
+            f"({r.archiver / r.publisher:.2f}x), archiver CPU {r.cpu_us:.2f} us/event"
+        )
+
+    def spread(name: str, fmt: str) -> str:
+        mid, low, high = f.spread(name)
+        return f"{mid:{fmt}} ({low:{fmt}}-{high:{fmt}})"
+
+    ratios = sorted(r.archiver / r.publisher for r in f.rounds)
+    print(f"bridge publisher (XADD)     {spread('publisher', ',.0f')} events/s, median (range)")
+    print(f"archiver (one thread)       {spread('archiver', ',.0f')} events/s")
+    core = 1e6 / f.spread("cpu_us")[0]
+    print(f"archiver CPU                {spread('cpu_us', '.2f')} us/event ({core:,.0f}/s a core)")
     print(
-        f"Parquet on disk (zstd)      {disk / n:,.1f} bytes/event "
-        f"({json_bytes / disk:.1f}x smaller than the JSON, {redis_bytes / disk:.1f}x than Redis)"
+        f"archiver / publisher        {statistics.median(ratios):.2f}x "
+        f"({ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+    )
+    json_b, redis_b, disk_b = (f.spread(n)[0] for n in ("json_bytes", "redis_bytes", "disk_bytes"))
+    print(f"JSON in the entries         {json_b:,.0f} bytes/event")
+    print(f"Redis memory of the streams {redis_b:,.0f} bytes/event")
+    print(
+        f"Parquet on disk (zstd)      {disk_b:,.1f} bytes/event "
+        f"({json_b / disk_b:.1f}x smaller than the JSON, {redis_b / disk_b:.1f}x than Redis)"
     )
 
 

@@ -3,8 +3,8 @@
 Each row puts our figure next to a reference measured in the same run on the same machine:
 schwab-py's handler for decode + normalize + encode, a bare XADD loop for throughput, a bare
 websocket-to-XADD loop for latency, a bare Redis-to-websocket relay for live subscription
-changes (issue 16), the REST calls alone for back-fill (issue 17). All on loopback, against an
-embedded redis-server.
+changes (issue 16), the REST calls alone for back-fill (issue 17), the bridge's publisher for
+the archiver (issue 19). All on loopback, against an embedded redis-server.
 
     .venv-bench/bin/python bench/run.py [--quick]
 
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import archive_bench
 import backfill_bench
 import cluster_bench
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
@@ -302,6 +303,36 @@ def backfill_rows(quick: bool) -> list[Row]:
     return rows
 
 
+def archive_rows(quick: bool) -> list[Row]:
+    """The archive (#19, bench/archive_bench.py): ticks archived per second by one archiver
+    thread against the bridge's publisher writing the same ticks, in rounds of their own server;
+    bytes per tick on disk against the JSON in the entries."""
+    f = archive_bench.measure(50_000 if quick else 200_000, 50, 2 if quick else 3)
+    ratios = sorted(r.archiver / r.publisher for r in f.rounds)
+    ratio = statistics.median(ratios)
+    (ours, ours_lo, ours_hi), (pub, pub_lo, pub_hi) = f.spread("archiver"), f.spread("publisher")
+    json_bytes, disk = f.spread("json_bytes")[0], f.spread("disk_bytes")[0]
+    return [
+        Row(
+            f"archive: ticks on one core ({f.events:,} x {len(f.rounds)} rounds, "
+            f"CPU {f.spread('cpu_us')[0]:.1f} us/tick)",
+            f"{ours:,.0f} ev/s ({ours_lo:,.0f}-{ours_hi:,.0f})",
+            f"{pub:,.0f} ev/s bridge publisher ({pub_lo:,.0f}-{pub_hi:,.0f})",
+            f"{ratio:.2f}x (lowest {ratios[0]:.2f}x)",
+            ">= bridge",
+            ratio >= 1,
+        ),
+        Row(
+            "archive: bytes per tick on disk (zstd Parquet)",
+            f"{disk:.1f} B",
+            f"{json_bytes:,.0f} B of JSON in Redis",
+            f"{json_bytes / disk:.0f}x smaller",
+            ">= 10x smaller",
+            json_bytes / disk >= 10,
+        ),
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ("benchmark", "ours", "reference (same run)", "ratio", "target", "")
     cells = [headers] + [
@@ -361,6 +392,7 @@ def main() -> None:
         rows.extend(_guarded(functools.partial(other_server_rows, mode, binary)))
     rows.extend(_guarded(subscription_rows))
     rows.extend(_guarded(lambda: backfill_rows(args.quick)))
+    rows.extend(_guarded(lambda: archive_rows(args.quick)))
     print_table(rows)
     print(
         "# latency: per frame, the sender's own send stamp -> Redis's ack (frames waiting in a "
