@@ -19,7 +19,7 @@ from schwab_stream.sim.hours import Schedule
 from schwab_stream.sim.pricing import Greeks, black_scholes
 from schwab_stream.sim.reference import QUOTE_VENUES, TRADE_VENUES, EquityRef, FutureRef, Venue
 from schwab_stream.sim.symbols import Kind
-from schwab_stream.sim.tape import Bar, Tape, round_tick
+from schwab_stream.sim.tape import Bar, Minute, Tape, round_tick
 
 __all__ = ["Bar", "Instrument", "Print", "round_tick", "tick_places"]
 
@@ -28,6 +28,12 @@ def tick_places(tick: float) -> int:
     """Decimal places a price on this tick needs (at least 2)."""
     text = f"{tick:.10f}".rstrip("0")
     return max(2, len(text.partition(".")[2]))
+
+
+def tape_venue(ms: int) -> Venue:
+    """The venue of a tape trade: a function of the trade, so no RNG draw depends on how the
+    tape was read (trade by trade or a minute at once)."""
+    return TRADE_VENUES[ms % len(TRADE_VENUES)]
 
 
 # ---- terms -----------------------------------------------------------------------------------
@@ -231,23 +237,48 @@ class Instrument:
 
     def consume(self, now_ms: int) -> bool:
         """Print the tape's trades up to now_ms (resets applied minute by minute on the way);
-        True if there was one. After a long pause (REBASE_MS) it starts again at the session."""
+        True if there was one. After a long pause (REBASE_MS) it starts again at the session.
+        Minutes wholly inside (tape_ms, now_ms] print a run at a time from their bars."""
         tape = self.tape
         if tape is None or now_ms <= self.tape_ms:
             return False
         if now_ms - self.tape_ms > REBASE_MS:
             self.tape_ms = tape.session_start(now_ms)[1] - 1
-        minute = -1
+        after = self.tape_ms
         printed = False
-        for ms, price, size in tape.trades(self.tape_ms, now_ms):
-            start = ms - ms % MINUTE_MS
-            if start != minute:
-                minute = start
-                self.settle(ms)
-            self.print_trade(price, size, ms)
-            printed = True
+        run: list[Minute] = []
+        phase: tuple[object, ...] = ()
+        for day, i, minute in tape.minutes(after, now_ms):
+            if minute.start_ms > after and minute.last_ms <= now_ms:
+                now_phase = self._phase(minute.start_ms)
+                if run and now_phase != phase:
+                    self.print_minutes(run)
+                    run = []
+                phase = now_phase
+                run.append(minute)
+                printed = True
+                continue
+            if run:
+                self.print_minutes(run)
+                run = []
+            first = True
+            for ms, price, size in day.trades(i):
+                if after < ms <= now_ms:
+                    if first:
+                        self.settle(ms)
+                        first = False
+                    self.print_trade(price, size, ms, tape_venue(ms))
+                    printed = True
+        if run:
+            self.print_minutes(run)
         self.tape_ms = now_ms
         return printed
+
+    def _phase(self, ms: int) -> tuple[object, ...]:
+        """What printing a trade at `ms` depends on besides the trade: the regular session, and
+        the daily resets passed (both change on whole minutes)."""
+        hours = self.hours
+        return (hours.regular_at(ms), *(hours.reset_day(ms, m) for m, _ in RESETS[self.kind]))
 
     def quote_around_last(self, now_ms: int, force: bool = False) -> None:
         """A tape instrument's quote: a spread of 1-5 ticks with the last trade inside it (so
@@ -354,11 +385,10 @@ class Instrument:
         else:
             price = round_tick(self.mid(), self.tick, self.places)
         size = self.trade_lot * rng.choice((1, 1, 1, 2, 3, 5, 10, 20))
-        self.print_trade(price, size, now_ms)
+        self.print_trade(price, size, now_ms, rng.choice(TRADE_VENUES))
 
-    def print_trade(self, price: float, size: int, now_ms: int) -> None:
+    def print_trade(self, price: float, size: int, now_ms: int, venue: Venue) -> None:
         """A trade happened: last, volume, the regular-session open/high/low, the bar."""
-        rng = self.rng
         self.last, self.last_size = price, size
         self.volume += size
         self.trades += 1
@@ -369,7 +399,7 @@ class Instrument:
             self.high = max(self.high, price)
             self.low = min(self.low, price) if self.low else price
         self.trade_ms = now_ms
-        self.last_venue = rng.choice(TRADE_VENUES)
+        self.last_venue = venue
         start = now_ms - now_ms % MINUTE_MS
         if self.bar is None or self.bar.start_ms != start:
             self.bar = Bar(start, price, price, price, price, size)
@@ -379,6 +409,26 @@ class Instrument:
             bar.low = min(bar.low, price)
             bar.close = price
             bar.volume += size
+
+    def print_minutes(self, run: list[Minute]) -> None:
+        """Consecutive tape minutes of one `_phase` at once, from their bars: the state that
+        `settle` and `print_trade` leave after each of their trades in turn."""
+        first, last = run[0], run[-1]
+        self.settle(first.start_ms)
+        self.bars.extend(m.bar() for m in run[-1 - (self.bars.maxlen or len(run)) : -1])
+        self.bar = last.bar()
+        self.last, self.last_size = last.close, last.last_size
+        self.volume += sum(m.volume for m in run)
+        self.trades += sum(m.trades for m in run)
+        if self.hours.regular_at(first.start_ms):
+            self.regular = Print(last.close, last.last_size, last.last_ms)
+            if self.open == 0:
+                self.open = first.open
+            self.high = max(self.high, *(m.high for m in run))
+            low = min(m.low for m in run)
+            self.low = min(self.low, low) if self.low else low
+        self.trade_ms = last.last_ms
+        self.last_venue = tape_venue(last.last_ms)
 
     def finish_bar(self, now_ms: int) -> None:
         if self.bar is not None and now_ms - now_ms % MINUTE_MS > self.bar.start_ms:

@@ -10,34 +10,60 @@ often; only on the seed, the symbol, the trade date and the session times.
 A trade date's path is a Brownian bridge in log price from that date's anchor to the next trade
 date's anchor (anchors are drawn per date around the symbol's reference price, so the path stays
 plausible for any date without computing the dates before it). Each minute of the session has
-`TRADES_PER_MINUTE` trades at seeded offsets (or none, with probability `gap_rate`: Schwab's
-history has minutes without a bar), priced along the bridge with a little jitter, on the tick.
+`TRADES_PER_MINUTE` trades (or none, with probability `gap_rate`: Schwab's history has minutes
+without a bar), priced along the bridge with a little jitter, on the tick.
+
+A minute is drawn on its own, so nothing has to make a whole day to read one minute (a new
+instrument's previous close, its session so far, a history window): the day's walk is eager and
+cheap, but each minute's draws are `MINUTE_BYTES` random bytes at a fixed place in a block of
+`BLOCK_MINUTES` minutes seeded by (seed, symbol, date, block). Its bar (open, high, low, close,
+volume, and its last trade) comes from a few of them without making its trades; its trades are
+made from the rest only when read, and always agree with the bar: the first trade is the open,
+the last the close, one prints the high and one the low, the others lie between.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import accumulate
+from statistics import NormalDist
+from struct import unpack_from
+from typing import NamedTuple
 
 from schwab_stream.sim.clock import MINUTE_MS, et_date
 from schwab_stream.sim.hours import SEARCH_DAYS, Schedule
 
 #: Trades in a minute with trades, per kind: uniform in this range (inclusive).
 TRADES_PER_MINUTE = {"equity": (4, 16), "index": (4, 16), "future": (4, 16), "forex": (2, 6)}
-#: Trade sizes, in units of the instrument's trade lot.
+#: Trade sizes, in units of the instrument's trade lot (one random byte picks one of the eight).
 SIZES = (1, 1, 1, 2, 3, 5, 10, 20)
 #: Per-minute log volatility and the spread of daily anchors, per kind.
 MINUTE_SIGMA = {"equity": 0.0006, "index": 0.0005, "future": 0.0004, "forex": 0.0002}
 DAILY_SIGMA = {"equity": 0.012, "index": 0.01, "future": 0.01, "forex": 0.004}
-#: Trade dates whose trades are kept per symbol (the live instrument reads today's), and whose
-#: bars alone are kept (history requests): a day's trades are ~12,000 entries, its bars ~800.
-CACHE_TRADE_DAYS = 3
-CACHE_BAR_DAYS = 16
+#: Trade dates kept per symbol (each holds its walk and the minutes drawn so far).
+CACHE_DAYS = 16
+
+#: A minute's random bytes: 7 uint16 for its bar (gap, count, open and close jitter, how far the
+#: high and the low reach, the last trade's offset), then per trade a size byte, a uint16 offset
+#: and a price-jitter byte, then a uint16 placing the high and the low among the trades.
+MAX_TRADES = 16
+SIZES_AT = 14
+OFFSETS_AT = SIZES_AT + MAX_TRADES
+JITTER_AT = OFFSETS_AT + 2 * MAX_TRADES
+SLOTS_AT = JITTER_AT + MAX_TRADES
+MINUTE_BYTES = SLOTS_AT + 2
+BLOCK_MINUTES = 60
+#: bytes.translate table: a random byte to its trade size in lots.
+SIZE_TABLE = bytes(SIZES[b % len(SIZES)] for b in range(256))
+U16 = 65536.0
+#: The walk's steps: standard normal quantiles, one picked by the top NORMAL_BITS of a uint16.
+NORMAL_BITS = 12
+NORMALS = [NormalDist().inv_cdf((k + 0.5) / (1 << NORMAL_BITS)) for k in range(1 << NORMAL_BITS)]
 
 
 def round_tick(value: float, tick: float, places: int) -> float:
@@ -56,24 +82,151 @@ class Bar:
     volume: int
 
 
-@dataclass(frozen=True)
-class DayTape:
-    """One trade date's trades (parallel lists, in time order) and their one-minute bars."""
+class Minute(NamedTuple):
+    """One minute of the tape without its trades: its bar, trade count and last trade."""
 
-    day: date
     start_ms: int
-    end_ms: int
-    ms: list[int]
-    prices: list[float]
-    sizes: list[int]
-    bars: list[Bar]
-    #: The day's closing price: the last regular-session trade (equities), else the last trade.
+    open: float
+    high: float
+    low: float
     close: float
-    close_ms: int
+    volume: int
+    trades: int
+    last_ms: int
+    last_size: int
+
+    def bar(self) -> Bar:
+        return Bar(self.start_ms, self.open, self.high, self.low, self.close, self.volume)
+
+
+class DayTape:
+    """One trade date: its walk (made at once) and its minutes (drawn when first read)."""
+
+    def __init__(self, tape: Tape, day: date, start_ms: int, end_ms: int, regular_end: int) -> None:
+        self.tape = tape
+        self.day = day
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.regular_end = regular_end
+        self.minutes = (end_ms - start_ms) // MINUTE_MS
+        #: The path at minute i is anchor * exp(logs[i]); `anchor_ticks` is the anchor in ticks.
+        self.anchor_ticks, self.logs = tape.walk(day, self.minutes)
+        self._blocks: dict[int, bytes] = {}
+        self._memo: dict[int, Minute | None] = {}
+        self._close: tuple[float, int] | None = None
+
+    def _draws(self, i: int) -> tuple[bytes, int]:
+        """The block of random bytes holding minute i's, and where they start in it."""
+        b, at = divmod(i, BLOCK_MINUTES)
+        block = self._blocks.get(b)
+        if block is None:
+            t = self.tape
+            rng = random.Random(f"{t.seed}|{t.symbol}|tape|{self.day.isoformat()}|{b}")
+            block = self._blocks[b] = rng.randbytes(BLOCK_MINUTES * MINUTE_BYTES)
+        return block, at * MINUTE_BYTES
+
+    def _geometry(self, i: int) -> tuple[float, float, float]:
+        """In ticks: the path at the minute's start, its drift per ms, the trades' jitter."""
+        p0 = self.anchor_ticks * math.exp(self.logs[i])
+        p1 = self.anchor_ticks * math.exp(self.logs[i + 1])
+        return p0, (p1 - p0) / MINUTE_MS, max(2.0, p0 * self.tape.sigma * 0.5)
+
+    def minute(self, i: int) -> Minute | None:
+        """Minute i of the session (None: a minute without trades)."""
+        if i in self._memo:
+            return self._memo[i]
+        t = self.tape
+        buf, o = self._draws(i)
+        gap, count, oj, cj, hr, lr, lo = unpack_from("<7H", buf, o)
+        found = None
+        if not (t.gap_rate and gap < t.gap_rate * U16):
+            low_n, high_n = t.per_minute
+            n = low_n + (count * (high_n - low_n + 1) >> 16)
+            sizes = buf[o + SIZES_AT : o + SIZES_AT + n].translate(SIZE_TABLE)
+            last_off = min(int(MINUTE_MS * ((lo + 1) / U16) ** (1 / n)), MINUTE_MS - 1)
+            p0, slope, jitter = self._geometry(i)
+            first = max(int(p0 + (oj / U16 - 0.5) * jitter + 0.5), 1)
+            last = max(int(p0 + slope * last_off + (cj / U16 - 0.5) * jitter + 0.5), 1)
+            top, bottom = max(first, last), min(first, last)
+            high = top + int(hr / U16 * jitter * 0.5 + 0.5)
+            low = max(bottom - int(lr / U16 * jitter * 0.5 + 0.5), 1)
+            if n == 3:  # one trade between the first and the last: it prints one extreme
+                if hr & 1:
+                    low = bottom
+                else:
+                    high = top
+            elif n == 2:
+                high, low = top, bottom
+            start = self.start_ms + i * MINUTE_MS
+            lot, per = t.trade_lot, t.per_tick
+            found = Minute(
+                start,
+                first / per,
+                high / per,
+                low / per,
+                last / per,
+                lot * sum(sizes),
+                n,
+                start + last_off,
+                lot * sizes[-1],
+            )
+        self._memo[i] = found
+        return found
+
+    def trades(self, i: int) -> list[tuple[int, float, int]]:
+        """(ms, price, size) of minute i's trades in time order, agreeing with `minute(i)`."""
+        m = self.minute(i)
+        if m is None:
+            return []
+        t = self.tape
+        per = t.per_tick
+        buf, o = self._draws(i)
+        n, last_off = m.trades, m.last_ms - m.start_ms
+        raw = unpack_from(f"<{n - 1}H", buf, o + OFFSETS_AT)
+        offsets = sorted(v * last_off >> 16 for v in raw)
+        offsets.append(last_off)
+        p0, slope, jitter = self._geometry(i)
+        low, high = round(m.low * per), round(m.high * per)
+        ticks = [round(m.open * per)]
+        jitters = buf[o + JITTER_AT : o + JITTER_AT + n - 2]
+        for off, j in zip(offsets[1:-1], jitters, strict=True):
+            ticks.append(
+                min(max(int(p0 + slope * off + (j / 256 - 0.5) * jitter + 0.5), low), high)
+            )
+        ticks.append(round(m.close * per))
+        inner = n - 2
+        if inner > 0:
+            a, b = buf[o + SLOTS_AT], buf[o + SLOTS_AT + 1]
+            high_at = 1 + a % inner
+            if inner == 1:
+                ticks[high_at] = high if high > max(ticks[0], ticks[-1]) else low
+            else:
+                low_at = 1 + b % (inner - 1)
+                low_at += low_at >= high_at
+                ticks[high_at], ticks[low_at] = high, low
+        lot = t.trade_lot
+        sizes = buf[o + SIZES_AT : o + SIZES_AT + n].translate(SIZE_TABLE)
+        return [
+            (m.start_ms + off, p / per, lot * s)
+            for off, p, s in zip(offsets, ticks, sizes, strict=True)
+        ]
+
+    def close(self) -> tuple[float, int]:
+        """(price, ms) of the day's close: its last regular-session trade (equities), else its
+        last trade; the anchor at the session's start if it had none."""
+        if self._close is None:
+            last = min(self.minutes, (self.regular_end - self.start_ms) // MINUTE_MS) - 1
+            self._close = round(self.anchor_ticks) / self.tape.per_tick, self.start_ms
+            for i in range(last, -1, -1):
+                m = self.minute(i)
+                if m is not None:
+                    self._close = m.close, m.last_ms
+                    break
+        return self._close
 
 
 class Tape:
-    """One symbol's trades for any trade date, made on demand and cached for a few dates."""
+    """One symbol's trades for any trade date, drawn on demand and cached for a few dates."""
 
     def __init__(
         self,
@@ -98,8 +251,11 @@ class Tape:
         self.sigma = MINUTE_SIGMA[kind]
         self.daily = DAILY_SIGMA[kind]
         self.per_minute = TRADES_PER_MINUTE[kind]
+        #: Prices are drawn in whole ticks and divided by this (every tick is 1/n).
+        self.per_tick = round(1 / tick)
+        if abs(self.per_tick * tick - 1) > 1e-9:
+            raise ValueError(f"tick {tick} is not 1/n")
         self._days: OrderedDict[date, DayTape | None] = OrderedDict()
-        self._bars: OrderedDict[date, DayTape | None] = OrderedDict()
 
     # ---- dates -----------------------------------------------------------------------------
 
@@ -140,124 +296,82 @@ class Tape:
 
     # ---- one trade date --------------------------------------------------------------------
 
+    def walk(self, day: date, minutes: int) -> tuple[float, list[float]]:
+        """(anchor in ticks, log offsets at each minute boundary): a Brownian bridge in log
+        price from the day's anchor to the next trade date's, one seeded normal a minute."""
+        rng = random.Random(f"{self.seed}|{self.symbol}|walk|{day.isoformat()}")
+        draws = unpack_from(f"<{minutes}H", rng.randbytes(2 * minutes))
+        sigma, shift = self.sigma, 16 - NORMAL_BITS
+        walk = [0.0, *accumulate(sigma * NORMALS[v >> shift] for v in draws)]
+        a0, a1 = self.anchor(day), self.anchor(self.next_trade_date(day))
+        lift = (math.log(a1 / a0) - walk[-1]) / minutes
+        return a0 * self.per_tick, [w + lift * i for i, w in enumerate(walk)]
+
     def day(self, day: date) -> DayTape | None:
-        """The trades and bars of trade date `day` (None if this market does not trade then)."""
+        """Trade date `day` (None if this market does not trade then)."""
         if day in self._days:
             self._days.move_to_end(day)
             return self._days[day]
-        made = self._make(day)
+        spans = self.schedule.spans(day)
+        made = None
+        if spans:
+            start, end = spans[0]
+            regular = self.schedule.spans(day, regular=True)
+            made = DayTape(self, day, start, end, regular[0][1] if regular else end)
         self._days[day] = made
-        while len(self._days) > CACHE_TRADE_DAYS:
+        while len(self._days) > CACHE_DAYS:
             self._days.popitem(last=False)
         return made
 
-    def day_bars(self, day: date) -> DayTape | None:
-        """Trade date `day` without its trades (bars, close, span): what history reads."""
-        if day in self._bars:
-            self._bars.move_to_end(day)
-            return self._bars[day]
-        full = self._days[day] if day in self._days else self._make(day)
-        made = None if full is None else replace(full, ms=[], prices=[], sizes=[])
-        self._bars[day] = made
-        while len(self._bars) > CACHE_BAR_DAYS:
-            self._bars.popitem(last=False)
-        return made
-
-    def _make(self, day: date) -> DayTape | None:
-        spans = self.schedule.spans(day)
-        if not spans:
-            return None
-        start, end = spans[0]
-        regular = self.schedule.spans(day, regular=True)
-        regular_end = regular[0][1] if regular else end
-        minutes = (end - start) // MINUTE_MS
-        rng = random.Random(f"{self.seed}|{self.symbol}|tape|{day.isoformat()}")
-        a0, a1 = self.anchor(day), self.anchor(self.next_trade_date(day))
-        walk = [0.0]
-        x = 0.0
-        for _ in range(minutes):
-            x += rng.gauss(0.0, self.sigma)
-            walk.append(x)
-        lift = math.log(a1 / a0) - walk[-1]
-        path = [a0 * math.exp(w + lift * i / minutes) for i, w in enumerate(walk)]
-        tick, places, lot = self.tick, self.places, self.trade_lot
-        low_n, high_n = self.per_minute
-        n_sizes = len(SIZES)
-        random_ = rng.random
-        ms: list[int] = []
-        prices: list[float] = []
-        sizes: list[int] = []
-        bars: list[Bar] = []
-        close, close_ms = round_tick(a0, tick, places), start
-        for i in range(minutes):
-            if self.gap_rate and random_() < self.gap_rate:
-                continue
-            m0 = start + i * MINUTE_MS
-            p0 = path[i]
-            slope = (path[i + 1] - p0) / MINUTE_MS
-            jitter = max(2 * tick, p0 * self.sigma * 0.5)
-            count = low_n + int(random_() * (high_n - low_n + 1))
-            offsets = sorted(int(random_() * MINUTE_MS) for _ in range(count))
-            first = len(prices)
-            for off in offsets:
-                raw = p0 + slope * off + (random_() - 0.5) * jitter
-                prices.append(round(round(max(raw, tick) / tick) * tick, places))
-                sizes.append(lot * SIZES[int(random_() * n_sizes)])
-                ms.append(m0 + off)
-            minute_prices = prices[first:]
-            bars.append(
-                Bar(
-                    m0,
-                    minute_prices[0],
-                    max(minute_prices),
-                    min(minute_prices),
-                    minute_prices[-1],
-                    sum(sizes[first:]),
-                )
-            )
-            if m0 < regular_end:
-                last_regular = max(
-                    (j for j in range(first, len(ms)) if ms[j] < regular_end), default=None
-                )
-                if last_regular is not None:
-                    close, close_ms = prices[last_regular], ms[last_regular]
-        return DayTape(day, start, end, ms, prices, sizes, bars, close, close_ms)
-
     # ---- ranges ----------------------------------------------------------------------------
 
-    def _days_between(self, after_ms: int, upto_ms: int, trades: bool = True) -> Iterator[DayTape]:
+    def _days_between(self, after_ms: int, upto_ms: int) -> Iterator[DayTape]:
         """The day tapes whose sessions may hold moments in (after_ms, upto_ms], in order."""
         day = et_date(after_ms) - timedelta(days=1)
         last = et_date(upto_ms) + timedelta(days=1)
-        get = self.day if trades else self.day_bars
         while day <= last:
             spans = self.schedule.spans(day)
             if spans and spans[0][1] > after_ms and spans[0][0] <= upto_ms:
-                found = get(day)
+                found = self.day(day)
                 if found is not None:
                     yield found
             day += timedelta(days=1)
 
+    def minutes(self, after_ms: int, upto_ms: int) -> Iterator[tuple[DayTape, int, Minute]]:
+        """(day, index, minute) of every minute with a trade after after_ms that starts by
+        upto_ms, in time order (its trades past upto_ms are the reader's to leave)."""
+        for tape in self._days_between(after_ms, upto_ms):
+            lo = max(0, (after_ms - tape.start_ms) // MINUTE_MS)
+            hi = min(tape.minutes - 1, (upto_ms - tape.start_ms) // MINUTE_MS)
+            for i in range(lo, hi + 1):
+                m = tape.minute(i)
+                if m is not None and m.last_ms > after_ms:
+                    yield tape, i, m
+
     def trades(self, after_ms: int, upto_ms: int) -> Iterator[tuple[int, float, int]]:
         """(ms, price, size) of every trade with after_ms < ms <= upto_ms, in time order."""
-        for tape in self._days_between(after_ms, upto_ms):
-            lo = bisect_right(tape.ms, after_ms)
-            hi = bisect_right(tape.ms, upto_ms)
-            for i in range(lo, hi):
-                yield tape.ms[i], tape.prices[i], tape.sizes[i]
+        for tape, i, _ in self.minutes(after_ms, upto_ms):
+            for trade in tape.trades(i):
+                if after_ms < trade[0] <= upto_ms:
+                    yield trade
 
     def bars(self, from_ms: int, until_ms: int) -> list[Bar]:
         """The bars starting in [from_ms, until_ms), in time order."""
         out: list[Bar] = []
         if until_ms <= from_ms:
             return out
-        for tape in self._days_between(from_ms - 1, until_ms, trades=False):
-            out.extend(b for b in tape.bars if from_ms <= b.start_ms < until_ms)
+        for tape in self._days_between(from_ms - 1, until_ms):
+            lo = max(0, -((tape.start_ms - from_ms) // MINUTE_MS))
+            hi = min(tape.minutes, -((tape.start_ms - until_ms) // MINUTE_MS))
+            for i in range(lo, hi):
+                m = tape.minute(i)
+                if m is not None:
+                    out.append(m.bar())
         return out
 
     def previous_close(self, day: date) -> tuple[float, int]:
         """(price, ms) of the close of the trade date before `day`."""
-        before = self.day_bars(self.previous_trade_date(day))
+        before = self.day(self.previous_trade_date(day))
         if before is None:
             return round_tick(self.anchor(day), self.tick, self.places), 0
-        return before.close, before.close_ms
+        return before.close()
