@@ -3,7 +3,8 @@
 A single Redis and a Sentinel-managed primary take one pipeline on one connection; behind
 Sentinel what the reads and intents write is confirmed on a replica (WAIT) before it is used,
 so a failover cannot hand the same entries out twice. A cluster gets the cluster layout of the
-keys (keys.py), one pipeline per node, and a client whose "no usable cluster" is a Redis error.
+keys (keys.py), one pipeline per node (confirmed the same way on a node with a replica), and a
+client whose "no usable cluster" is a Redis error.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ did not run (NOSCRIPT, MOVED, ASK) are sent again.
 `OnePipe` is one pipeline on one connection (a single Redis, or the primary behind Sentinel,
 where `confirm` appends `WAIT`: what the commands wrote is on that many replicas before it is
 trusted, so a failover cannot hand the same entries out twice). `NodePipes` is one pipeline per
-cluster node, grouped by the node owning each command's first key.
+cluster node, grouped by the node owning each command's key, with `WAIT` on a node that has a
+replica.
 """
 
 from __future__ import annotations
@@ -45,80 +46,94 @@ def unsure(reply: object) -> bool:
     return isinstance(reply, RedisError) and not isinstance(reply, ResponseError)
 
 
+class Confirmation:
+    """Whether replicas confirm the archive's writes: said once when none did in time, and
+    once when one does again."""
+
+    def __init__(self) -> None:
+        self.short = False
+
+    def seen(self, wanted: int, replicas: object) -> None:
+        short = not isinstance(replicas, int) or replicas < wanted
+        if short and not self.short:
+            log.warning(
+                "no replica confirmed the archive's writes within %d ms: a failover now could "
+                "hand entries out again (archived twice); carrying on",
+                CONFIRM_MS,
+            )
+        elif not short and self.short:
+            log.info("a replica confirms the archive's writes again")
+        self.short = short
+
+
+def _pipeline(
+    client: redis.Redis, commands: Sequence[Command], confirm: int, confirmation: Confirmation
+) -> list[Any]:
+    """`commands` in one pipeline on one connection, then with `confirm` WAIT for that many
+    replicas (WAIT counts what this connection wrote). Each reply, or its error as the value;
+    a failed connection is every command's error."""
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for _key, words in commands:
+                pipe.execute_command(*words)  # type: ignore[no-untyped-call]
+            if confirm:
+                pipe.execute_command("WAIT", confirm, CONFIRM_MS)  # type: ignore[no-untyped-call]
+            replies = pipe.execute(raise_on_error=False)
+    except RedisError as exc:
+        return [exc] * len(commands)
+    if confirm:
+        confirmation.seen(confirm, replies.pop())
+    return replies
+
+
 class OnePipe:
     """One pipeline on one connection; with `confirm`, WAIT for that many replicas after it."""
 
     def __init__(self, client: redis.Redis, confirm: int = 0) -> None:
         self.client = client
         self.confirm = confirm
-        self._unconfirmed = False
+        self.confirmation = Confirmation()
 
     def send(self, commands: Sequence[Command]) -> list[Any]:
-        """Each command's reply, or its error as the value; a failed connection is every
-        command's error."""
         if not commands:
             return []
-        try:
-            wait = [("WAIT", ("WAIT", self.confirm, CONFIRM_MS))] if self.confirm else []
-            with self.client.pipeline(transaction=False) as pipe:
-                for _key, words in [*commands, *wait]:
-                    pipe.execute_command(*words)  # type: ignore[no-untyped-call]
-                replies = pipe.execute(raise_on_error=False)
-        except RedisError as exc:
-            return [exc] * len(commands)
-        if self.confirm:
-            self._confirmed(replies.pop())
-        return replies
-
-    def _confirmed(self, replicas: object) -> None:
-        """Say once when no replica confirmed what was written, and once when one does again."""
-        short = isinstance(replicas, int) and replicas < self.confirm
-        if short and not self._unconfirmed:
-            log.warning(
-                "no replica confirmed the archive's writes within %d ms: a failover now could "
-                "hand entries out again (archived twice); carrying on",
-                CONFIRM_MS,
-            )
-        elif not short and self._unconfirmed:
-            log.info("a replica confirms the archive's writes again")
-        self._unconfirmed = short
+        return _pipeline(self.client, commands, self.confirm, self.confirmation)
 
 
 class NodePipes:
-    """One pipeline per cluster node owning the commands' keys. A reply that the slot moved
-    refreshes the slot table and the command goes again through the cluster client, which
-    follows MOVED and ASK; a failed node refreshes the table too (a replica may have taken
-    over) and is the error of its commands."""
+    """One pipeline per cluster node owning the commands' keys, each followed by WAIT 1 when
+    the node has a replica (as behind Sentinel: a promoted replica holds what the archive
+    used). A reply that the slot moved refreshes the slot table and the command goes again
+    through the cluster client, which follows MOVED and ASK; a failed node refreshes the table
+    too (a replica may have taken over) and is the error of its commands."""
 
     def __init__(self, client: Any) -> None:
         #: A redis.cluster.RedisCluster
         self.client = client
+        self.confirmation = Confirmation()
 
     def send(self, commands: Sequence[Command]) -> list[Any]:
         replies: list[Any] = [None] * len(commands)
-        by_node: dict[str, tuple[redis.Redis, list[int]]] = {}
+        #: node name -> its client, whether it has a replica, the commands' indexes
+        by_node: dict[str, tuple[redis.Redis, int, list[int]]] = {}
         try:
             for index, (key, _words) in enumerate(commands):
                 node = self.client.get_node_from_key(key)
                 if node.name not in by_node:
-                    by_node[node.name] = (self.client.get_redis_connection(node), [])
-                by_node[node.name][1].append(index)
+                    served_by = self.client.nodes_manager.slots_cache.get(self.client.keyslot(key))
+                    replica = 1 if served_by and len(served_by) > 1 else 0
+                    by_node[node.name] = (self.client.get_redis_connection(node), replica, [])
+                by_node[node.name][2].append(index)
         except (RedisError, RedisClusterException) as exc:
             self._refresh()  # (a slot no node serves in the table: learnt again)
             return [_as_redis_error(exc)] * len(commands)
         refresh = False
-        for node_client, indexes in by_node.values():
-            try:
-                with node_client.pipeline(transaction=False) as pipe:
-                    for index in indexes:
-                        pipe.execute_command(*commands[index][1])  # type: ignore[no-untyped-call]
-                    node_replies = pipe.execute(raise_on_error=False)
-            except RedisError as exc:
-                node_replies = [exc] * len(indexes)
-                refresh = True
+        for node_client, replica, indexes in by_node.values():
+            node_commands = [commands[i] for i in indexes]
+            node_replies = _pipeline(node_client, node_commands, replica, self.confirmation)
             for index, reply in zip(indexes, node_replies, strict=True):
                 replies[index] = reply
-                refresh |= isinstance(reply, _NOT_RUN)
+                refresh |= isinstance(reply, _NOT_RUN) or unsure(reply)
         if refresh:
             self._refresh()
         for index, reply in enumerate(replies):
