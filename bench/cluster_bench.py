@@ -13,11 +13,17 @@ payloads to the same keys through redis-py's cluster pipeline, batch by batch (i
 pipeline.
 
     .venv-bench/bin/python bench/cluster_bench.py [--quick] [--rounds N]
+    .venv-bench/bin/python bench/cluster_bench.py --flights N   # CPU per one-frame flight only
+
+`--flights` times the publisher alone (no websocket, no sender): N flights of one frame of 20
+quotes each, one after another, into a fresh cluster: the CPU of a flight with no coalescing,
+the figure that decides how the latency row's tail grows on a busy host.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -31,6 +37,8 @@ from pathlib import Path
 import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
 import pipeline_bench
 from pipeline_bench import Bench, Latency, Throughput
+from schwab_stream.events import TickEvent
+from schwab_stream.publish.redis import TradingEventPublisher
 from schwab_stream.runtime import run_async
 
 # The cluster builder lives with the tests (tests/topologies.py): the repository's root on the
@@ -85,14 +93,53 @@ def _line(where: str, f: Figures) -> str:
     )
 
 
+async def flight_cost(url: str, flights: int) -> tuple[float, float]:
+    """CPU time of this thread and wall time per flight (us) of one frame of 20 quotes, each
+    flight answered before the next goes (the first 10% left out)."""
+    pub = TradingEventPublisher(url, prefix="flights")
+    task = asyncio.create_task(pub.run())
+    frames = [
+        [
+            TickEvent(service="LEVELONE_EQUITIES", symbol=f"S{i}", seq=n, last=float(n))
+            for i in range(SYMBOLS)
+        ]
+        for n in range(1, flights + 1)
+    ]
+    warm = flights // 10
+    cpu = wall = 0
+    for n, frame in enumerate(frames):
+        if n == warm:
+            cpu, wall = time.thread_time_ns(), time.perf_counter_ns()
+        pub.submit(frame)
+        if not await pub.flush(10):
+            raise RuntimeError("a flight was not answered in 10 s")
+    cpu, wall = time.thread_time_ns() - cpu, time.perf_counter_ns() - wall
+    await pub.close()
+    await task
+    timed = flights - warm
+    return cpu / timed / 1000, wall / timed / 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short runs")
     parser.add_argument("--rounds", type=int, default=1, help="cluster and standalone, N times")
     parser.add_argument("--cluster-only", action="store_true", help="skip the standalone rows")
+    parser.add_argument("--flights", type=int, default=0, help="CPU per one-frame flight only")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.basicConfig(level=logging.ERROR)
+    if args.flights:
+        cluster = Cluster()
+        try:
+            cpu, wall = run_async(flight_cost(cluster.url, args.flights))
+        finally:
+            cluster.stop()
+        print(
+            f"cluster flight: CPU {cpu:.0f} us, wall {wall:.0f} us per one-frame flight "
+            f"({args.flights:,} flights of {SYMBOLS} quotes)"
+        )
+        return
     frames, seconds = (2_000, 2.0) if args.quick else (10_000, 15.0)
     with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
         print(f"# {world.redis.version()}, three primaries on loopback", flush=True)
