@@ -1,9 +1,16 @@
 """The archive's keys on each topology and what a re-read of its own pending entries skips,
-without Redis: on a cluster every command the archive sends names keys of one slot."""
+without Redis: on a cluster every command the archive sends names keys of one slot; a replica
+that does not confirm is said once."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from redis.exceptions import ResponseError
+
 from schwab_stream.archive.keys import KEYS_PER_CALL, ArchiveKeys
+from schwab_stream.archive.pipes import Confirmation
 from schwab_stream.archive.source import Handed
 from schwab_stream.publish.keys import hash_tag
 
@@ -74,3 +81,14 @@ def test_a_reread_skips_entries_claimed_past_the_last_read_and_forgets_them_once
     assert not handed.known("s", "12-0") and handed.known("s", "20-1")
     handed.read("s", "21-0")
     assert handed.claimed == {} and handed.after("s") == "21-0"
+
+
+def test_replicas_that_do_not_confirm_are_said_once_and_their_return_once(caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="schwab_stream.archive")
+    confirmation = Confirmation()
+    for replicas in (1, 0, 0, ResponseError("NOPERM"), 1, 1):
+        confirmation.seen(1, replicas)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert said[0].startswith("no replica confirmed the archive's writes within 250 ms")
+    assert said[1] == "a replica confirms the archive's writes again"
