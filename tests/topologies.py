@@ -94,8 +94,9 @@ class Cluster:
     """Three primaries sharing the 16,384 slots, each with a replica when asked, built with
     CLUSTER MEET, ADDSLOTS and REPLICATE as `redis-cli --cluster create` would."""
 
-    def __init__(self, primaries: int = 3, replicas: bool = False) -> None:
-        self.nodes = [_cluster_node() for _ in range(primaries)]
+    def __init__(self, primaries: int = 3, replicas: bool = False, port: int | None = None) -> None:
+        """`port`: the first primary's (a cluster that comes up where another server was)."""
+        self.nodes = [_cluster_node(port if i == 0 else None) for i in range(primaries)]
         self.replicas = [_cluster_node() for _ in range(primaries)] if replicas else []
         first = self.nodes[0]
         per = 16384 // primaries
@@ -139,9 +140,9 @@ class Cluster:
             node.stop()
 
 
-def _cluster_node() -> EmbeddedRedis:
+def _cluster_node(port: int | None = None) -> EmbeddedRedis:
     args = ("--cluster-enabled", "yes", "--cluster-node-timeout", "1000")
-    return EmbeddedRedis(port=_cluster_port(), extra_args=args).start()
+    return EmbeddedRedis(port=port or cluster_port(), extra_args=args).start()
 
 
 def _until(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
@@ -171,7 +172,7 @@ def _serves(port: int, slot: int) -> bool:
     return False
 
 
-def _cluster_port() -> int:
+def cluster_port() -> int:
     """A free port a cluster node can use: its bus listens 10,000 above it."""
     while (port := free_port()) > 55535:
         pass

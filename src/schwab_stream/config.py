@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, validation_alias=_env("SCHWAB_RECONNECT_MAX_DELAY")
     )
     lease_ttl: float = Field(10.0, ge=1.0, le=300.0, validation_alias=_env("SCHWAB_LEASE_TTL"))
+    #: Seconds the bridge may fail to deliver to Redis before `/healthz` says unhealthy
+    redis_unhealthy_seconds: float = Field(
+        10.0, gt=0, le=3600, validation_alias=_env("SCHWAB_REDIS_UNHEALTHY_SECONDS")
+    )
     #: `strict`: a key in the wrong format for its service stops `run` (exit 2); `warn`: it is
     #: said and sent anyway (the formats are Schwab's documented ones; some are UNVERIFIED)
     key_check: Literal["strict", "warn"] = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -31,7 +32,7 @@ from schwab_stream.stream.state import ConnectionState
 from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 from schwab_stream.telemetry.server import MetricsServer, start_metrics_server
-from schwab_stream.telemetry.sync import TelemetrySync
+from schwab_stream.telemetry.sync import TelemetrySync, watch_redis
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Pipeline:
             client=client,
             lease=lease,
             metrics=Metrics(),
-            health=Health(),
+            health=Health(settings.redis_unhealthy_seconds),
             backfill=backfill,
             rest=rest,
         )
@@ -207,7 +208,12 @@ class Pipeline:
                 self.health,
                 self.settings.watchdog_seconds,
             )
-            log.info("metrics and health on %s/metrics and /healthz", self.metrics_server.url)
+            log.info(
+                "metrics and health on %s/metrics, /healthz and /livez", self.metrics_server.url
+            )
+        redis_watch = asyncio.create_task(
+            watch_redis(self.health, self.settings.redis_url), name="redis-watch"
+        )
         try:
             acquired = await self._wait_for_lease()
             if acquired and not self._stop.is_set():
@@ -219,6 +225,9 @@ class Pipeline:
             await self.auth.aclose()
             return ExitCode.OK
         finally:
+            redis_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await redis_watch
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             await self.lease.aclose()
@@ -232,7 +241,7 @@ class Pipeline:
         def on_standby(standby: Standby) -> None:
             redis_down = standby.reason is StandbyReason.REDIS_UNREACHABLE
             self.health.standby = True
-            self.health.redis_ok = not redis_down
+            self.health.redis.observe(not redis_down, time.monotonic())
             self.metrics.set_connection_state(ConnectionState.STANDBY)
             self.metrics.set_redis_up(not redis_down)
             detail = standby.detail
@@ -251,6 +260,8 @@ class Pipeline:
         finally:
             await reporter.aclose()
         self.health.standby = False
+        if acquired:  # Redis answered
+            self.health.redis.observe(True, time.monotonic())
         return acquired
 
     async def _run_active(self) -> ExitCode:

@@ -4,8 +4,9 @@
     redis+sentinel://[user:password@]host:port[,host:port...]/PRIMARY_NAME[/DB]
     redis+cluster://[user:password@]host:port[,host:port...]
 
-(`rediss+sentinel://`, `rediss+cluster://` for TLS.) Sans-I/O: parsing only, so the settings can
-check a URL without connecting, and every message is one line that never shows a password.
+(`rediss+sentinel://`, `rediss+cluster://` for TLS.) Sans-I/O: parsing, and the words for why a
+topology cannot be reached (`Cause`, `Problem`), so the settings can check a URL without
+connecting, and every message is one line that never shows a password.
 """
 
 from __future__ import annotations
@@ -96,3 +97,57 @@ def _db(text: str) -> int:
     if not text.isdigit():
         raise ValueError(f"database {text[:20]!r} is not a number")
     return int(text)
+
+
+class Cause(StrEnum):
+    """Why the bridge cannot reach its Redis, decided where the error happens (`redis_client`):
+    `/healthz` and the log name it so a person knows what to fix."""
+
+    REFUSED = "refused"  # nothing listens at the address
+    TIMEOUT = "timeout"  # no answer in time
+    UNREACHABLE = "unreachable"  # another network error (no route, a name that does not resolve)
+    AUTH = "auth"  # the server refused the URL's user or password
+    NO_SENTINEL = "no_sentinel"  # none of the URL's sentinels answered
+    UNKNOWN_PRIMARY = "unknown_primary"  # the sentinels answered, none knows the primary's name
+    PRIMARY_DOWN = "primary_down"  # the sentinels know it, but see it down (no replica promoted)
+    NOT_CLUSTER = "not_cluster"  # a cluster URL, and the server is not in cluster mode
+    IS_CLUSTER = "is_cluster"  # a standalone or Sentinel URL, and the server is a cluster node
+    SLOTS_UNCOVERED = "slots_uncovered"  # the cluster answers, but not every slot has a primary
+    WRITES_FAIL = "writes_fail"  # Redis answers, and the bridge's writes fail all the same
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A `Cause` with its one line for a person (addresses and names, never a password)."""
+
+    cause: Cause
+    detail: str
+
+
+def problem(cause: Cause, where: Topology, address: str = "") -> Problem:
+    """The words for `cause` at `where`; `address` is the HOST:PORT (or list) it concerns."""
+    scheme = where.url.partition("://")[0]
+    hosts = ",".join(f"{host}:{port}" for host, port in where.hosts)
+    at = f" at {address}" if address else ""
+    sentinels = f"{len(where.hosts)} address" + ("" if len(where.hosts) == 1 else "es")
+    words = {
+        Cause.REFUSED: f"connection refused{at}",
+        Cause.TIMEOUT: f"no answer in time{at}",
+        Cause.UNREACHABLE: f"cannot connect{at}",
+        Cause.AUTH: f"the server{at} refused the URL's user or password",
+        Cause.NO_SENTINEL: f"no sentinel answers ({sentinels}: {hosts})",
+        Cause.UNKNOWN_PRIMARY: f"the sentinels do not know primary {where.primary!r} "
+        "(the name after the hosts in the URL)",
+        Cause.PRIMARY_DOWN: f"the sentinels see primary {where.primary!r} down and have "
+        "promoted no replica yet",
+        Cause.NOT_CLUSTER: f"this URL is {scheme}:// but the server{at} is not in cluster mode "
+        "(use redis://)",
+        Cause.IS_CLUSTER: f"this URL is {scheme}:// but the server{at} is a cluster node "
+        "(use redis+cluster://)",
+        Cause.SLOTS_UNCOVERED: "cluster slots not covered"
+        + (f", no answer from {address}" if address else "")
+        + " (a primary down with no replica to promote, or slots never assigned)",
+        Cause.WRITES_FAIL: "redis answers, but the bridge's writes fail (the publisher's "
+        "log line says why: out of memory, no permission, ...)",
+    }
+    return Problem(cause, words[cause])

@@ -1,26 +1,34 @@
 """The bridge on a Redis Cluster (#18): every command touches one slot (hash tags per symbol),
-events land in their keys across the nodes, and live subscriptions and back-fill work."""
+events land in their keys across the nodes, and live subscriptions and back-fill work. A cluster
+URL on a standalone server (and the reverse), or slots not covered: one line, /healthz 503 with
+the cause, and the bridge resumes, nothing lost, when the right topology answers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from schwab_stream.control import ResultKind, SubscriptionControl
+from schwab_stream.embedded_redis import EmbeddedRedis
 from schwab_stream.events import BarEvent, StatusEvent, TickEvent, decode_event
 from schwab_stream.redis_client import cluster_redis
 from schwab_stream.sim.server import SimThread
 from tests.env import clean_env
-from tests.topologies import Cluster
+from tests.topologies import Cluster, cluster_port
 
-from .fault_helpers import Bridges
+from .fault_helpers import Bridges, assert_contiguous
+from .health_helpers import said_once, wait_healthz, watched
 from .pipeline_helpers import sim_post, wait_for
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "SPY", "AMD", "TSLA"]
@@ -164,6 +172,110 @@ def test_a_cluster_url_on_a_standalone_redis_and_the_reverse_are_one_line(
         )
         assert result.returncode != 0 or "no stream" in result.stderr, result
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+async def test_a_cluster_url_on_a_standalone_redis_is_unhealthy_until_a_cluster_serves_it(
+    sim_factory: Callable[..., SimThread], bridges: Bridges, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    port = cluster_port()
+    standalone = EmbeddedRedis(port=port).start()
+    cluster: Cluster | None = None
+    try:
+        sim = sim_factory(rate=20)
+        url = f"redis+cluster://127.0.0.1:{port}"
+        bridge = await bridges.start(
+            sim, {"LEVELONE_EQUITIES": ["AAPL"]}, redis_url=url, **watched()
+        )
+        body = await wait_healthz(bridge, 503, "not_cluster")
+        assert (
+            f"this URL is redis+cluster:// but the server at 127.0.0.1:{port} is not in cluster "
+            "mode (use redis://)"
+        ) in body["reason"]
+        assert sim.state.stats.get("logins", 0) == 0  # a standby: nobody streams
+        await said_once(caplog, "is not in cluster mode")
+        standalone.stop()
+        cluster = Cluster(primaries=1, port=port)  # the right server comes up there
+        await wait_healthz(bridge, 200)
+        client = cluster_redis(url)
+        try:
+            await wait_for(lambda: _xlen(client, "schwab:tick:{AAPL}", 3), timeout=20)
+        finally:
+            await client.aclose()
+    finally:
+        standalone.stop()
+        if cluster is not None:
+            await bridges.aclose()  # (before the node goes)
+            cluster.stop()
+
+
+async def test_a_standalone_url_on_a_cluster_node_is_unhealthy_until_a_standalone_serves_it(
+    cluster: Cluster,
+    sim_factory: Callable[..., SimThread],
+    bridges: Bridges,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    sim = sim_factory(rate=20)
+    node = cluster.nodes[0]
+    url = f"redis://127.0.0.1:{node.port}/0"
+    bridge = await bridges.start(sim, {"LEVELONE_EQUITIES": ["AAPL"]}, redis_url=url, **watched())
+    body = await wait_healthz(bridge, 503, "is_cluster")
+    assert (
+        f"this URL is redis:// but the server at 127.0.0.1:{node.port} is a cluster node "
+        "(use redis+cluster://)"
+    ) in body["reason"]
+    await said_once(caplog, "is a cluster node (use redis+cluster://)")
+    node.kill()
+    node.extra_args = ()
+    node.start()  # a standalone server where the cluster node was
+    await wait_healthz(bridge, 200)
+    async with aioredis.Redis(port=node.port) as client:
+        await wait_for(lambda: _xlen(client, "schwab:tick:AAPL", 3), timeout=20)
+
+
+async def test_slots_uncovered_mid_stream_are_unhealthy_with_the_cause_and_lose_nothing(
+    cluster: Cluster,
+    sim_factory: Callable[..., SimThread],
+    bridges: Bridges,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A primary with no replica stops answering (paused): its slots are served by nobody, the
+    cluster says `fail`; /healthz names it, and once the primary is back nothing is lost."""
+    caplog.set_level(logging.INFO, logger="schwab_stream")
+    sim = sim_factory(rate=20, time_scale=60)
+    subs = {"LEVELONE_EQUITIES": ["AAPL"], "CHART_EQUITY": ["AAPL"], "ACCT_ACTIVITY": ["ACCOUNT"]}
+    bridge = await bridges.start(sim, subs, redis_url=cluster.url, **watched())
+    client = cluster_redis(cluster.url)
+    try:
+        await wait_for(lambda: _xlen(client, "schwab:bar:{AAPL}", 2), timeout=20)
+        await wait_healthz(bridge, 200)
+        victim = client.get_node_from_key("{schwab}:account")
+        paused = next(n for n in cluster.nodes if n.port == int(victim.port))
+        assert paused.proc is not None
+        os.kill(paused.proc.pid, signal.SIGSTOP)
+        try:
+            await sim_post(sim, "/sim/account/order?symbol=AAPL&spacing=0.01")
+            body = await wait_healthz(bridge, 503, "slots_uncovered")
+            assert "cluster slots not covered" in body["reason"]
+        finally:
+            os.kill(paused.proc.pid, signal.SIGCONT)
+        await wait_healthz(bridge, 200)
+        assert not bridge.task.done()
+        await said_once(caplog, "s: cluster slots not covered")
+        before = int(await client.xlen("schwab:bar:{AAPL}"))
+        await wait_for(lambda: _xlen(client, "schwab:bar:{AAPL}", before + 2), timeout=20)
+        bars = [decode_event(f[b"data"]) for _, f in await client.xrange("schwab:bar:{AAPL}")]
+        starts = [b.start for b in bars if isinstance(b, BarEvent) and b.start is not None]
+        assert starts == list(range(starts[0], starts[0] + 60_000 * len(starts), 60_000)), starts
+        account = [decode_event(f[b"data"]) for _, f in await client.xrange("{schwab}:account")]
+        assert len(account) >= 2
+        assert_contiguous([a.seq for a in account])
+        statuses = [decode_event(f[b"data"]) for _, f in await client.xrange("{schwab}:status")]
+        assert_contiguous([s.seq for s in statuses])
+        assert "gap" in [s.state for s in statuses if isinstance(s, StatusEvent)]
+    finally:
+        await client.aclose()
 
 
 async def test_the_cluster_consumer_snippet_reads_the_current_quote_then_updates(

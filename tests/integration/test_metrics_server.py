@@ -16,12 +16,14 @@ import aiohttp
 import pytest
 
 from schwab_stream.errors import ConfigError, ExitCode
+from schwab_stream.redis_topology import Cause, parse, problem
 from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 from schwab_stream.telemetry.server import DEFAULT_HOST, MetricsServer, start_metrics_server
 from tests.env import clean_env
 
 MAX_SILENCE = 0.3
+REFUSED = "redis://127.0.0.1:9/0"
 
 
 @pytest.fixture
@@ -103,7 +105,7 @@ async def test_healthz_follows_login_subscription_and_silence(
     health.mark_alive()
     status, body = await healthz(server)
     assert (status, body["status"], body["reason"]) == (200, "ok", "ok")
-    assert body["redis_ok"] is False  # reported, but Redis alone does not fail the check
+    assert body["redis_ok"] is False  # not reached yet: nothing counts until Redis is seen away
 
     await asyncio.sleep(MAX_SILENCE + 0.2)
     status, body = await healthz(server)
@@ -134,13 +136,39 @@ async def test_healthz_silence_clock_starts_at_subscribe(
     assert status == 200
     assert body["silence_seconds"] < MAX_SILENCE
     health.standby = True
-    health.redis_ok = True
+    health.redis.observe(True, time.monotonic())
     health.set_disconnected()
     status, body = await healthz(server)
     assert (status, body["reason"].split(":")[0]) == (200, "standby")
-    health.redis_ok = False  # nobody can hold the lease: a standby that waits for nothing
+    health.redis.observe(False, time.monotonic())  # nobody can hold the lease: nothing streams
     status, body = await healthz(server)
     assert status == 503 and "redis is unreachable" in body["reason"]
+
+
+async def test_healthz_is_unhealthy_past_the_redis_grace_and_livez_stays_alive() -> None:
+    """A bridge that cannot deliver to Redis for longer than the grace answers 503 with the
+    cause; `/livez`, what a supervisor that restarts probes, stays 200 (a restart would lose
+    the publisher's buffer and not bring Redis back)."""
+    health = Health(redis_unhealthy_after=0.2)
+    server = await start_metrics_server(DEFAULT_HOST, 0, Metrics(), health, 60.0)
+    try:
+        health.logged_in = True
+        health.set_subscribed(True)
+        health.redis.observe(True, time.monotonic())
+        assert (await healthz(server))[0] == 200
+        health.redis.observe(False, time.monotonic())
+        assert (await healthz(server))[0] == 200  # inside the grace: the publisher buffers
+        await asyncio.sleep(0.3)
+        health.redis.probed(problem(Cause.REFUSED, parse(REFUSED), "127.0.0.1:9"), 0.0)
+        status, body = await healthz(server)
+        assert status == 503 and body["redis_cause"] == "refused"
+        assert body["reason"].endswith("s: connection refused at 127.0.0.1:9"), body
+        status, _, text = await get(server.url + "/livez")
+        assert (status, json.loads(text)) == (200, {"status": "alive"})
+        health.redis.observe(True, time.monotonic())
+        assert (await healthz(server))[0] == 200
+    finally:
+        await server.stop()
 
 
 async def test_stop_releases_the_port() -> None:

@@ -1,18 +1,98 @@
 """What `/healthz` answers: is this bridge delivering, and if not, why (words a person can act on).
 
-Health is about the Schwab side only. Redis being away is reported in the body but does not make the
-bridge unhealthy: the publisher buffers and conflates through it, and restarting the bridge (what a
-supervisor does on a failed health check) would not bring Redis back. For the same reason, keys
-Schwab refused (a symbol limit) or never sends data for make the bridge `degraded` (HTTP 200, the
-keys named), not unhealthy: the rest streams, and a restart would not change Schwab's answer.
+A Redis the bridge cannot deliver to for longer than a grace period makes it unhealthy, with the
+cause the topology gave (`RedisWatch`): alerting follows `/healthz`. It is not a reason to
+restart: the publisher buffers and conflates through the outage, and a restart would lose that
+and not bring Redis back, so supervisors that restart probe `/livez` instead. Keys Schwab refused
+(a symbol limit) or never sends data for make the bridge `degraded` (HTTP 200, the keys named),
+not unhealthy: the rest streams, and a restart would not change Schwab's answer.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-__all__ = ["Health"]
+from schwab_stream.redis_topology import Problem
+
+__all__ = ["Health", "RedisWatch"]
+
+#: While Redis stays away, the topology is asked again this often (seconds): the cause may change
+#: (sentinels back, the primary still down).
+PROBE_EVERY = 5.0
+
+
+class RedisWatch:
+    """Whether the bridge can deliver to Redis, since when, and why not. Sans-I/O: told what
+    the parts see (`observe`) and what asking the topology found (`probed`), with `now`; says
+    when to ask (`probe_due`) and the log lines owed (`notice`), each cause once per outage."""
+
+    def __init__(self, unhealthy_after: float = 10.0) -> None:
+        #: Seconds without delivering to Redis before `/healthz` says unhealthy
+        self.unhealthy_after = unhealthy_after
+        #: False until a part has reached Redis (and while it cannot)
+        self.ok = False
+        #: When the parts last found Redis away (monotonic); None while it answers, or not seen
+        self.down_since: float | None = None
+        #: What asking the topology found, this outage
+        self.problem: Problem | None = None
+        self._probed_at: float | None = None
+        #: The causes said in the log this outage, and when it started
+        self._said: set[str] = set()
+        self._said_since: float | None = None
+
+    def observe(self, ok: bool, now: float) -> None:
+        if ok:
+            self.down_since = None
+            self.problem = None
+            self._probed_at = None
+        elif self.down_since is None:
+            self.down_since = now
+        self.ok = ok
+
+    def probe_due(self, now: float) -> bool:
+        if self.down_since is None:
+            return False
+        return self._probed_at is None or now - self._probed_at >= PROBE_EVERY
+
+    def probed(self, found: Problem, now: float) -> None:
+        if self.down_since is not None:  # (not back meanwhile)
+            self.problem = found
+            self._probed_at = now
+
+    def down_for(self, now: float) -> float | None:
+        return None if self.down_since is None else max(0.0, now - self.down_since)
+
+    def unhealthy(self, now: float) -> bool:
+        down = self.down_for(now)
+        return down is not None and down >= self.unhealthy_after
+
+    def reason(self, now: float) -> str:
+        why = self.problem.detail if self.problem else "asking the topology why"
+        return f"redis unreachable for {self.down_for(now) or 0:.0f} s: {why}"
+
+    def notice(self, now: float, standby: bool) -> tuple[int, str] | None:
+        """A log line owed: once the outage makes `/healthz` unhealthy (a standby at once,
+        otherwise past the grace) and its cause is known, for each new cause, and when Redis is
+        back after that."""
+        found = self.problem
+        if found is not None and (standby or self.unhealthy(now)):
+            if found.cause in self._said:
+                return None
+            self._said.add(found.cause)
+            self._said_since = self.down_since
+            then = (
+                "waiting as a standby (no instance can take the lease)"
+                if standby
+                else "holding events until it is back"
+            )
+            return logging.ERROR, f"/healthz unhealthy: {self.reason(now)}; {then}"
+        if self.ok and self._said_since is not None:
+            took = now - self._said_since
+            self._said, self._said_since = set(), None
+            return logging.INFO, f"redis reachable again after {took:.0f} s: /healthz follows"
+        return None
 
 
 class Health:
@@ -21,14 +101,16 @@ class Health:
     Times are `time.monotonic()` seconds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, redis_unhealthy_after: float = 10.0) -> None:
         self.logged_in = False
         self.subscribed = False
         #: Last data frame or heartbeat; None until the first one.
         self.last_data_or_heartbeat: float | None = None
         #: When `subscribed` last became true: the silence clock starts there, not at startup.
         self.subscribed_since: float | None = None
-        self.redis_ok = False
+        #: Whether the bridge delivers to Redis, and why not (the standby's lease tries, else the
+        #: publisher's writes)
+        self.redis = RedisWatch(redis_unhealthy_after)
         #: Streams whose key Redis refuses (another type): held by the publisher, others flow.
         self.redis_refused_streams: list[str] = []
         #: Why a person must run `schwab-stream login`, or None.
@@ -41,6 +123,10 @@ class Health:
         self.refused: dict[str, int] = {}
         #: Acknowledged keys with no data since their subscription, past the allowed time
         self.silent_keys: list[str] = []
+
+    @property
+    def redis_ok(self) -> bool:
+        return self.redis.ok
 
     def mark_alive(self, now: float | None = None) -> None:
         """A data frame or heartbeat arrived."""
@@ -73,8 +159,14 @@ class Health:
         if self.standby:
             if not self.redis_ok:
                 # No instance can hold the lease, so nobody is streaming: a person must look.
-                return False, "standby: redis is unreachable, so no instance can take the lease"
+                why = f" ({self.redis.problem.detail})" if self.redis.problem else ""
+                return (
+                    False,
+                    f"standby: redis is unreachable{why}, so no instance can take the lease",
+                )
             return True, "standby: waiting to take over from the active instance"
+        if self.redis.unhealthy(now):
+            return False, self.redis.reason(now)
         if self.idle:
             return True, "idle: nothing to subscribe; waiting for a subscription"
         if not self.logged_in:
@@ -107,6 +199,7 @@ class Health:
         or unhealthy (HTTP 503)."""
         ok, reason = self.check(now, max_silence)
         silent = self.silence(now)
+        down = self.redis.down_for(now)
         status = "unhealthy" if not ok else "degraded" if self.degraded() else "ok"
         return {
             "status": status,
@@ -115,6 +208,9 @@ class Health:
             "subscribed": self.subscribed,
             "standby": self.standby,
             "redis_ok": self.redis_ok,
+            "redis_cause": self.redis.problem.cause.value if self.redis.problem else None,
+            "redis_down_seconds": None if down is None else round(down, 3),
+            "redis_unhealthy_seconds": self.redis.unhealthy_after,
             "redis_refused_streams": self.redis_refused_streams,
             "idle": self.idle,
             "refused_keys": self.refused,

@@ -1,7 +1,10 @@
-"""The `/metrics` and `/healthz` HTTP endpoints, served on the bridge's own event loop.
+"""The `/metrics`, `/healthz` and `/livez` HTTP endpoints, served on the bridge's own event loop.
 
-Both handlers only read in-memory state, so they cannot stall the streamer; the access log is off
-because a scrape every few seconds for weeks would drown the log.
+The handlers only read in-memory state, so they cannot stall the streamer; the access log is off
+because a scrape every few seconds for weeks would drown the log. `/healthz` is for alerting (is
+the bridge delivering?), `/livez` for a supervisor that restarts: it answers while the process
+and its event loop do, since restarting on a Redis or Schwab outage would only lose what the
+publisher holds.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ class MetricsServer:
 async def start_metrics_server(
     host: str, port: int, metrics: Metrics, health: Health, max_silence: float
 ) -> MetricsServer:
-    """Serve `GET /metrics` (Prometheus text of `metrics.registry`) and `GET /healthz`.
+    """Serve `GET /metrics` (Prometheus text of `metrics.registry`), `GET /healthz` and
+    `GET /livez`.
 
     A port that cannot be bound (in use, or privileged) is a ConfigError naming
     `SCHWAB_METRICS_PORT`: exit 2 before streaming starts, which a systemd unit with
@@ -62,9 +66,13 @@ async def start_metrics_server(
             headers={"Cache-Control": "no-store"},
         )
 
+    async def livez_handler(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"}, headers={"Cache-Control": "no-store"})
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz_handler)
+    app.router.add_get("/livez", livez_handler)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

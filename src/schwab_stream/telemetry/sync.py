@@ -3,15 +3,20 @@
 The stream client and the publisher count in plain ints and Counters on the hot path (no metric
 lock); this copies what changed once a second. Publish latencies need no copy: the publisher
 counts them straight into `Metrics.publish_latency`, a histogram made of plain ints.
+`watch_redis` asks the Redis topology why while the bridge cannot deliver to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+from schwab_stream.redis_client import diagnose
+from schwab_stream.redis_topology import Problem
 from schwab_stream.stream.state import ConnectionState
 
 if TYPE_CHECKING:
@@ -21,6 +26,8 @@ if TYPE_CHECKING:
     from schwab_stream.stream.subscriptions import SubscriptionBook
     from schwab_stream.telemetry.health import Health
     from schwab_stream.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class PublisherView(Protocol):
@@ -91,7 +98,7 @@ class TelemetrySync:
         metrics.set_redis_up(redis_ok)
         health.logged_in = client.logged_in
         health.set_subscribed(client.subscribed)
-        health.redis_ok = redis_ok
+        health.redis.observe(redis_ok, time.monotonic())
         health.redis_refused_streams = self.publisher.held_streams
         health.login_needed = client.login_reason if state is ConnectionState.LOGIN_NEEDED else None
         health.idle = state is ConnectionState.IDLE
@@ -158,3 +165,26 @@ class TelemetrySync:
         while True:
             self.sync()
             await asyncio.sleep(interval)
+
+
+async def watch_redis(
+    health: Health,
+    redis_url: str,
+    probe: Callable[[str], Awaitable[Problem]] = diagnose,
+    interval: float = 1.0,
+) -> None:
+    """While the bridge cannot deliver to Redis, ask the topology why (every few seconds: the
+    cause may change), and log what `/healthz` says about it, each cause once per outage."""
+    watch = health.redis
+    while True:
+        if watch.probe_due(time.monotonic()):
+            try:
+                found = await probe(redis_url)
+            except Exception as exc:  # (a diagnosis must not end the bridge; asked again later)
+                log.debug("asking redis why failed: %s: %s", type(exc).__name__, exc)
+            else:
+                watch.probed(found, time.monotonic())
+        said = watch.notice(time.monotonic(), health.standby)
+        if said is not None:
+            log.log(*said)
+        await asyncio.sleep(interval)
