@@ -295,6 +295,21 @@ def test_on_a_cluster_a_primary_failover_while_archiving_loses_nothing_and_write
         cluster.stop()
 
 
+def test_a_url_of_the_wrong_kind_is_one_line_without_a_traceback(
+    cluster: Cluster, redis_url: str, tmp_path: Path
+) -> None:
+    standalone_port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    cases = {
+        f"redis://127.0.0.1:{cluster.nodes[0].port}/0": (2, "use a redis+cluster:// URL"),
+        f"redis+cluster://127.0.0.1:{standalone_port}": (1, "no usable Redis Cluster"),
+    }
+    for url, (code, said) in cases.items():
+        proc = archive_process(url, tmp_path / "archive")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
+        assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 class Crash(BaseException):
     """The process dies here (as a SIGKILL would)."""
 

@@ -6,7 +6,8 @@ through a Redis consumer group and writes typed, zstd-compressed Parquet files u
 
 Exit codes: 0 stopped (SIGTERM/SIGINT) with every entry read in a durable file and acknowledged;
 1 failed (Redis unreachable at start, entries left pending at stop); 2 a bad option or setting, an
-unwritable folder, pyarrow missing; 4 declared dead by its group (silent too long; restart it).
+unwritable folder, pyarrow missing, a single-server URL on a cluster node; 4 declared dead by its
+group (silent too long; restart it). Any topology: standalone, Sentinel or Cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import importlib.util
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -87,6 +89,7 @@ def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | 
     from schwab_stream.config import load_settings
     from schwab_stream.redact import safe_url
     from schwab_stream.redis_client import sync_redis, topology
+    from schwab_stream.redis_topology import Kind
     from schwab_stream.telemetry.logging import setup_logging
 
     stop = threading.Event()
@@ -117,14 +120,32 @@ def _archive(out: Path, redis_url: str | None, prefix: str | None, group: str | 
         retry=Retry(NoBackoff(), 0),
     )
     metrics = ArchiveMetrics()
-    archiver = Archiver(client, config, metrics, kind=topology(url).kind)
+    kind = topology(url).kind
+    archiver = Archiver(client, config, metrics, kind=kind)
     try:
         client.ping()
+        if kind is not Kind.CLUSTER and _cluster_node(client):
+            raise ConfigError(
+                f"{safe_url(url)} is a Redis Cluster node: use a redis+cluster:// URL"
+            )
     except (RedisError, OSError) as exc:
         raise SchwabStreamError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
     if settings.archive_metrics_port:
         metrics.serve(settings.archive_metrics_port)
     try:
         archiver.run(stop)
+    except RedisError as exc:  # (at start: the loop itself rides Redis errors out)
+        raise SchwabStreamError(f"Redis at {safe_url(url)} failed at start: {exc}") from None
     finally:
         client.close()
+
+
+def _cluster_node(client: Any) -> bool:
+    """Whether a server reached by a single-server URL is a cluster node (its slots are spread:
+    the archive's commands would be refused)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except ResponseError:  # (INFO not allowed to this user: cannot tell)
+        return False
