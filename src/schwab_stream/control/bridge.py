@@ -81,7 +81,8 @@ class ControlLoop:
         self._pending: list[Request] = []
         self._requests: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
         self._said: set[str] = set()
-        self._redis_down = False
+        #: The step whose Redis trouble was said, until it succeeds again
+        self._redis_down: str | None = None
 
     async def load(self) -> None:
         """Read the stored holds and make settings + holds the wanted set (settings alone when
@@ -129,19 +130,23 @@ class ControlLoop:
             self._requests.put_nowait(item)
 
     async def _guard(self, step: Any) -> None:
-        """Run one step; Redis trouble is said once per outage, never raised."""
+        """Run one step; Redis trouble is said once per outage, never raised. The outage ends
+        when the step that failed, or the tick (it always reads and writes Redis), succeeds: a
+        step with nothing to do in Redis said "back" every second while a redis:// URL on a
+        cluster node refused the tick's keys with MOVED."""
+        name = step.__qualname__
         try:
             await step
         except (RedisError, OSError, TimeoutError) as exc:
-            if not self._redis_down:
-                self._redis_down = True
+            if self._redis_down is None:
+                self._redis_down = name
                 log.warning(
                     "subscription control: redis unavailable (%s); streaming what is wanted",
                     type(exc).__name__,
                 )
             return
-        if self._redis_down:
-            self._redis_down = False
+        if self._redis_down is not None and name in (self._redis_down, self._tick.__qualname__):
+            self._redis_down = None
             log.info("subscription control: redis back")
 
     # --- requests -------------------------------------------------------------------------------
