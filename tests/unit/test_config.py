@@ -106,6 +106,8 @@ def test_bad_port_message_names_no_password(monkeypatch: pytest.MonkeyPatch) -> 
         ("SCHWAB_EXPIRY_HOOK_TIMEOUT", "nan"),
         ("SCHWAB_TOKEN_REFRESH_MARGIN", "nan"),
         ("SCHWAB_LEASE_TTL", "inf"),
+        ("SCHWAB_REDIS_UNHEALTHY_SECONDS", "0"),
+        ("SCHWAB_REDIS_UNHEALTHY_SECONDS", "nan"),
         ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
     ],
 )
