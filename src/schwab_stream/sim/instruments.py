@@ -12,14 +12,14 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from schwab_stream.sim.clock import MINUTE_MS, et_date
-from schwab_stream.sim.hours import Schedule
+from schwab_stream.sim.hours import Schedule, at
 from schwab_stream.sim.pricing import Greeks, black_scholes
 from schwab_stream.sim.reference import QUOTE_VENUES, TRADE_VENUES, EquityRef, FutureRef, Venue
 from schwab_stream.sim.symbols import Kind
-from schwab_stream.sim.tape import Bar, Minute, Tape, round_tick
+from schwab_stream.sim.tape import Bar, DayTape, Minute, Tape, round_tick
 
 __all__ = ["Bar", "Instrument", "Print", "round_tick", "tick_places"]
 
@@ -247,14 +247,14 @@ class Instrument:
         after = self.tape_ms
         printed = False
         run: list[Minute] = []
-        phase: tuple[object, ...] = ()
+        edge = 0
         for day, i, minute in tape.minutes(after, now_ms):
             if minute.start_ms > after and minute.last_ms <= now_ms:
-                now_phase = self._phase(minute.start_ms)
-                if run and now_phase != phase:
+                if run and minute.start_ms >= edge:
                     self.print_minutes(run)
                     run = []
-                phase = now_phase
+                if not run:
+                    edge = min(e for e in self._edges(day) if e > minute.start_ms)
                 run.append(minute)
                 printed = True
                 continue
@@ -274,11 +274,15 @@ class Instrument:
         self.tape_ms = now_ms
         return printed
 
-    def _phase(self, ms: int) -> tuple[object, ...]:
-        """What printing a trade at `ms` depends on besides the trade: the regular session, and
-        the daily resets passed (both change on whole minutes)."""
-        hours = self.hours
-        return (hours.regular_at(ms), *(hours.reset_day(ms, m) for m, _ in RESETS[self.kind]))
+    def _edges(self, day: DayTape) -> list[int]:
+        """The moments of a trade date's session where printing a trade may start to differ:
+        its end, its regular session's edges and every daily reset near it (more is harmless:
+        a run of whole minutes only stops there)."""
+        near = [day.day + timedelta(days=k) for k in (-1, 0, 1)]
+        edges = [at(d, minute) for d in near for minute, _ in RESETS[self.kind]]
+        edges.extend(ms for span in self.hours.spans(day.day, regular=True) for ms in span)
+        edges.append(day.end_ms)
+        return edges
 
     def quote_around_last(self, now_ms: int, force: bool = False) -> None:
         """A tape instrument's quote: a spread of 1-5 ticks with the last trade inside it (so
@@ -411,8 +415,8 @@ class Instrument:
             bar.volume += size
 
     def print_minutes(self, run: list[Minute]) -> None:
-        """Consecutive tape minutes of one `_phase` at once, from their bars: the state that
-        `settle` and `print_trade` leave after each of their trades in turn."""
+        """Consecutive tape minutes with no `_edges` between them at once, from their bars: the
+        state that `settle` and `print_trade` leave after each of their trades in turn."""
         first, last = run[0], run[-1]
         self.settle(first.start_ms)
         self.bars.extend(m.bar() for m in run[-1 - (self.bars.maxlen or len(run)) : -1])

@@ -109,8 +109,8 @@ class DayTape:
         self.end_ms = end_ms
         self.regular_end = regular_end
         self.minutes = (end_ms - start_ms) // MINUTE_MS
-        #: The path at minute i is anchor * exp(logs[i]); `anchor_ticks` is the anchor in ticks.
-        self.anchor_ticks, self.logs = tape.walk(day, self.minutes)
+        #: The price in ticks at each minute's start (and the session's end).
+        self.path = tape.walk(day, self.minutes)
         self._blocks: dict[int, bytes] = {}
         self._memo: dict[int, Minute | None] = {}
         self._close: tuple[float, int] | None = None
@@ -127,50 +127,50 @@ class DayTape:
 
     def _geometry(self, i: int) -> tuple[float, float, float]:
         """In ticks: the path at the minute's start, its drift per ms, the trades' jitter."""
-        p0 = self.anchor_ticks * math.exp(self.logs[i])
-        p1 = self.anchor_ticks * math.exp(self.logs[i + 1])
-        return p0, (p1 - p0) / MINUTE_MS, max(2.0, p0 * self.tape.sigma * 0.5)
+        p0 = self.path[i]
+        return p0, (self.path[i + 1] - p0) / MINUTE_MS, max(2.0, p0 * self.tape.sigma * 0.5)
 
     def minute(self, i: int) -> Minute | None:
         """Minute i of the session (None: a minute without trades)."""
-        if i in self._memo:
-            return self._memo[i]
+        memo = self._memo
+        if i in memo:
+            return memo[i]
         t = self.tape
         buf, o = self._draws(i)
         gap, count, oj, cj, hr, lr, lo = unpack_from("<7H", buf, o)
-        found = None
-        if not (t.gap_rate and gap < t.gap_rate * U16):
-            low_n, high_n = t.per_minute
-            n = low_n + (count * (high_n - low_n + 1) >> 16)
-            sizes = buf[o + SIZES_AT : o + SIZES_AT + n].translate(SIZE_TABLE)
-            last_off = min(int(MINUTE_MS * ((lo + 1) / U16) ** (1 / n)), MINUTE_MS - 1)
-            p0, slope, jitter = self._geometry(i)
-            first = max(int(p0 + (oj / U16 - 0.5) * jitter + 0.5), 1)
-            last = max(int(p0 + slope * last_off + (cj / U16 - 0.5) * jitter + 0.5), 1)
-            top, bottom = max(first, last), min(first, last)
-            high = top + int(hr / U16 * jitter * 0.5 + 0.5)
-            low = max(bottom - int(lr / U16 * jitter * 0.5 + 0.5), 1)
-            if n == 3:  # one trade between the first and the last: it prints one extreme
-                if hr & 1:
-                    low = bottom
-                else:
-                    high = top
-            elif n == 2:
-                high, low = top, bottom
-            start = self.start_ms + i * MINUTE_MS
-            lot, per = t.trade_lot, t.per_tick
-            found = Minute(
-                start,
-                first / per,
-                high / per,
-                low / per,
-                last / per,
-                lot * sum(sizes),
-                n,
-                start + last_off,
-                lot * sizes[-1],
-            )
-        self._memo[i] = found
+        if t.gap_rate and gap < t.gap_rate * U16:
+            memo[i] = None
+            return None
+        low_n, high_n = t.per_minute
+        n = low_n + (count * (high_n - low_n + 1) >> 16)
+        sizes = buf[o + SIZES_AT : o + SIZES_AT + n].translate(SIZE_TABLE)
+        last_off = MINUTE_MS - 1 - (lo * (MINUTE_MS // n) >> 16)  # in the minute's last 1/n
+        p0, slope, jitter = self._geometry(i)
+        scale = jitter / U16
+        first = max(int(p0 + (oj - 32768) * scale + 0.5), 1)
+        last = max(int(p0 + slope * last_off + (cj - 32768) * scale + 0.5), 1)
+        top, bottom = (first, last) if first > last else (last, first)
+        if n > 3:
+            high = top + int(hr * scale * 0.5 + 0.5)
+            low = max(bottom - int(lr * scale * 0.5 + 0.5), 1)
+        elif n == 3:  # one trade between the first and the last: it prints one extreme
+            high = top if hr & 1 else top + int(hr * scale * 0.5 + 0.5)
+            low = max(bottom - int(lr * scale * 0.5 + 0.5), 1) if hr & 1 else bottom
+        else:
+            high, low = top, bottom
+        start = self.start_ms + i * MINUTE_MS
+        lot, per = t.trade_lot, t.per_tick
+        found = memo[i] = Minute(
+            start,
+            first / per,
+            high / per,
+            low / per,
+            last / per,
+            lot * sum(sizes),
+            n,
+            start + last_off,
+            lot * sizes[-1],
+        )
         return found
 
     def trades(self, i: int) -> list[tuple[int, float, int]]:
@@ -216,7 +216,7 @@ class DayTape:
         last trade; the anchor at the session's start if it had none."""
         if self._close is None:
             last = min(self.minutes, (self.regular_end - self.start_ms) // MINUTE_MS) - 1
-            self._close = round(self.anchor_ticks) / self.tape.per_tick, self.start_ms
+            self._close = round(self.path[0]) / self.tape.per_tick, self.start_ms
             for i in range(last, -1, -1):
                 m = self.minute(i)
                 if m is not None:
@@ -296,16 +296,17 @@ class Tape:
 
     # ---- one trade date --------------------------------------------------------------------
 
-    def walk(self, day: date, minutes: int) -> tuple[float, list[float]]:
-        """(anchor in ticks, log offsets at each minute boundary): a Brownian bridge in log
-        price from the day's anchor to the next trade date's, one seeded normal a minute."""
+    def walk(self, day: date, minutes: int) -> list[float]:
+        """The price in ticks at each minute boundary: a Brownian bridge in log price from the
+        day's anchor to the next trade date's, one seeded normal a minute."""
         rng = random.Random(f"{self.seed}|{self.symbol}|walk|{day.isoformat()}")
         draws = unpack_from(f"<{minutes}H", rng.randbytes(2 * minutes))
         sigma, shift = self.sigma, 16 - NORMAL_BITS
         walk = [0.0, *accumulate(sigma * NORMALS[v >> shift] for v in draws)]
         a0, a1 = self.anchor(day), self.anchor(self.next_trade_date(day))
         lift = (math.log(a1 / a0) - walk[-1]) / minutes
-        return a0 * self.per_tick, [w + lift * i for i, w in enumerate(walk)]
+        a0_ticks, exp = a0 * self.per_tick, math.exp
+        return [a0_ticks * exp(w + lift * i) for i, w in enumerate(walk)]
 
     def day(self, day: date) -> DayTape | None:
         """Trade date `day` (None if this market does not trade then)."""
