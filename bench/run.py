@@ -305,8 +305,8 @@ def backfill_rows(quick: bool) -> list[Row]:
 
 def archive_rows(quick: bool) -> list[Row]:
     """The archive (#19, bench/archive_bench.py): ticks archived per second by one archiver
-    thread against the bridge's publisher writing the same ticks, in rounds of their own server;
-    bytes per tick on disk against the JSON in the entries."""
+    (its CPU per tick: its loop and reader threads) against the bridge's publisher writing the
+    same ticks, in rounds of their own server; bytes per tick on disk against the JSON."""
     f = archive_bench.measure(50_000 if quick else 200_000, 50, 2 if quick else 3)
     ratios = sorted(r.archiver / r.publisher for r in f.rounds)
     ratio = statistics.median(ratios)

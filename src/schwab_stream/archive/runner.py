@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,6 +30,7 @@ from schwab_stream.archive.intake import intake
 from schwab_stream.archive.metrics import ArchiveMetrics
 from schwab_stream.archive.roll import Roller, Segment
 from schwab_stream.archive.rows import GAP_KIND, Entry, ny_day
+from schwab_stream.archive.source import Delivery
 from schwab_stream.backoff import Backoff
 from schwab_stream.redis_topology import Kind
 
@@ -102,6 +104,9 @@ class Archiver:
         self._redis_down_since: float | None = None
         self._disk_error: str | None = None
         self._next = {"heartbeat": 0.0, "discover": 0.0, "takeover": 0.0}
+        #: Read, not taken yet (the next step takes them while it reads again)
+        self._delivered: list[Delivery] = []
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="archive-read")
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -116,13 +121,17 @@ class Archiver:
             self.config.group,
             self.config.consumer,
         )
-        while not stop.is_set():
-            try:
-                self.step()
-                self._redis_ok()
-            except RedisError as exc:
-                stop.wait(self._redis_failed(exc))
-        self.close()
+        try:
+            while not stop.is_set():
+                try:
+                    self.step()
+                    self._redis_ok()
+                except RedisError as exc:
+                    stop.wait(self._redis_failed(exc))
+            self._take_read()
+            self.close()
+        finally:
+            self._reader.shutdown()
 
     def step(self) -> None:
         now = self.clock()
@@ -147,14 +156,23 @@ class Archiver:
         if self.roller.blocked:
             time.sleep(min(0.5, self.roller.next_due(self.clock()) or 0.5))
             return
+        # The next read runs on the reader thread while the last one's entries become columns:
+        # Redis takes about as long to hand a read out as the archiver to turn it into columns.
         with collector_paused():
-            deliveries = self.source.read(READ_COUNT)
-            for delivery in deliveries:
-                self.take(delivery.stream, delivery.entries, delivery.prev_seq)
-        if not deliveries:
+            read = self._reader.submit(self.source.read, READ_COUNT)
+            taken = self._take_read()
+            self._delivered = read.result()
+        if not self._delivered and not taken:
             due = self.roller.next_due(self.clock())
             wait = BLOCK_MS if due is None else min(BLOCK_MS, int(due * 1000) + 1)
             self.source.wait(wait)
+
+    def _take_read(self) -> bool:
+        """Take the entries of the last read; False when it had none."""
+        deliveries, self._delivered = self._delivered, []
+        for delivery in deliveries:
+            self.take(delivery.stream, delivery.entries, delivery.prev_seq)
+        return bool(deliveries)
 
     def take(
         self, stream: str, entries: list[Entry], prev_seq: int | None, check: bool = True
