@@ -1,7 +1,8 @@
 """`Archiver`: drives the group reader, the rules and the files, and decides nothing itself.
 
-One loop, one thread: stay alive in the group, look for new streams, take over the work of
-archivers found dead, finish the segments that are due (roll.py), then read. While a file cannot
+One loop: stay alive in the group, look for new streams, take over the work of archivers found
+dead, finish the segments that are due (roll.py), then read; the read runs on a reader thread
+while the loop takes the entries of the read before (nothing else runs on it). While a file cannot
 be made (a full disk) it reads nothing and acknowledges nothing, so what is not durable stays
 pending in Redis; while Redis is away it keeps what it holds and tries again with backoff.
 """
