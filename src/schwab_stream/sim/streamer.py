@@ -15,10 +15,16 @@ import math
 from aiohttp import WSMsgType, web
 
 from schwab_stream.sim.hub import Hub
+from schwab_stream.sim.services import BOOK_SERVICES, CHART_SERVICES, LEVELONE_SERVICES
 from schwab_stream.sim.session import Session
 from schwab_stream.sim.state import SimState
 
 log = logging.getLogger(__name__)
+
+#: The services whose keys are instruments, and how many new ones are made between two yields
+#: to the event loop (docs/simulator.md: the cost of a new symbol).
+INSTRUMENT_SERVICES = frozenset((*LEVELONE_SERVICES, *BOOK_SERVICES, *CHART_SERVICES))
+WARM_BATCH = 8
 
 HUB_KEY: web.AppKey[Hub] = web.AppKey("sim_streamer_hub", Hub)
 
@@ -35,6 +41,30 @@ class Connection:
         self.session: Session = hub.connect(now)
         self.event = asyncio.Event()
         self.session.wake = self.event.set
+        #: While True the session makes no frames: `warm` is making its new instruments.
+        self.warming = False
+
+    async def warm(self) -> None:
+        """Make the instruments of keys just subscribed a few at a time, yielding to the event
+        loop between, before the next frame would make them all at once: a bulk ADD of 1,000
+        new symbols then holds other connections and /sim/stats milliseconds at a time, not for
+        the whole batch. The answer to the ADD goes out first (the pump sends, not polls)."""
+        market = self.hub.market
+        self.warming = True
+        try:
+            made = 0
+            for svc, sub in list(self.session.subs.items()):
+                if svc not in INSTRUMENT_SERVICES:
+                    continue
+                for key in list(sub.keys):
+                    if key not in market.instruments:
+                        market.for_service(svc, key)
+                        made += 1
+                        if made % WARM_BATCH == 0:
+                            await asyncio.sleep(0)
+        finally:
+            self.warming = False
+            self.event.set()
 
     def abort(self) -> None:
         """Drop without a close frame (the network dying under the client)."""
@@ -57,7 +87,8 @@ class Connection:
         while not ws.closed:
             self.event.clear()
             now = loop.time()
-            session.poll(now)
+            if not self.warming:
+                session.poll(now)
             if not session.silenced(now):
                 while session.outbox:
                     await ws.send_str(session.outbox.popleft())
@@ -65,7 +96,7 @@ class Connection:
                 if session.closing:
                     await ws.close(code=1000, message=b"stream closed by server")
                     return
-            delay = session.next_wakeup(loop.time()) - loop.time()
+            delay = math.inf if self.warming else session.next_wakeup(loop.time()) - loop.time()
             if delay <= 0:
                 await asyncio.sleep(0)
                 continue
@@ -93,6 +124,7 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.BINARY:
                 conn.session.receive(msg.data.decode("utf-8", "replace"), loop.time())
             conn.event.set()
+            await conn.warm()
     finally:
         hub.on_close(conn.session)
         request.app[CONNS_KEY].remove(conn)

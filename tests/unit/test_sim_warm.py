@@ -1,0 +1,51 @@
+"""A bulk ADD's new instruments are made a few at a time, with the event loop running between
+(the streamer's `Connection.warm`), so other connections and /sim/stats are answered meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from schwab_stream.sim.hub import Hub
+from schwab_stream.sim.state import SimConfig, SimState
+from schwab_stream.sim.streamer import WARM_BATCH, Connection
+from schwab_stream.sim.subscriptions import apply
+
+T0 = datetime(2025, 6, 10, 10, 30, tzinfo=ZoneInfo("America/New_York"))
+
+
+def test_a_bulk_add_makes_its_instruments_a_few_at_a_time() -> None:
+    hub = Hub(SimState(SimConfig(market_time=T0, symbol_limit=10_000)), clock=T0.timestamp)
+    keys = [f"QW{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(10 * WARM_BATCH)]
+    seen: list[int] = []
+
+    async def main() -> None:
+        ws, request = SimpleNamespace(closed=False), SimpleNamespace(transport=None)
+        conn = Connection(cast(Any, ws), cast(Any, request), hub, 0.0)
+        subs = conn.session.subs
+        apply(subs, "LEVELONE_EQUITIES", "ADD", {"keys": ",".join(keys)}, 0.0, 10_000)
+        apply(subs, "LEVELONE_OPTIONS", "ADD", {"keys": "QWAA  250620C00010000"}, 0.0, 10_000)
+        apply(subs, "SCREENER_EQUITY", "SUBS", {"keys": "NASDAQ_VOLUME_5"}, 0.0, 10_000)
+        done = asyncio.Event()
+
+        async def watch() -> None:  # another task on the simulator's loop
+            while not done.is_set():
+                seen.append(len(hub.market.instruments))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0)
+        await conn.warm()
+        assert not conn.warming and conn.event.is_set()  # the pump polls again
+        done.set()
+        await watcher
+
+    asyncio.run(main())
+    made = hub.market.instruments
+    assert set(keys) <= set(made) and "QWAA  250620C00010000" in made
+    assert "NASDAQ_VOLUME_5" not in made  # a screener's key is no instrument
+    between = [n for n in seen if 0 < n < len(keys)]
+    assert len(set(between)) >= len(keys) // WARM_BATCH - 1  # the loop ran between batches
