@@ -12,7 +12,7 @@ from redis.crc import key_slot
 
 from schwab_stream.events import BarEvent, TickEvent
 from schwab_stream.publish import wire
-from schwab_stream.publish.cluster import Address, Gather, SlotMap, _Link, command_key
+from schwab_stream.publish.cluster import Address, Gather, NodeLink, SlotMap, command_key
 from schwab_stream.publish.core import PublisherCore
 from schwab_stream.publish.keys import StreamKeys
 
@@ -73,7 +73,7 @@ def test_a_slot_no_node_serves_is_said_not_guessed() -> None:
 def test_replies_gather_in_command_order_whichever_node_answers_first() -> None:
     done: list[Gather] = []
     conn = cast(AbstractConnection, object())
-    first, second = _Link(conn, lambda: done.append(gather)), _Link(conn, lambda: None)
+    first, second = NodeLink(conn, lambda: done.append(gather)), NodeLink(conn, lambda: None)
     gather = Gather(5, 2)
     first.parts.append((gather, [0, 2, 4]))
     second.parts.append((gather, [1, 3]))

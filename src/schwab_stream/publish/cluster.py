@@ -96,7 +96,7 @@ class Gather:
         self.left = parts
 
 
-class _Link:
+class NodeLink:
     """One connection to one primary, and its reader: each reply into the oldest part's place."""
 
     __slots__ = ("_on_done", "conn", "got", "parts", "reader")
@@ -142,7 +142,7 @@ class ClusterLinks:
         self._note = note
         self._map: SlotMap | None = None
         self._nodes: dict[Address, ClusterNode] = {}
-        self._links: dict[Address, _Link] = {}
+        self._links: dict[Address, NodeLink] = {}
 
     async def send(self, commands: list[list[bytes]], timeout: float) -> Gather:
         """Write a flight's commands, each node's part on its connection (connecting first,
@@ -217,7 +217,7 @@ class ClusterLinks:
         self._nodes = nodes
         self._map = SlotMap.of(served)
 
-    async def _link(self, address: Address) -> _Link:
+    async def _link(self, address: Address) -> NodeLink:
         """The connection to `address`, made (with the script loaded) if there is none."""
         made = self._links.get(address)
         if made is not None:
@@ -236,7 +236,7 @@ class ClusterLinks:
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
-        made = self._links[address] = _Link(conn, self._on_done)
+        made = self._links[address] = NodeLink(conn, self._on_done)
         made.reader = asyncio.create_task(link.read_replies(conn, made.deliver, REDIRECTS))
         made.reader.add_done_callback(lambda _: self._on_end())
         return made
