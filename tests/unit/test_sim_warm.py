@@ -1,5 +1,6 @@
 """A bulk ADD's new instruments are made a few at a time, with the event loop running between
-(the streamer's `Connection.warm`), so other connections and /sim/stats are answered meanwhile."""
+(the streamer's `Connection.warm`, a task of its own), so other connections and /sim/stats are
+answered meanwhile."""
 
 from __future__ import annotations
 
@@ -38,7 +39,11 @@ def test_a_bulk_add_makes_its_instruments_a_few_at_a_time() -> None:
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0)
-        await conn.warm()
+        conn.subscribed()
+        conn.subscribed()  # a second frame while it runs: the same task goes on
+        task = conn.warm_task
+        assert conn.warming and task is not None
+        await task
         assert not conn.warming and conn.event.is_set()  # the pump polls again
         done.set()
         await watcher

@@ -41,27 +41,40 @@ class Connection:
         self.session: Session = hub.connect(now)
         self.event = asyncio.Event()
         self.session.wake = self.event.set
-        #: While True the session makes no frames: `warm` is making its new instruments.
+        #: While True the session makes no frames: `warm_task` is making new instruments.
         self.warming = False
+        self.warm_task: asyncio.Task[None] | None = None
+        self._unwarmed = False
+
+    def subscribed(self) -> None:
+        """After each received frame: make the instruments of keys it subscribed (`warm`) in
+        a task of their own, so the reader goes on reading and the pump on answering."""
+        self._unwarmed = True
+        if not self.warming:
+            self.warming = True
+            self.warm_task = asyncio.create_task(self.warm())
 
     async def warm(self) -> None:
         """Make the instruments of keys just subscribed a few at a time, yielding to the event
         loop between, before the next frame would make them all at once: a bulk ADD of 1,000
         new symbols then holds other connections and /sim/stats milliseconds at a time, not for
-        the whole batch. The answer to the ADD goes out first (the pump sends, not polls)."""
+        the whole batch. A failure is left to the pump's poll, which makes the same call."""
         market = self.hub.market
-        self.warming = True
         try:
             made = 0
-            for svc, sub in list(self.session.subs.items()):
-                if svc not in INSTRUMENT_SERVICES:
-                    continue
-                for key in list(sub.keys):
-                    if key not in market.instruments:
-                        market.for_service(svc, key)
-                        made += 1
-                        if made % WARM_BATCH == 0:
-                            await asyncio.sleep(0)
+            while self._unwarmed:
+                self._unwarmed = False
+                for svc, sub in list(self.session.subs.items()):
+                    if svc not in INSTRUMENT_SERVICES:
+                        continue
+                    for key in list(sub.keys):
+                        if key not in market.instruments:
+                            market.for_service(svc, key)
+                            made += 1
+                            if made % WARM_BATCH == 0:
+                                await asyncio.sleep(0)
+        except Exception:
+            log.exception("simulator: making subscribed instruments failed")
         finally:
             self.warming = False
             self.event.set()
@@ -124,11 +137,13 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.BINARY:
                 conn.session.receive(msg.data.decode("utf-8", "replace"), loop.time())
             conn.event.set()
-            await conn.warm()
+            conn.subscribed()
     finally:
         hub.on_close(conn.session)
         request.app[CONNS_KEY].remove(conn)
         pump.cancel()
+        if conn.warm_task is not None:
+            conn.warm_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await pump
     return ws
