@@ -226,3 +226,48 @@ async def test_a_primarys_failover_resumes_on_its_replica_in_order(
         await client.aclose()
     gaps = [s for s in statuses if s.state == "gap"]
     assert gaps and "replaced by" in str(gaps[-1].info.get("failover", ""))
+
+
+def acl_on_every_node(cluster: Cluster, *rules: str) -> None:
+    for node in cluster.nodes:
+        with redis.Redis(port=node.port) as client:
+            client.execute_command("ACL", "SETUSER", "bridge", *rules)
+
+
+async def test_a_latest_value_the_script_may_not_set_waits_and_is_set_once_allowed(
+    cluster: Cluster,
+) -> None:
+    """A user that may run the script and XADD but not MSET: the script writes the entries once,
+    reports its MSET refused (a gap for every stream, as a refused MSET is), and once MSET is
+    allowed the latest keys hold the newest values, with no new event to carry them."""
+    acl_on_every_node(cluster, "on", ">pw", "~*", "&*", "+@all", "-mset")
+    hosts = cluster.url.removeprefix("redis+cluster://")
+    pub = TradingEventPublisher(f"redis+cluster://bridge:pw@{hosts}", prefix="t")
+    task = asyncio.create_task(pub.run())
+    feed = Feed(pub)
+    client = cluster_redis(cluster.url)
+    try:
+        feed.send(1)
+        await asyncio.wait_for(_until_refused(pub), 10)
+        feed.send(2)
+        await asyncio.sleep(0.3)
+        assert not pub.redis_ok and await client.get("t:latest:tick:{AAPL}") is None
+        acl_on_every_node(cluster, "+mset")
+        assert await pub.flush(15)
+        assert pub.redis_ok
+        for symbol in SYMBOLS:
+            bars = [e.seq for e in await read(client, f"t:bar:{{{symbol}}}")]
+            assert bars == [1, 2, 3], symbol
+            latest = decode_event(await client.get(f"t:latest:tick:{{{symbol}}}"))
+            assert isinstance(latest, TickEvent) and latest.seq == 3
+        statuses = [e for e in await read(client, "{t}:status") if isinstance(e, StatusEvent)]
+        assert any("NOPERM" in str(s.info.get("reason")) for s in statuses if s.state == "gap")
+    finally:
+        await client.aclose()
+        await pub.close()
+        await task
+
+
+async def _until_refused(pub: TradingEventPublisher) -> None:
+    while pub.stats.redis_errors == 0:
+        await asyncio.sleep(0.01)
