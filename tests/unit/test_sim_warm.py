@@ -54,3 +54,18 @@ def test_a_bulk_add_makes_its_instruments_a_few_at_a_time() -> None:
     assert "NASDAQ_VOLUME_5" not in made  # a screener's key is no instrument
     between = [n for n in seen if 0 < n < len(keys)]
     assert len(set(between)) >= len(keys) // WARM_BATCH - 1  # the loop ran between batches
+
+
+def test_a_feed_taking_keys_in_turn_makes_them_in_turn() -> None:
+    """With symbols_per_frame set, a frame makes at most that many instruments: no warm-up."""
+    hub = Hub(SimState(SimConfig(market_time=T0, symbols_per_frame=20)), clock=T0.timestamp)
+
+    async def main() -> None:
+        ws, request = SimpleNamespace(closed=False), SimpleNamespace(transport=None)
+        conn = Connection(cast(Any, ws), cast(Any, request), hub, 0.0)
+        apply(conn.session.subs, "LEVELONE_EQUITIES", "ADD", {"keys": "QWXA,QWXB"}, 0.0, 500)
+        conn.subscribed()
+        assert conn.warm_task is None and not conn.warming
+
+    asyncio.run(main())
+    assert not hub.market.instruments

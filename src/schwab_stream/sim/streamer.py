@@ -48,7 +48,11 @@ class Connection:
 
     def subscribed(self) -> None:
         """After each received frame: make the instruments of keys it subscribed (`warm`) in
-        a task of their own, so the reader goes on reading and the pump on answering."""
+        a task of their own, so the reader goes on reading and the pump on answering. Only if
+        every held key is in every frame (symbols_per_frame 0): else a frame makes at most that
+        many, in turn, and a key removed before its turn costs nothing."""
+        if self.hub.config.symbols_per_frame > 0:
+            return
         self._unwarmed = True
         if not self.warming:
             self.warming = True
