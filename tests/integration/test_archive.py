@@ -449,6 +449,23 @@ def test_sigterm_mid_file_finishes_it_and_acknowledges_everything(
     assert assert_archive_is_the_streams(client, tmp_path / "a") == 1000
 
 
+def test_a_stop_right_after_a_read_archives_what_it_handed_out(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The loop reads the next entries while it takes those of the read before: a stop right
+    after a read still archives and acknowledges what that read handed to this archiver."""
+    publish(redis_url, [tick("AAPL", i) for i in range(1, 301)])
+    archiver, client = make(redis_url, tmp_path / "a", "a", roll_seconds=3600.0)
+    files.check_folder(tmp_path / "a")
+    archiver.claims.register()
+    archiver.step()  # the read is in hand, to be taken by the next step
+    assert pending(client) == 300 and archiver.roller.held == 0
+    stop = threading.Event()
+    stop.set()
+    archiver.run(stop)
+    assert assert_archive_is_the_streams(client, tmp_path / "a") == 300
+
+
 def test_an_unwritable_folder_exits_2_naming_it(redis_url: str, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
