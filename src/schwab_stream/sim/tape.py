@@ -13,13 +13,13 @@ plausible for any date without computing the dates before it). Each minute of th
 `TRADES_PER_MINUTE` trades (or none, with probability `gap_rate`: Schwab's history has minutes
 without a bar), priced along the bridge with a little jitter, on the tick.
 
-A minute is drawn on its own, so nothing has to make a whole day to read one minute (a new
-instrument's previous close, its session so far, a history window): the day's walk is eager and
-cheap, but each minute's draws are `MINUTE_BYTES` random bytes at a fixed place in a block of
-`BLOCK_MINUTES` minutes seeded by (seed, symbol, date, block). Its bar (open, high, low, close,
-volume, and its last trade) comes from a few of them without making its trades; its trades are
-made from the rest only when read, and always agree with the bar: the first trade is the open,
-the last the close, one prints the high and one the low, the others lie between.
+Nothing has to make a whole day to read one minute (a new instrument's previous close, its
+session so far, a history window): the day's walk is eager and cheap, but a minute's draws are
+random bytes at fixed places in a block of `BLOCK_MINUTES` minutes seeded by (seed, symbol, date,
+block). Its bar (open, high, low, close, volume, and its last trade) comes from a few of them
+without making its trades; its trades are made from the rest only when read, and always agree
+with the bar: the first trade is the open, the last the close, one prints the high and one the
+low, the others lie between.
 """
 
 from __future__ import annotations
@@ -48,16 +48,20 @@ DAILY_SIGMA = {"equity": 0.012, "index": 0.01, "future": 0.01, "forex": 0.004}
 #: Trade dates kept per symbol (each holds its walk and the minutes drawn so far).
 CACHE_DAYS = 16
 
-#: A minute's random bytes: 7 uint16 for its bar (gap, count, open and close jitter, how far the
-#: high and the low reach, the last trade's offset), then per trade a size byte, a uint16 offset
-#: and a price-jitter byte, then a uint16 placing the high and the low among the trades.
-MAX_TRADES = 16
-SIZES_AT = 14
-OFFSETS_AT = SIZES_AT + MAX_TRADES
-JITTER_AT = OFFSETS_AT + 2 * MAX_TRADES
-SLOTS_AT = JITTER_AT + MAX_TRADES
-MINUTE_BYTES = SLOTS_AT + 2
+#: A block's random bytes: for each of its minutes, 7 uint16 columns for the bars (gap, count,
+#: open and close jitter, how far the high and the low reach, the last trade's offset), then per
+#: minute its trades' details: a size byte each, a uint16 offset each (all but the last), a
+#: price-jitter byte each (all but the first and the last), two bytes placing the high and low.
 BLOCK_MINUTES = 60
+MAX_TRADES = 16
+BAR_COLUMNS = 7
+SIZES_AT = 0
+OFFSETS_AT = SIZES_AT + MAX_TRADES
+JITTER_AT = OFFSETS_AT + 2 * (MAX_TRADES - 1)
+SLOTS_AT = JITTER_AT + MAX_TRADES - 2
+DETAIL_BYTES = SLOTS_AT + 2
+DETAILS_AT = 2 * BAR_COLUMNS * BLOCK_MINUTES
+BLOCK_BYTES = DETAILS_AT + DETAIL_BYTES * BLOCK_MINUTES
 #: bytes.translate table: a random byte to its trade size in lots.
 SIZE_TABLE = bytes(SIZES[b % len(SIZES)] for b in range(256))
 U16 = 65536.0
@@ -111,19 +115,15 @@ class DayTape:
         self.minutes = (end_ms - start_ms) // MINUTE_MS
         #: The price in ticks at each minute's start (and the session's end).
         self.path = tape.walk(day, self.minutes)
-        self._blocks: dict[int, bytes] = {}
-        self._memo: dict[int, Minute | None] = {}
+        self._raw: dict[int, bytes] = {}
+        self._minutes: dict[int, list[Minute | None]] = {}
         self._close: tuple[float, int] | None = None
 
     def _draws(self, i: int) -> tuple[bytes, int]:
-        """The block of random bytes holding minute i's, and where they start in it."""
-        b, at = divmod(i, BLOCK_MINUTES)
-        block = self._blocks.get(b)
-        if block is None:
-            t = self.tape
-            rng = random.Random(f"{t.seed}|{t.symbol}|tape|{self.day.isoformat()}|{b}")
-            block = self._blocks[b] = rng.randbytes(BLOCK_MINUTES * MINUTE_BYTES)
-        return block, at * MINUTE_BYTES
+        """The random bytes of minute i's block, and where the minute's trade details start."""
+        b, k = divmod(i, BLOCK_MINUTES)
+        self._block(b)
+        return self._raw[b], DETAILS_AT + k * DETAIL_BYTES
 
     def _geometry(self, i: int) -> tuple[float, float, float]:
         """In ticks: the path at the minute's start, its drift per ms, the trades' jitter."""
@@ -132,46 +132,74 @@ class DayTape:
 
     def minute(self, i: int) -> Minute | None:
         """Minute i of the session (None: a minute without trades)."""
-        memo = self._memo
-        if i in memo:
-            return memo[i]
+        b, k = divmod(i, BLOCK_MINUTES)
+        return self._block(b)[k]
+
+    def _block(self, b: int) -> list[Minute | None]:
+        """The bars of block b's minutes, drawn together from the block's bytes (one loop, not a
+        call a minute: a new symbol reads every minute since its session opened)."""
+        found = self._minutes.get(b)
+        if found is not None:
+            return found
         t = self.tape
-        buf, o = self._draws(i)
-        gap, count, oj, cj, hr, lr, lo = unpack_from("<7H", buf, o)
-        if t.gap_rate and gap < t.gap_rate * U16:
-            memo[i] = None
-            return None
-        low_n, high_n = t.per_minute
-        n = low_n + (count * (high_n - low_n + 1) >> 16)
-        sizes = buf[o + SIZES_AT : o + SIZES_AT + n].translate(SIZE_TABLE)
-        last_off = MINUTE_MS - 1 - (lo * (MINUTE_MS // n) >> 16)  # in the minute's last 1/n
-        p0, slope, jitter = self._geometry(i)
-        scale = jitter / U16
-        first = max(int(p0 + (oj - 32768) * scale + 0.5), 1)
-        last = max(int(p0 + slope * last_off + (cj - 32768) * scale + 0.5), 1)
-        top, bottom = (first, last) if first > last else (last, first)
-        if n > 3:
-            high = top + int(hr * scale * 0.5 + 0.5)
-            low = max(bottom - int(lr * scale * 0.5 + 0.5), 1)
-        elif n == 3:  # one trade between the first and the last: it prints one extreme
-            high = top if hr & 1 else top + int(hr * scale * 0.5 + 0.5)
-            low = max(bottom - int(lr * scale * 0.5 + 0.5), 1) if hr & 1 else bottom
-        else:
-            high, low = top, bottom
-        start = self.start_ms + i * MINUTE_MS
-        lot, per = t.trade_lot, t.per_tick
-        found = memo[i] = Minute(
-            start,
-            first / per,
-            high / per,
-            low / per,
-            last / per,
-            lot * sum(sizes),
-            n,
-            start + last_off,
-            lot * sizes[-1],
+        rng = random.Random(f"{t.seed}|{t.symbol}|tape|{self.day.isoformat()}|{b}")
+        raw = self._raw[b] = rng.randbytes(BLOCK_BYTES)
+        first = b * BLOCK_MINUTES
+        here = min(BLOCK_MINUTES, self.minutes - first)
+        columns = unpack_from(f"<{BAR_COLUMNS * BLOCK_MINUTES}H", raw)
+        gaps, counts, ojs, cjs, hrs, lrs, los = (
+            columns[c * BLOCK_MINUTES : c * BLOCK_MINUTES + here] for c in range(BAR_COLUMNS)
         )
-        return found
+        gap_below = t.gap_rate * U16
+        low_n, span = t.per_minute[0], t.per_minute[1] - t.per_minute[0] + 1
+        half_sigma, lot, per, path = t.sigma * 0.5, t.trade_lot, t.per_tick, self.path
+        minutes: list[Minute | None] = []
+        start = self.start_ms + first * MINUTE_MS
+        o = DETAILS_AT + SIZES_AT
+        for k in range(here):
+            if gaps[k] < gap_below:
+                minutes.append(None)
+                start += MINUTE_MS
+                o += DETAIL_BYTES
+                continue
+            n = low_n + (counts[k] * span >> 16)
+            sizes = raw[o : o + n].translate(SIZE_TABLE)
+            last_off = MINUTE_MS - 1 - (los[k] * (MINUTE_MS // n) >> 16)  # in the last 1/n
+            p0 = path[first + k]
+            scale = max(2.0, p0 * half_sigma) / U16
+            open_ = int(p0 + (ojs[k] - 32768) * scale + 0.5)
+            drift = (path[first + k + 1] - p0) * last_off / MINUTE_MS
+            close = int(p0 + drift + (cjs[k] - 32768) * scale + 0.5)
+            if open_ < 1 or close < 1:  # a price near one tick: none below it
+                open_, close = max(open_, 1), max(close, 1)
+            top, bottom = (open_, close) if open_ > close else (close, open_)
+            hr, low = hrs[k], bottom - int(lrs[k] * scale * 0.5 + 0.5)
+            if low < 1:
+                low = 1
+            if n > 3:
+                high = top + int(hr * scale * 0.5 + 0.5)
+            elif n == 3:  # one trade between the first and the last: it prints one extreme
+                high = top if hr & 1 else top + int(hr * scale * 0.5 + 0.5)
+                low = low if hr & 1 else bottom
+            else:
+                high, low = top, bottom
+            minutes.append(
+                Minute(
+                    start,
+                    open_ / per,
+                    high / per,
+                    low / per,
+                    close / per,
+                    lot * sum(sizes),
+                    n,
+                    start + last_off,
+                    lot * sizes[-1],
+                )
+            )
+            start += MINUTE_MS
+            o += DETAIL_BYTES
+        self._minutes[b] = minutes
+        return minutes
 
     def trades(self, i: int) -> list[tuple[int, float, int]]:
         """(ms, price, size) of minute i's trades in time order, agreeing with `minute(i)`."""
