@@ -1,5 +1,6 @@
 """How the long-running commands run their event loop: uvloop when installed, a garbage
-collector that does not stall the hot path, and stop signals caught from the first moment.
+collector that does not stall the hot path, an allocator that gives large buffers back, and stop
+signals caught from the first moment.
 
 A full (gen-2) collection walks every object the interpreter holds, imports included, so on a
 busy stream its pauses were the p99 latency; freezing the heap once start-up is done takes all
@@ -11,11 +12,12 @@ each young collection much longer. The measurements are in docs/performance.md,
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import signal
 from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -27,6 +29,24 @@ def freeze_heap() -> None:
     would never be collected, a one-off cost for what start-up left behind."""
     gc.collect()
     gc.freeze()
+
+
+#: Buffers from this size up get a mapping of their own, unmapped when freed (glibc's default)
+MMAP_THRESHOLD: Final = 128 * 1024
+_M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
+
+
+def pin_mmap_threshold() -> bool:
+    """Keep glibc from moving its mmap threshold up. By default it rises to the size of the
+    largest mapped buffer freed, so after one publish flight of a few MB every later one is cut
+    from the heap, and the heap keeps the high-water mark of the largest burst resident: RSS
+    climbed with the biggest flight seen, not with anything alive. False where the C library
+    has no such setting (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:

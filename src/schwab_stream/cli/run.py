@@ -11,7 +11,13 @@ import click
 
 from schwab_stream.cli.common import exits_on_error
 from schwab_stream.errors import ConfigError, ExitCode
-from schwab_stream.runtime import StartupStopped, StopRequest, freeze_heap, run_async
+from schwab_stream.runtime import (
+    StartupStopped,
+    StopRequest,
+    freeze_heap,
+    pin_mmap_threshold,
+    run_async,
+)
 
 if TYPE_CHECKING:
     from schwab_stream.pipeline import Pipeline
@@ -99,6 +105,7 @@ async def _run(pipeline: Pipeline, subscriptions: dict[str, list[str]], stop: St
         log.info("%s during start-up: stopping before streaming", stop.signal.name)
     else:
         freeze_heap()  # start-up is done: full collections now walk only what streaming allocates
+        pin_mmap_threshold()  # a burst's buffers are given back, not kept as heap
         log.info(
             "starting: %s",
             ", ".join(f"{s}={len(k)}" for s, k in subscriptions.items()) or "no subscriptions",
