@@ -69,3 +69,19 @@ def test_a_feed_taking_keys_in_turn_makes_them_in_turn() -> None:
 
     asyncio.run(main())
     assert not hub.market.instruments
+
+
+def test_a_poll_yields_after_the_frame_that_made_new_instruments() -> None:
+    """Keys taken in turn, 19 frames due (0 to 0.9 s): each poll makes one frame while its keys
+    are new (20 instruments), then the rest of what is due at once, as before."""
+    config = SimConfig(market_time=T0, rate=20, symbols_per_frame=20, symbol_limit=10_000)
+    hub = Hub(SimState(config), clock=T0.timestamp)
+    session = hub.connect(0.0)
+    session.logged_in = True
+    keys = [f"QV{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(100)]
+    apply(session.subs, "LEVELONE_EQUITIES", "ADD", {"keys": ",".join(keys)}, 0.0, 10_000)
+    for polls in range(1, 6):
+        session.poll(0.92)
+        assert (len(session.outbox), len(hub.market.instruments)) == (polls, 20 * polls)
+    session.poll(0.92)
+    assert len(session.outbox) == 19 and len(hub.market.instruments) == 100

@@ -27,6 +27,10 @@ from schwab_stream.sim.tokens import SIM_ACCOUNT, SIM_CUSTOMER_ID
 
 #: Generated frames per poll before the writer yields (keeps the reader and timers responsive).
 MAX_FRAMES_PER_POLL = 64
+#: New instruments a poll makes before it yields too, after the frame that made them: a host
+#: that fell behind while the frames after a bulk ADD made their share each would otherwise make
+#: a second's worth of frames, and of new instruments, at once (docs/simulator.md, "Cost").
+NEW_INSTRUMENTS_PER_POLL = 8
 
 
 class Host(Protocol):
@@ -305,6 +309,8 @@ class Session:
             self.next_data = now
         interval = 1.0 / self.config.rate if self.config.rate > 0 else math.inf
         produced = 0
+        instruments = self.hub.market.instruments
+        known = len(instruments)
         while self.next_data <= now and produced < MAX_FRAMES_PER_POLL:
             self.next_data += interval
             block = self.feed.next_block(self.subs, now)
@@ -313,6 +319,8 @@ class Session:
                 self.outbox.append(self._data(svc, content))
                 self.hub.count("data_frames")
             produced += 1
+            if len(instruments) - known >= NEW_INSTRUMENTS_PER_POLL:
+                break
 
     def _heartbeats_on(self) -> bool:
         replay = self.hub.replay

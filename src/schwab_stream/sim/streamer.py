@@ -104,7 +104,7 @@ class Connection:
         while not ws.closed:
             self.event.clear()
             now = loop.time()
-            if not self.warming:
+            if not (self.warming or session.outbox):  # answers first, then the next frames
                 session.poll(now)
             if not session.silenced(now):
                 while session.outbox:
