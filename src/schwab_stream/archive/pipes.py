@@ -1,9 +1,10 @@
 """Many commands in one round trip, on any topology, each reply or error kept apart (Redis edge).
 
-The archive's reads are scripts that hand entries out: sent twice, the first run's entries would
+The archive's reads hand entries out: sent twice, the first run's entries would
 be pending for this archiver and never seen. So nothing here sends a command again after a
 connection error (the caller knows it may have run: `unsure`); only replies that say the command
-did not run (NOSCRIPT, MOVED, ASK) are sent again.
+did not run (NOSCRIPT, MOVED, ASK) are sent again. A `Multi` is several commands run as one
+(MULTI/EXEC, all keys in one slot): nothing of another client runs between them.
 
 `OnePipe` is one pipeline on one connection (a single Redis, or the primary behind Sentinel,
 where `confirm` appends `WAIT`: what the commands wrote is on that many replicas before it is
@@ -17,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
+from redis.client import CaseInsensitiveDict
 from redis.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     ConnectionError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -33,8 +36,16 @@ from redis.exceptions import (
 
 log = logging.getLogger("schwab_stream.archive")
 
-#: A command: the key that says where it goes (on a cluster), and its words
-Command = tuple[str, tuple[Any, ...]]
+
+class Multi(NamedTuple):
+    """Commands run as one transaction; its reply is EXEC's (each command's reply or error), or
+    the error that kept it from running (MOVED, ASK, EXECABORT)."""
+
+    commands: tuple[tuple[Any, ...], ...]
+
+
+#: A command: the key that says where it goes (on a cluster), and its words (or a Multi)
+Command = tuple[str, tuple[Any, ...] | Multi]
 #: How long WAIT gives the replicas (ms)
 CONFIRM_MS = 250
 #: Replies that say the command did not run where it was sent (AskError covers MOVED too)
@@ -70,12 +81,21 @@ def _pipeline(
     client: redis.Redis, commands: Sequence[Command], confirm: int, confirmation: Confirmation
 ) -> list[Any]:
     """`commands` in one pipeline on one connection, then with `confirm` WAIT for that many
-    replicas (WAIT counts what this connection wrote). Each reply, or its error as the value;
+    replicas (WAIT counts what this connection wrote). Each reply as Redis sent it (no
+    redis-py callback: a command queued in a MULTI answers QUEUED), or its error as the value;
     a failed connection is every command's error."""
+    spans = []
     try:
         with client.pipeline(transaction=False) as pipe:
+            pipe.response_callbacks = CaseInsensitiveDict({})  # (the client's stays whole)
             for _key, words in commands:
-                pipe.execute_command(*words)  # type: ignore[no-untyped-call]
+                if isinstance(words, Multi):
+                    sent = (("MULTI",), *words.commands, ("EXEC",))
+                else:
+                    sent = (words,)
+                for one in sent:
+                    pipe.execute_command(*one)  # type: ignore[no-untyped-call]
+                spans.append(len(sent))
             if confirm:
                 pipe.execute_command("WAIT", confirm, CONFIRM_MS)  # type: ignore[no-untyped-call]
             replies = pipe.execute(raise_on_error=False)
@@ -83,7 +103,14 @@ def _pipeline(
         return [exc] * len(commands)
     if confirm:
         confirmation.seen(confirm, replies.pop())
-    return replies
+    out, start = [], 0
+    for span in spans:
+        part = replies[start : start + span]
+        start += span
+        # a Multi: the first command refused while queueing (MOVED, ASK: nothing ran), or EXEC's
+        refused = [r for r in part[1:-1] if isinstance(r, RedisError)]
+        out.append(part[0] if span == 1 else refused[0] if refused else part[-1])
+    return out
 
 
 class OnePipe:
@@ -138,12 +165,26 @@ class NodePipes:
             self._refresh()
         for index, reply in enumerate(replies):
             if isinstance(reply, _NOT_RUN):
-                replies[index] = self._one(commands[index])
+                replies[index] = self._one(commands[index], reply)
         return replies
 
-    def _one(self, command: Command) -> Any:
+    def _one(self, command: Command, refused: RedisError) -> Any:
+        """`command` again where the slot is now: the cluster client follows MOVED and ASK; a
+        Multi goes to the slot's node (after ASK, the importing node, with ASKING first)."""
+        key, words = command
         try:
-            return self.client.execute_command(*command[1])
+            if not isinstance(words, Multi):
+                return self.client.execute_command(*words)
+            if isinstance(refused, AskError) and not isinstance(refused, MovedError):
+                node = self.client.get_node(host=refused.host, port=refused.port)
+                sent: list[Command] = [(key, ("ASKING",)), command]
+            else:
+                node = self.client.get_node_from_key(key)
+                sent = [command]
+            if node is None:
+                return refused
+            node_client = self.client.get_redis_connection(node)
+            return _pipeline(node_client, sent, 0, self.confirmation)[-1]
         except RedisError as exc:
             return exc
         except RedisClusterException as exc:
