@@ -50,11 +50,16 @@ def parse(url: str) -> Topology:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(_SCHEME_HINT)
-    if scheme in ("redis", "rediss", "unix"):
-        return Topology(Kind.STANDALONE, url, tls=scheme == "rediss")
-    if scheme not in _SCHEMES:
+    if scheme not in ("redis", "rediss", "unix", *_SCHEMES):
         raise ValueError(f"{_SCHEME_HINT} (not {scheme[:20]!r})")
+    standalone = scheme in ("redis", "rediss", "unix")
+    # A standalone URL's ?options may hold an '@' (client_name=a@b); its path may not.
+    _check_userinfo(rest.split("?")[0].split("#")[0] if standalone else rest)
+    if standalone:
+        return Topology(Kind.STANDALONE, url, tls=scheme == "rediss")
     kind, tls = _SCHEMES[scheme]
+    if "?" in rest or "#" in rest:
+        raise ValueError("takes no ?options or #fragment after the hosts and primary name")
     netloc, _, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
     username = password = None
@@ -79,6 +84,17 @@ def parse(url: str) -> Topology:
     return Topology(kind, url, hosts, primary, db, username, password, tls)
 
 
+def _check_userinfo(rest: str) -> None:
+    """The user and password end at the last '@', the hosts at the first '/', '?' or '#': an '@'
+    after one of those means the user or password holds it unencoded, and the URL would be read
+    with part of the password as a host (and said in an error) or as a path."""
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if "@" in rest[end:] and "@" not in rest[:end]:
+        raise ValueError(
+            "has '/', '?' or '#' in its user or password: percent-encode them (%2F, %3F, %23)"
+        )
+
+
 def _host(text: str) -> tuple[str, int]:
     text = text.strip()
     if not text:
@@ -94,8 +110,8 @@ def _host(text: str) -> tuple[str, int]:
 
 
 def _db(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"database {text[:20]!r} is not a number")
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise ValueError(f"database {text[:20]!r} is not a number from 0 to 999999999")
     return int(text)
 
 
