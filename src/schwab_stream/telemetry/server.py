@@ -10,10 +10,12 @@ publisher holds.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.exposition import choose_encoder
 
 from schwab_stream.errors import ConfigError
@@ -21,6 +23,36 @@ from schwab_stream.telemetry.health import Health
 from schwab_stream.telemetry.metrics import Metrics
 
 __all__ = ["DEFAULT_HOST", "MetricsServer", "start_metrics_server"]
+
+#: aiohttp's server logger for these endpoints: what a client sends that is not HTTP it serves
+#: (a header or URL past its limits, a broken chunk) is logged by aiohttp as an ERROR with a
+#: traceback, each time. `_BadRequests` makes that one line, once per kind.
+_http_log = logging.getLogger("schwab_stream.telemetry.http")
+
+
+class _BadRequests(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        kind = type(exc).__name__
+        if kind in self._said:
+            return False
+        self._said.add(kind)
+        reason = " ".join(str(exc.message).split())[:120]
+        record.msg = "metrics server: refused a bad HTTP request (%s: %s); said once per kind"
+        record.args = (kind, reason)
+        record.levelno = min(record.levelno, logging.WARNING)  # not HTTP at all: aiohttp's DEBUG
+        record.levelname = logging.getLevelName(record.levelno)
+        record.exc_info = record.exc_text = None
+        return True
+
+
+_http_log.addFilter(_BadRequests())
 
 #: Loopback: metrics and health are for this machine's Prometheus and supervisor, not the network.
 DEFAULT_HOST = "127.0.0.1"
@@ -73,7 +105,7 @@ async def start_metrics_server(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz_handler)
     app.router.add_get("/livez", livez_handler)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=_http_log)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
