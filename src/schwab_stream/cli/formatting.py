@@ -115,12 +115,23 @@ def format_line(event: dict[str, Any], color: bool = False) -> str:
         if isinstance(recv_ns, int)
         else "--:--:--.---"
     )
-    kind = str(event.get("type", "?"))
+    kind = printable(str(event.get("type", "?")))
     label = f"{kind:<8}"
     if color:
         label = click.style(label, fg=_COLORS.get(kind))
-    symbol = str(event.get("symbol") or "")
-    return f"{when} {label} {symbol:<21} {describe(event)}"
+    symbol = printable(str(event.get("symbol") or ""))
+    return f"{when} {label} {symbol:<21} {printable(describe(event))}"
+
+
+#: C0 controls, DEL and C1 controls: what a terminal acts on (ESC starts a sequence that can
+#: clear the screen, set the title, ...) instead of showing.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written as \\xNN: what anyone wrote into a stream
+    is shown to a terminal, never acted on by it (nor able to break a line in two)."""
+    return text.translate(_CONTROLS)
 
 
 def short_qty(value: Any) -> str:

@@ -20,7 +20,7 @@ import redis
 from redis.exceptions import RedisError
 
 from schwab_stream.cli.common import exits_on_error, redis_options, redis_target
-from schwab_stream.cli.formatting import format_line
+from schwab_stream.cli.formatting import format_line, printable
 from schwab_stream.errors import SchwabStreamError
 from schwab_stream.publish.keys import StreamKeys, hash_tag
 from schwab_stream.redact import safe_url
@@ -60,12 +60,16 @@ def fixed_keys(
 
 
 def scan_keys(client: redis.Redis, prefix: str, types: Iterable[str]) -> list[str]:
-    """Stream keys of the given per-symbol types that exist now (SCAN, streams only)."""
+    """Stream keys of the given per-symbol types that exist now (SCAN, streams only). A key
+    that is not UTF-8 is not the bridge's (its symbols are text): left out, not a traceback."""
     found: set[str] = set()
     for kind in types:
         pattern = _escape_glob(f"{prefix}:{kind}:") + "*"
         for key in client.scan_iter(match=pattern, count=1000, _type="stream"):
-            found.add(key.decode() if isinstance(key, bytes) else str(key))
+            try:
+                found.add(key.decode() if isinstance(key, bytes) else str(key))
+            except UnicodeDecodeError:
+                continue
     return sorted(found)
 
 
@@ -294,7 +298,7 @@ def _follow(
 def _print(entries: list[tuple[str, str, bytes]], as_json: bool, color: bool) -> None:
     for _key, _entry_id, data in entries:
         if as_json:
-            click.echo(data.decode("utf-8", errors="replace"))
+            click.echo(printable(data.decode("utf-8", errors="replace")))
         else:
             try:
                 event = json.loads(data)
