@@ -1,11 +1,14 @@
 """The archive's read (`MULTI; XREADGROUP; EVAL READ; EXEC`, source.py) against a real Redis:
 each read learns the `seq` the group was handed before it, whichever archiver read that; an
 entry without a `seq` leaves the record as it was; a record written before the read was a
-MULTI still counts; a MULTI refused while queueing runs nothing."""
+MULTI still counts; a MULTI refused while queueing runs nothing, and on a cluster one refused
+with MOVED goes again to the slot's node."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.exceptions import ResponseError
@@ -13,8 +16,10 @@ from redis.exceptions import ResponseError
 from schwab_stream.archive.pipes import Multi, OnePipe
 from schwab_stream.archive.rows import id_order
 from schwab_stream.archive.source import GroupSource
+from tests.topologies import Cluster
 
 from .test_archive import GROUP, PREFIX, make, publish, tick
+from .test_archive_topologies import archiver
 
 AAPL = f"{PREFIX}:tick:AAPL"
 
@@ -77,3 +82,28 @@ def test_a_multi_refused_while_queueing_runs_nothing(redis_url: str) -> None:
     first, second = OnePipe(client).send([("k", refused), ("k", ran)])
     assert isinstance(first, ResponseError)
     assert second[1] == 1 and client.xlen("k") == 1
+
+
+def test_a_read_sent_where_its_slot_no_longer_is_goes_again_to_its_node_once(
+    tmp_path: Path,
+) -> None:
+    made = Cluster()
+    try:
+        src = archiver(made.url, tmp_path / "archive", "a").source
+        client: Any = src.client
+        stream = f"{PREFIX}:tick:{{AAPL}}"
+        for seq in range(1, 11):
+            client.xadd(stream, {"data": json.dumps({"seq": seq})})
+        src.discover()
+        # the slot table says another node: its MULTI is refused there (MOVED), nothing runs
+        right = client.get_node_from_key(stream)
+        wrong = next(n for n in client.get_primaries() if n.name != right.name)
+        client.nodes_manager.slots_cache[client.keyslot(stream)] = [wrong]
+        [delivery] = src.read(100)
+        assert (len(delivery.entries), delivery.prev_seq) == (10, None)
+        assert client.xpending(stream, GROUP)["pending"] == 10
+        client.xadd(stream, {"data": json.dumps({"seq": 11})})
+        [delivery] = src.read(100)
+        assert (len(delivery.entries), delivery.prev_seq) == (1, 10)
+    finally:
+        made.stop()
