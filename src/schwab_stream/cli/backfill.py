@@ -197,10 +197,17 @@ def _start_of(fields: dict[bytes, bytes]) -> int | None:
         return None
 
 
-async def plan(redis: Any, prefix: str, symbols: list[str], start: int, end: int) -> list[Key]:
+async def plan(
+    redis: Any, prefix: str, symbols: list[str], start: int, end: int, cluster: bool = False
+) -> list[Key]:
     """Each key's window: from `start`, or the minute after its stream's last bar, to `end`.
-    A key whose stream already ends at or after `end` with no bar in the range is refused."""
-    keys = [Key(symbol, f"{prefix}:bar:{symbol}") for symbol in symbols]
+    A key whose stream already ends at or after `end` with no bar in the range is refused.
+    On a cluster the streams are the bridge's tagged ones (`PREFIX:bar:{SYMBOL}`), the keys the
+    publisher writes."""
+    from schwab_stream.publish.keys import StreamKeys
+
+    streams = StreamKeys(prefix, cluster=cluster)
+    keys = [Key(symbol, streams.symbol_stream("bar", symbol)) for symbol in symbols]
     for key, last in zip(keys, await _last_starts(redis, [k.stream for k in keys]), strict=True):
         key.last = last
         key.start = start if last is None else max(start, last + MINUTE_MS)
@@ -298,11 +305,10 @@ async def _fill(
     dry_run: bool,
     progress: Callable[[int], Progress],
 ) -> Outcome:
-    import redis.asyncio as aioredis
-
+    from schwab_stream.redis_client import async_redis, is_cluster
     from schwab_stream.standby import Lease, new_instance_id
 
-    redis = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
+    redis = async_redis(redis_url, socket_connect_timeout=2.0, socket_timeout=10.0)
     lease = Lease(redis_url, f"{prefix}:lease", settings.lease_ttl, f"backfill@{new_instance_id()}")
     holding: asyncio.Task[None] | None = None
     try:
@@ -318,7 +324,7 @@ async def _fill(
             )
         if not dry_run:
             holding = asyncio.create_task(lease.hold())
-        keys = await plan(redis, prefix, symbols, start, end)
+        keys = await plan(redis, prefix, symbols, start, end, cluster=is_cluster(redis_url))
         return await _fetch_all(
             settings, redis_url, prefix, service, keys, lease, dry_run, progress
         )

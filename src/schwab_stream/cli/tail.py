@@ -234,7 +234,12 @@ def tail(
     try:
         keys = fixed_keys(prefix, wanted_symbols, wanted_types, cluster)
         if not wanted_symbols:
-            keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
+            try:
+                keys += scan_keys(client, prefix, [t for t in wanted_types if t in SYMBOL_TYPES])
+            except (RedisError, OSError) as exc:  # a server that is not a data node answers PING
+                raise SchwabStreamError(
+                    f"Redis at {safe_url(redis_url)} refused: {type(exc).__name__}: {exc}"
+                ) from None
         if not _any_exists(client, keys):
             waits = "" if last is not None else "; waiting for its first event"
             click.echo(
@@ -278,12 +283,12 @@ def _follow(
     color = sys.stdout.isatty() and not as_json
     printed = 0
     while count is None or printed < count:
-        if scan_types and time.monotonic() >= next_scan:
-            first_scan = next_scan == 0.0
-            # Keys found on a later scan were created after we started: read them whole.
-            follower.add(scan_keys(client, prefix, scan_types), existing_from_now=first_scan)
-            next_scan = time.monotonic() + RESCAN_SECONDS
         try:
+            if scan_types and time.monotonic() >= next_scan:
+                first_scan = next_scan == 0.0
+                # Keys found on a later scan were created after we started: read them whole.
+                follower.add(scan_keys(client, prefix, scan_types), existing_from_now=first_scan)
+                next_scan = time.monotonic() + RESCAN_SECONDS
             entries = follower.read()
         except (RedisError, OSError) as exc:
             click.echo(f"schwab-stream tail: redis error ({exc}); retrying", err=True)
