@@ -37,37 +37,48 @@ log = logging.getLogger("schwab_stream.archive")
 CLUSTER_POLL_MS = 200
 
 #: Run after the read's XREADGROUP, in its MULTI (KEYS: the streams, then their seq record;
-#: ARGV: the group). Returns the record's `seq` per stream as it was before the read; where the
-#: group's last-delivered-id moved (field `@STREAM` of the record holds the one last noted),
-#: notes the `seq` of the newest entry up to it that has one. Sent with EVAL, not EVALSHA: a
-#: NOSCRIPT would come after XREADGROUP had run.
+#: ARGV: the group). Field `@STREAM` of the record holds the group's last-delivered-id when its
+#: `seq` was noted: one XREAD past those ids finds the streams this read moved (an idle stream
+#: costs no Lua). For each, returns the stream and the `seq` noted before the read, then notes
+#: the `seq` of the newest entry up to the new last-delivered-id that has one. Sent with EVAL,
+#: not EVALSHA: a NOSCRIPT would come after XREADGROUP had run.
 READ = """
 local seqs = KEYS[#KEYS]
 local n = #KEYS - 1
-local fields = {}
+local args = {'XREAD', 'COUNT', 1, 'STREAMS'}
+for i = 1, n do args[4 + i] = '@' .. KEYS[i] end
+local ids = redis.call('HMGET', seqs, unpack(args, 5))
 for i = 1, n do
-  fields[i] = KEYS[i]
-  fields[n + i] = '@' .. KEYS[i]
+  args[4 + i] = KEYS[i]
+  args[4 + n + i] = ids[i] or '0-0'
 end
-local old = redis.call('HMGET', seqs, unpack(fields))
-local prevs = {}
-for i = 1, n do
-  prevs[i] = old[i]
+local out = {}
+local newer = redis.call(unpack(args))
+if not newer then return out end
+local index = {}
+for i = 1, n do index[KEYS[i]] = i end
+for _, found in ipairs(newer) do
+  local key = found[1]
+  local noted = ids[index[key]]
   local last = nil
-  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
   if type(groups) == 'table' and not groups.err then
     for _, g in ipairs(groups) do
-      local info = {}
-      for f = 1, #g, 2 do info[g[f]] = g[f + 1] end
-      if info['name'] == ARGV[1] then last = info['last-delivered-id'] end
+      if g[2] == ARGV[1] then
+        for f = 1, #g, 2 do
+          if g[f] == 'last-delivered-id' then last = g[f + 1] end
+        end
+      end
     end
   end
-  if last and last ~= '0-0' and last ~= old[n + i] then
+  if last and last ~= '0-0' and last ~= noted then
+    out[#out + 1] = key
+    out[#out + 1] = redis.call('HGET', seqs, key)
     local upto, seq, count = last, nil, 1
     repeat
-      local range = redis.call('XREVRANGE', KEYS[i], upto, '-', 'COUNT', count)
+      local range = redis.call('XREVRANGE', key, upto, '-', 'COUNT', count)
       for _, entry in ipairs(range) do
-        if entry[1] == old[n + i] then range = {} break end
+        if entry[1] == noted then range = {} break end
         local data = nil
         for f = 1, #entry[2], 2 do
           if entry[2][f] == 'data' then data = entry[2][f + 1] end
@@ -82,11 +93,11 @@ for i = 1, n do
       local short = #range < count
       count = 32
     until seq or short
-    if seq then redis.call('HSET', seqs, KEYS[i], seq) end
-    redis.call('HSET', seqs, '@' .. KEYS[i], last)
+    if seq then redis.call('HSET', seqs, key, seq) end
+    redis.call('HSET', seqs, '@' .. key, last)
   end
 end
-return prevs
+return out
 """
 
 
@@ -212,8 +223,8 @@ class GroupSource:
             elif got:
                 if isinstance(prevs, RedisError):  # (the entries are handed out all the same)
                     log.warning("cannot note the seq of a read, no gap check for it: %s", prevs)
-                    prevs = [None] * len(batch)
-                prev_of = dict(zip(batch, prevs, strict=True))
+                    prevs = []
+                prev_of = dict(zip(map(text, prevs[::2]), prevs[1::2], strict=True))
                 for raw_key, raw_entries in got.items() if isinstance(got, dict) else got:
                     delivery = Delivery(text(raw_key), _entries(raw_key, raw_entries), None)
                     delivery.prev_seq = _int(prev_of.get(delivery.stream))
