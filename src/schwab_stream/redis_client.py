@@ -72,10 +72,18 @@ class _Sentinel(AsyncSentinel):
 
     async def discover_master(self, service_name: str) -> tuple[str, int]:
         answered = known = 0
+        not_sentinel = ""  # the first address that answered as a server, not a sentinel
         for index, sentinel in enumerate(self.sentinels):
             try:
                 masters: dict[str, Any] = cast(dict[str, Any], await sentinel.sentinel_masters())
             except (RedisConnectionError, RedisTimeoutError):
+                continue
+            except NoPermissionError:
+                raise
+            except ResponseError:  # (unknown command SENTINEL: a Redis server, say)
+                if not not_sentinel:
+                    host, port = self.where.hosts[index]
+                    not_sentinel = f"{host}:{port}"
                 continue
             answered += 1
             state = masters.get(service_name)
@@ -86,6 +94,8 @@ class _Sentinel(AsyncSentinel):
                 # (asked first next time, as redis-py does)
                 self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
                 return state["ip"], int(state["port"])
+        if not answered and not_sentinel:
+            raise TopologyError(problem(Cause.NOT_SENTINEL, self.where, not_sentinel))
         cause = (
             Cause.NO_SENTINEL
             if not answered
@@ -229,6 +239,8 @@ async def diagnose(url: str, timeout: float = _SENTINEL_TIMEOUT) -> Problem:
                 host, port = await pool.get_master_address()
                 address = f"{host}:{port}"
             await client.ping()
+            if await _is_sentinel(client):
+                return problem(Cause.IS_SENTINEL, where, address)
             if await _is_cluster_node(client):
                 return problem(Cause.IS_CLUSTER, where, address)
     except TimeoutError:
@@ -263,7 +275,10 @@ async def _cluster_state(where: Topology, timeout: float) -> Problem | None:
         except NoPermissionError:
             continue  # (this user may not ask: cannot tell)
         except ResponseError:
-            return problem(Cause.NOT_CLUSTER, where, f"{host}:{port}")
+            sentinel = await _is_sentinel(client)
+            return problem(
+                Cause.IS_SENTINEL if sentinel else Cause.NOT_CLUSTER, where, f"{host}:{port}"
+            )
         except (RedisError, OSError) as exc:  # (TimeoutError is an OSError)
             if unreachable is None:
                 silent = f"{host}:{port}"
@@ -275,6 +290,15 @@ async def _cluster_state(where: Topology, timeout: float) -> Problem | None:
     if failing:
         return problem(Cause.SLOTS_UNCOVERED, where, silent)
     return unreachable
+
+
+async def _is_sentinel(client: aioredis.Redis) -> bool:
+    """Whether the server is a sentinel (INFO's redis_mode); False when it cannot say."""
+    try:
+        info = await client.info("server")
+    except (RedisError, OSError):
+        return False
+    return bool(info.get("redis_mode") == "sentinel")
 
 
 async def _is_cluster_node(client: aioredis.Redis) -> bool:

@@ -128,6 +128,8 @@ class Cause(StrEnum):
     PRIMARY_DOWN = "primary_down"  # the sentinels know it, but see it down (no replica promoted)
     NOT_CLUSTER = "not_cluster"  # a cluster URL, and the server is not in cluster mode
     IS_CLUSTER = "is_cluster"  # a standalone or Sentinel URL, and the server is a cluster node
+    NOT_SENTINEL = "not_sentinel"  # a Sentinel URL, and its servers answer but are no sentinels
+    IS_SENTINEL = "is_sentinel"  # a standalone or cluster URL, and the server is a sentinel
     SLOTS_UNCOVERED = "slots_uncovered"  # the cluster answers, but not every slot has a primary
     WRITES_FAIL = "writes_fail"  # Redis answers, and the bridge's writes fail all the same
 
@@ -160,6 +162,10 @@ def problem(cause: Cause, where: Topology, address: str = "") -> Problem:
         "(use redis://)",
         Cause.IS_CLUSTER: f"this URL is {scheme}:// but the server{at} is a cluster node "
         "(use redis+cluster://)",
+        Cause.NOT_SENTINEL: f"this URL is {scheme}:// but the server{at} is not a sentinel "
+        "(use redis:// for the server itself)",
+        Cause.IS_SENTINEL: f"this URL is {scheme}:// but the server{at} is a sentinel "
+        "(use redis+sentinel://HOST:PORT/PRIMARY_NAME)",
         Cause.SLOTS_UNCOVERED: "cluster slots not covered"
         + (f", no answer from {address}" if address else "")
         + " (a primary down with no replica to promote, or slots never assigned)",

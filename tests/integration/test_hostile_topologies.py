@@ -14,6 +14,8 @@ import pytest
 import redis
 
 from schwab_stream.embedded_redis import EmbeddedRedis
+from schwab_stream.redis_client import diagnose
+from schwab_stream.redis_topology import Cause
 from schwab_stream.sim.server import SimThread
 from tests.env import clean_env
 from tests.topologies import Cluster
@@ -42,6 +44,24 @@ def sentinel() -> Iterator[EmbeddedRedis]:
     ).start()
     yield server
     server.stop()
+
+
+async def test_a_scheme_that_does_not_match_a_sentinel_or_a_server_is_named(
+    sentinel: EmbeddedRedis, redis_server: EmbeddedRedis
+) -> None:
+    """What /healthz and the log say (redis_client.diagnose): not 'writes fail' (out of memory,
+    no permission), 'cannot connect' or 'use redis://' when the URL's scheme is the mistake."""
+    at_sentinel, at_server = f"127.0.0.1:{sentinel.port}", f"127.0.0.1:{redis_server.port}"
+    for url, cause, address in (
+        (f"redis://{at_sentinel}/0", Cause.IS_SENTINEL, at_sentinel),
+        (f"redis+cluster://{at_sentinel}", Cause.IS_SENTINEL, at_sentinel),
+        (f"redis+sentinel://{at_server}/bridge", Cause.NOT_SENTINEL, at_server),
+    ):
+        found = await diagnose(url)
+        assert (found.cause, address in found.detail) == (cause, True), (url, found)
+    done = run("subscriptions", "--redis-url", f"redis+sentinel://:{PW}@{at_server}/bridge")
+    assert "is not a sentinel (use redis:// for the server itself)" in done.stderr, done.stderr
+    assert PW not in done.stderr
 
 
 @pytest.mark.parametrize(
