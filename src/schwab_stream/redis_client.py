@@ -71,8 +71,7 @@ class _Sentinel(AsyncSentinel):
         self.where = where
 
     async def discover_master(self, service_name: str) -> tuple[str, int]:
-        answered = known = 0
-        not_sentinel = ""  # the first address that answered as a server, not a sentinel
+        seen = _Asked()
         for index, sentinel in enumerate(self.sentinels):
             try:
                 masters: dict[str, Any] = cast(dict[str, Any], await sentinel.sentinel_masters())
@@ -81,29 +80,77 @@ class _Sentinel(AsyncSentinel):
             except NoPermissionError:
                 raise
             except ResponseError:  # (unknown command SENTINEL: a Redis server, say)
-                if not not_sentinel:
-                    host, port = self.where.hosts[index]
-                    not_sentinel = f"{host}:{port}"
+                seen.not_sentinel(self.where, index)
                 continue
-            answered += 1
-            state = masters.get(service_name)
-            if not state:
-                continue
-            known += 1
-            if self.check_master_state(state, service_name):
+            state = seen.answered(masters, service_name)
+            if state and self.check_master_state(state, service_name):
                 # (asked first next time, as redis-py does)
                 self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
                 return state["ip"], int(state["port"])
-        if not answered and not_sentinel:
-            raise TopologyError(problem(Cause.NOT_SENTINEL, self.where, not_sentinel))
+        raise TopologyError(seen.problem(self.where))
+
+
+class _SyncSentinel(Sentinel):
+    """The same for the blocking client (`tail`, `archive`): redis-py's own "No master found"
+    quotes the repr of every sentinel's connection pool, a few thousand characters a line."""
+
+    def __init__(self, where: Topology) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            list(where.hosts),
+            sentinel_kwargs=_sentinel_kwargs(where, aio=False),
+            **_server_kwargs(where),
+        )
+        self.where = where
+
+    def discover_master(self, service_name: str) -> tuple[str, int]:
+        seen = _Asked()
+        for index, sentinel in enumerate(self.sentinels):
+            try:
+                masters = cast(dict[str, Any], sentinel.sentinel_masters())
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+            except NoPermissionError:
+                raise
+            except ResponseError:
+                seen.not_sentinel(self.where, index)
+                continue
+            state = seen.answered(masters, service_name)
+            if state and self.check_master_state(state, service_name):  # type: ignore[no-untyped-call]
+                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+                return state["ip"], int(state["port"])
+        raise TopologyError(seen.problem(self.where))
+
+
+class _Asked:
+    """What the sentinels said, asked in turn: which of no answer, an address that is no
+    sentinel, an unknown name, a primary seen down."""
+
+    def __init__(self) -> None:
+        self.count = self.known = 0
+        self.not_a_sentinel = ""  # the first address that answered as a server, not a sentinel
+
+    def not_sentinel(self, where: Topology, index: int) -> None:
+        if not self.not_a_sentinel:
+            host, port = where.hosts[index]
+            self.not_a_sentinel = f"{host}:{port}"
+
+    def answered(self, masters: dict[str, Any], service_name: str) -> Any:
+        self.count += 1
+        state = masters.get(service_name)
+        self.known += bool(state)
+        return state
+
+    def problem(self, where: Topology) -> Problem:
+        if not self.count and self.not_a_sentinel:
+            return problem(Cause.NOT_SENTINEL, where, self.not_a_sentinel)
         cause = (
             Cause.NO_SENTINEL
-            if not answered
+            if not self.count
             else Cause.UNKNOWN_PRIMARY
-            if not known
+            if not self.known
             else Cause.PRIMARY_DOWN
         )
-        raise TopologyError(problem(cause, self.where))
+        return problem(cause, where)
 
 
 class _PrimaryConnection(SentinelManagedConnection):
@@ -329,11 +376,7 @@ def sync_redis(url: str, **options: Any) -> redis.Redis:
     if where.kind is Kind.STANDALONE:
         return redis.Redis.from_url(url, **options)
     if where.kind is Kind.SENTINEL:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(where.hosts),
-            sentinel_kwargs=_sentinel_kwargs(where, aio=False),
-            **_server_kwargs(where),
-        )
+        sentinel = _SyncSentinel(where)
         blocking: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             where.primary, **{**_failover_retry(aio=False), **options}
         )
