@@ -67,6 +67,8 @@ class RedisView:
             key for service, keys in subs.items() if service.startswith("SCREENER_") for key in keys
         ]
         self.screener_key = screeners[0] if screeners else None
+        #: Whether the last read failed: its warning is said once per outage, not every frame
+        self.failing = False
 
     async def read(self, view: ViewData) -> None:
         """Fill `view` from Redis; an unreachable Redis leaves the last values out, not a crash.
@@ -84,27 +86,42 @@ class RedisView:
                     pipe.xrevrange(keys.symbol_stream("screener", self.screener_key), count=1)
                 replies: list[Any] = list(await pipe.execute())
         except (RedisError, OSError) as exc:
-            log.warning("the view could not read redis: %s", exc)
+            if not self.failing:
+                log.warning("the view could not read redis: %s", exc)
+            self.failing = True
             return
+        if self.failing:
+            log.info("the view reads redis again")
+        self.failing = False
         view.quotes = [
-            (symbol, json.loads(item) if item else None)
+            (symbol, _document(item))
             for symbol, item in zip(self.quote_symbols, replies, strict=False)
         ]
         replies = replies[len(self.quote_symbols) :]
         if self.book_symbol:
-            raw_book = replies.pop(0)
-            view.book = json.loads(raw_book) if raw_book else None
+            view.book = _document(replies.pop(0))
         if self.bar_symbol:
             view.bar = _last_entry(replies.pop(0))
         if self.screener_key:
             view.screener = _last_entry(replies.pop(0))
 
 
+def _document(raw: Any) -> dict[str, Any] | None:
+    """A JSON object the bridge wrote, or None for anything else someone else put there (the
+    view shows it as not there yet, rather than ending the demo)."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _last_entry(entries: Any) -> dict[str, Any] | None:
     if not entries:
         return None
-    data: dict[str, Any] = json.loads(entries[0][1][b"data"])
-    return data
+    return _document(entries[0][1].get(b"data"))
 
 
 def _change(quote: dict[str, Any], percent: bool = True) -> Text:
