@@ -136,14 +136,23 @@ def hold_field(service: str, key: str, holder: str) -> bytes:
 
 def read_holds(raw: Mapping[Any, Any]) -> tuple[list[Hold], list[bytes]]:
     """The holds of the hash (bytes to bytes, as redis-py returns it), and the fields that are
-    not holds (written by something else)."""
+    not holds (written by something else). A field whose service, key or holder `subscribe`
+    would have refused is not a hold either: the bridge would send it to Schwab (a service
+    Schwab does not have, a 100 kB key in every SUBS) on every connection."""
+    from schwab_stream.symbols import check_key
+
     holds, bad = [], []
     for field, value in raw.items():
         try:
             service, key, holder = msgspec.json.decode(field, type=tuple[str, str, str])
-            holds.append(Hold(service, key, holder, HoldKind(bytes(value).decode())))
+            hold = Hold(service, key, holder, HoldKind(bytes(value).decode()))
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
             bad.append(field)
+            continue
+        if check_key(service, key) is not None or not _HOLDER.match(holder):
+            bad.append(field)
+        else:
+            holds.append(hold)
     return sorted(holds), bad
 
 
