@@ -79,3 +79,44 @@ def test_format_line_writes_control_characters_as_escapes() -> None:
     line = format_line({"type": "tick\x1b[2J", "symbol": "A\x9b31m\nB", "recv_ns": 1}, color=True)
     assert "\x9b" not in line and "\n" not in line and "\x1b[2J" not in line
     assert printable("a\x00b\x7fc\u00e9") == "a\\x00b\\x7fc\u00e9"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [b"not json", b"[" * 100_000, b"\xff", b'{"services": 5}', b'{"keys": [{"key": 1}]}'],
+    ids=["text", "deep", "binary", "no-keys", "wrong-types"],
+)
+def test_subscriptions_says_a_garbled_bridge_view_in_one_line(redis_url: str, state: bytes) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set("schwab:subs:state", state)
+    client.close()
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(main, ["subscriptions", "--redis-url", redis_url, *extra])
+        assert result.exit_code == 1, (result.output, result.exception)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        said = result.stderr.strip().splitlines()
+        assert len(said) == 1 and "is not one a bridge writes" in said[0], said
+
+
+def test_subscriptions_prints_a_bridges_view_with_control_characters_escaped(
+    redis_url: str,
+) -> None:
+    view = {
+        "at_ns": time.time_ns(),
+        "keys": [
+            {
+                "service": "LEVELONE_EQUITIES",
+                "key": "AAPL" + OSC_TITLE,
+                "state": "refused",
+                "holders": [{"holder": "settings", "kind": "settings"}],
+                "last_data_ns": None,
+                "refused": {"code": 11, "message": OSC_TITLE},
+            }
+        ],
+    }
+    client = redis.Redis.from_url(redis_url)
+    client.set("schwab:subs:state", json.dumps(view))
+    client.close()
+    result = CliRunner().invoke(main, ["subscriptions", "--redis-url", redis_url])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "AAPL\\x1b]0;pwned\\x07" in result.output and "\x1b" not in result.output

@@ -17,8 +17,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from schwab_stream.cli.common import redis_options, redis_target
+from schwab_stream.cli.formatting import printable
 from schwab_stream.errors import ExitCode
 from schwab_stream.redact import safe_url
 
@@ -202,17 +204,29 @@ def subscriptions(
 
     url, key_prefix = redis_target(redis_url, prefix)
 
-    async def read() -> tuple[dict[str, Any] | None, list[tuple[str, str, str, str]], int]:
+    async def read() -> tuple[Any, list[tuple[str, str, str, str]], int]:
         async with SubscriptionControl(url, key_prefix) as control:
             if clear:
                 return None, [], await control.clear(holder)
-            return await control.view(), await control.stored(), 0
+            try:
+                view: Any = await control.view()
+            except (msgspec.DecodeError, RecursionError) as exc:
+                view = exc  # said below, in one line
+            return view, await control.stored(), 0
 
     view, stored, cleared = _run(url, read)
     if clear:
         click.echo(f"schwab-stream subscriptions: {cleared} stored holds deleted")
         return
-    if view is not None or stored:
+    if view is not None and not _is_view(view):
+        why = str(view) if isinstance(view, Exception) else "its fields are not a bridge's"
+        click.echo(
+            f"schwab-stream: the bridge's view under the prefix {key_prefix!r} is not one a "
+            f"bridge writes ({why}): is something else writing there?",
+            err=True,
+        )
+        raise click.exceptions.Exit(ExitCode.FAILED)
+    if not as_json and (view is not None or stored):
         click.echo(f"{'SERVICE':<26} {'KEY':<24} {'STATE':<9} {'LAST DATA':<10} HOLDERS")
     if as_json:
         click.echo(json.dumps({"bridge": view, "stored": [list(s) for s in stored]}))
@@ -229,6 +243,28 @@ def subscriptions(
         raise click.exceptions.Exit(ExitCode.NO_BRIDGE)
 
 
+def _is_view(view: Any) -> bool:
+    """Whether `view` has the shape `_print_view` reads (what `ControlBridge.view` writes)."""
+    if not isinstance(view, dict) or not isinstance(view.get("keys"), list):
+        return False
+    for entry in view["keys"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("holders"), list):
+            return False
+        if not all(isinstance(entry.get(name), str) for name in ("service", "key", "state")):
+            return False
+        if not isinstance(entry.get("last_data_ns") or 0, int):
+            return False
+        refused = entry.get("refused")
+        if refused and not (isinstance(refused, dict) and {"code", "message"} <= refused.keys()):
+            return False
+        for hold in entry["holders"]:
+            if not (isinstance(hold, dict) and isinstance(hold.get("holder"), str)):
+                return False
+            if "kind" not in hold:
+                return False
+    return True
+
+
 def _print_view(view: dict[str, Any]) -> None:
     now_ns = time.time_ns()
     for entry in view["keys"]:
@@ -242,4 +278,5 @@ def _print_view(view: dict[str, Any]) -> None:
         refused = entry.get("refused")
         if refused:
             state = f"{state} (code {refused['code']}: {refused['message']})"
-        click.echo(f"{entry['service']:<26} {entry['key']:<24} {state:<9} {age:<10} {holders}")
+        line = f"{entry['service']:<26} {entry['key']:<24} {state:<9} {age:<10} {holders}"
+        click.echo(printable(line))
