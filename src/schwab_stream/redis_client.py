@@ -224,7 +224,9 @@ def _cluster_problem(exc: BaseException, where: Topology) -> Problem:
     nodes = _address(where)
     for link in _chain(exc):
         if isinstance(link, ResponseError):
-            return problem(Cause.NOT_CLUSTER, where, nodes)
+            # A sentinel knows no CLUSTER command; a server not in cluster mode refuses it.
+            sentinel = "unknown command" in str(link).lower()
+            return problem(Cause.IS_SENTINEL if sentinel else Cause.NOT_CLUSTER, where, nodes)
         if isinstance(link, (RedisConnectionError, RedisTimeoutError, OSError)):
             return _network_problem(link, where, nodes)
     return problem(Cause.SLOTS_UNCOVERED, where)

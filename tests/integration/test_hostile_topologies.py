@@ -62,6 +62,8 @@ async def test_a_scheme_that_does_not_match_a_sentinel_or_a_server_is_named(
     done = run("subscriptions", "--redis-url", f"redis+sentinel://:{PW}@{at_server}/bridge")
     assert "is not a sentinel (use redis:// for the server itself)" in done.stderr, done.stderr
     assert PW not in done.stderr
+    done = run("subscriptions", "--redis-url", f"redis+cluster://{at_sentinel}")
+    assert f"the server at {at_sentinel} is a sentinel" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(
