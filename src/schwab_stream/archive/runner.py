@@ -256,7 +256,9 @@ class Archiver:
         self.metrics.files.labels(segment.kind).inc()
         self.metrics.bytes.labels(segment.kind).inc(size)
         self.metrics.events.labels(segment.kind).inc(segment.count)
-        if self._disk_error is not None:
+        # Over when no file is left waiting: a small file (a gap record) that fits while a big
+        # one still does not is not the end of the outage, and would make it said twice.
+        if self._disk_error is not None and not self.roller.blocked:
             log.info("files can be written again (%s is over); resuming", self._disk_error)
             self._disk_error = None
             self.metrics.blocked.set(0)
