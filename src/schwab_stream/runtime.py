@@ -34,6 +34,17 @@ def freeze_heap() -> None:
 #: Buffers from this size up get a mapping of their own, unmapped when freed (glibc's default)
 MMAP_THRESHOLD: Final = 128 * 1024
 _M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
+#: Seconds between two returns of the heap's free pages to the system
+TRIM_EVERY: Final = 10.0
+
+
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A function of the C library, or None where it has none (not glibc)."""
+    try:
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 def pin_mmap_threshold() -> bool:
@@ -42,11 +53,29 @@ def pin_mmap_threshold() -> bool:
     from the heap, and the heap keeps the high-water mark of the largest burst resident: RSS
     climbed with the biggest flight seen, not with anything alive. False where the C library
     has no such setting (not glibc)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def trim_heap() -> bool:
+    """Give the heap's free pages back to the system. A flight's payloads are each too small
+    for a mapping of their own, so a burst still leaves free pages amid the heap, where glibc's
+    own trimming (the top of the heap only) never reaches. False where there is no
+    malloc_trim (not glibc)."""
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    trim(0)
+    return True
+
+
+async def trim_heap_every(seconds: float) -> None:
+    """`trim_heap` every `seconds`, for as long as the command runs."""
+    if not trim_heap():
+        return
+    while True:
+        await asyncio.sleep(seconds)
+        trim_heap()
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:

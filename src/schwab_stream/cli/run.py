@@ -12,11 +12,13 @@ import click
 from schwab_stream.cli.common import exits_on_error
 from schwab_stream.errors import ConfigError, ExitCode
 from schwab_stream.runtime import (
+    TRIM_EVERY,
     StartupStopped,
     StopRequest,
     freeze_heap,
     pin_mmap_threshold,
     run_async,
+    trim_heap_every,
 )
 
 if TYPE_CHECKING:
@@ -110,6 +112,11 @@ async def _run(pipeline: Pipeline, subscriptions: dict[str, list[str]], stop: St
             "starting: %s",
             ", ".join(f"{s}={len(k)}" for s, k in subscriptions.items()) or "no subscriptions",
         )
-    code = await pipeline.run()
+    # RSS follows what is alive, not the largest burst seen (runtime.py)
+    trimmer = asyncio.create_task(trim_heap_every(TRIM_EVERY))
+    try:
+        code = await pipeline.run()
+    finally:
+        trimmer.cancel()
     log.info("stopped (exit %d)", code)
     return code
