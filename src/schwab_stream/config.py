@@ -255,6 +255,16 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         return check_redis_url(value)
 
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError(
+                "no { or }: on a Redis Cluster they pick a key's hash slot, and the bridge "
+                "adds its own (docs/events.md, 'Redis Cluster')"
+            )
+        return value
+
     @property
     def resolved_token_path(self) -> Path:
         return self.token_path.expanduser()

@@ -48,12 +48,6 @@ def test_tail_shows_hostile_keys_and_entries_without_a_traceback_or_escapes(
     assert "A*" in result.output  # a key with glob characters is read like any other
 
 
-@pytest.mark.xfail(
-    reason="archive/source.py discover(): a stream key under the prefix that is not UTF-8 "
-    "raises UnicodeDecodeError (traceback, exit 1); source.py is being rewritten by another "
-    "engineer",
-    strict=False,
-)
 def test_archive_passes_over_a_key_that_is_not_utf8(redis_url: str, tmp_path: Path) -> None:
     _hostile(redis_url)
     client = redis.Redis.from_url(redis_url)

@@ -107,6 +107,7 @@ def test_bad_port_message_names_no_password(monkeypatch: pytest.MonkeyPatch) -> 
         ("SCHWAB_TOKEN_REFRESH_MARGIN", "nan"),
         ("SCHWAB_LEASE_TTL", "inf"),
         ("SCHWAB_REDIS_UNHEALTHY_SECONDS", "0"),
+        ("SCHWAB_REDIS_PREFIX", "x}{"),  # on a cluster: a stream and its latest key apart
         ("SCHWAB_REDIS_UNHEALTHY_SECONDS", "nan"),
         ("SCHWAB_STREAM_MAXLEN", "99999999999999999999"),
     ],

@@ -159,13 +159,20 @@ class GroupSource:
         self._carried: list[Delivery] = []
         #: Streams of reads whose reply was lost
         self._unsure: set[str] = set()
+        #: Stream keys passed over (not UTF-8), said once each
+        self._not_utf8: set[bytes] = set()
 
     def discover(self) -> list[str]:
         """Find the prefix's event streams; give new ones the group. Returns the new ones."""
         found: set[str] = set()
         for pattern in self.keys.symbol_patterns():
             for key in self.client.scan_iter(match=pattern, count=1000, _type="stream"):
-                found.add(text(key))
+                try:
+                    found.add(key.decode() if isinstance(key, bytes) else str(key))
+                except UnicodeDecodeError:  # no bridge writes such a key: not ours to archive
+                    if key not in self._not_utf8:
+                        self._not_utf8.add(key)
+                        log.warning("stream %r under the prefix is not UTF-8: not archived", key)
         for key in self.keys.singles:
             if text(self.client.type(key)) == "stream":
                 found.add(key)
