@@ -15,6 +15,7 @@ import asyncio
 import ctypes
 import gc
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any, Final, TypeVar
@@ -113,15 +114,26 @@ class StopRequest:
         self.signal: signal.Signals | None = None
         self._deferred = False
         self._previous: dict[signal.Signals, Any] = {}
+        self._unraisable_hook = sys.unraisablehook
 
     def __enter__(self) -> StopRequest:
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._unraisable_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = self._unraisable_hook
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """A signal that lands inside a finalizer (`__del__`, a weakref callback) raises there,
+        and Python swallows it with a traceback on stderr: it is recorded all the same, so the
+        start-up still stops, at `hand_to`; no traceback for it."""
+        if not isinstance(unraisable.exc_value, StartupStopped):
+            self._unraisable_hook(unraisable)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is None:
