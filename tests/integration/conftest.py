@@ -4,7 +4,7 @@ developer's own `.env` and shell variables."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,21 @@ import pytest
 from schwab_stream.config import Settings
 from schwab_stream.embedded_redis import free_port
 from schwab_stream.sim.server import SimThread
+from tests.topologies import Cluster
 
 from .fault_helpers import Bridges
 from .pipeline_helpers import sim_settings, sim_values
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A Redis Cluster of three primaries (asked for before `bridges`, so the bridges stop
+    before the nodes)."""
+    made = Cluster()
+    try:
+        yield made
+    finally:
+        made.stop()
 
 
 @pytest.fixture

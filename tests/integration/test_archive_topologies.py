@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,39 +184,44 @@ def stop_all(procs: list[Any]) -> list[str]:
     return logs
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    made = Cluster()
-    try:
-        yield made
-    finally:
-        made.stop()
-
-
 # --- Sentinel -----------------------------------------------------------------------------------
 
 
 def test_the_archive_follows_a_sentinel_failover_and_archives_every_entry_once(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "archive"
     with sentinel_set() as sentinels:
         writer = Writer(sentinels.url, SYMBOLS[:3])
-        client = client_for(sentinels.url)
-        proc = archive_process(sentinels.url, out, SCHWAB_ARCHIVE_ROLL_EVENTS="200")
-        try:
-            wait(lambda: len(files_written(out)) >= 3, timeout=30)
-            sentinels.kill_primary_and_wait_failover()
-            wait(lambda: _xlen_grows(client, f"{PREFIX}:tick:AAPL"), timeout=30)
-            writer.stop()
-            wait(lambda: all_read(client), timeout=60)
-            [err] = stop_all([proc])
-            assert "Redis is unavailable" in err and "Redis is back" in err
-            assert assert_exactly_once(client, out) > 500
-        finally:
-            proc.kill()
-            proc.communicate()
-            client.close()
+        archive_through_a_failover(
+            sentinels.url,
+            writer,
+            tmp_path / "archive",
+            200,
+            sentinels.kill_primary_and_wait_failover,
+            f"{PREFIX}:tick:AAPL",
+        )
+
+
+def archive_through_a_failover(
+    url: str, writer: Writer, out: Path, roll: int, fail: Callable[[], None], key: str
+) -> None:
+    """Archive what `writer` writes while `fail()` replaces a primary; new entries in `key`
+    say the writer goes on; then every entry is in the archive once."""
+    client = client_for(url)
+    proc = archive_process(url, out, SCHWAB_ARCHIVE_ROLL_EVENTS=str(roll))
+    try:
+        wait(lambda: len(files_written(out)) >= 3, timeout=30)
+        fail()
+        wait(lambda: _xlen_grows(client, key), timeout=30)
+        writer.stop()
+        wait(lambda: all_read(client), timeout=60)
+        [err] = stop_all([proc])
+        assert "Redis is unavailable" in err and "Redis is back" in err
+        assert assert_exactly_once(client, out) > 500
+    finally:
+        proc.kill()
+        proc.communicate()
+        client.close()
 
 
 def _xlen_grows(client: Any, key: str) -> bool:
@@ -274,24 +279,19 @@ def test_on_a_cluster_killed_and_sharing_archivers_archive_every_entry_once(
 def test_on_a_cluster_a_primary_failover_while_archiving_loses_nothing_and_writes_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "archive"
     cluster = Cluster(replicas=True)
-    writer = Writer(cluster.url, SYMBOLS)
-    client = client_for(cluster.url)
-    proc = archive_process(cluster.url, out, SCHWAB_ARCHIVE_ROLL_EVENTS="300")
     try:
-        wait(lambda: len(files_written(out)) >= 3, timeout=30)
-        cluster.kill_primary_of(f"{PREFIX}:tick:{{AAPL}}")
-        wait(lambda: _xlen_grows(client, f"{PREFIX}:tick:{{AAPL}}"), timeout=30)
-        writer.stop()
-        wait(lambda: all_read(client), timeout=60)
-        [err] = stop_all([proc])
-        assert "Redis is unavailable" in err and "Redis is back" in err
-        assert assert_exactly_once(client, out) > 500
+        key = f"{PREFIX}:tick:{{AAPL}}"
+        writer = Writer(cluster.url, SYMBOLS)
+        archive_through_a_failover(
+            cluster.url,
+            writer,
+            tmp_path / "archive",
+            300,
+            lambda: cluster.kill_primary_of(key),
+            key,
+        )
     finally:
-        proc.kill()
-        proc.communicate()
-        client.close()
         cluster.stop()
 
 

@@ -35,16 +35,6 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "SPY", "AMD", "TSLA"]
 EVENTS_MD = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """(Asked for before `bridges`, so the bridges stop before the nodes.)"""
-    made = Cluster()
-    try:
-        yield made
-    finally:
-        made.stop()
-
-
 async def test_streams_into_a_three_primary_cluster(
     cluster: Cluster, sim_factory: Callable[..., SimThread], bridges: Bridges
 ) -> None:

@@ -23,13 +23,10 @@ SYMBOLS = ["AAPL", "MSFT", "NVDA", "SPY", "AMD", "TSLA"]
 
 
 @pytest.fixture
-def cluster(redis_binary: Server | None) -> Iterator[Cluster]:
-    """(On each server the suite runs: `redis_binary` makes it one of the parametrized tests.)"""
-    made = Cluster()
-    try:
-        yield made
-    finally:
-        made.stop()
+def cluster(redis_binary: Server | None, cluster: Cluster) -> Cluster:
+    """conftest's cluster, on each server the suite runs (`redis_binary` makes these tests
+    parametrized ones)."""
+    return cluster
 
 
 @pytest.fixture
