@@ -2,7 +2,7 @@
 own publisher writing the same events in the same run, and bytes per event on disk next to the
 JSON in Redis.
 
-    .venv-bench/bin/python bench/archive_bench.py [--events 200000] [--symbols 50] [--rounds 3]
+    .venv-bench/bin/python bench/archive_bench.py [--events N] [--symbols N] [--rounds N] [--bridge]
 
 Ticks like the live ones (a full merged quote of 2-decimal prices walking by a cent, sizes,
 volume, times, `changed`, three `fields`), written to an embedded redis-server by the bridge's
@@ -182,13 +182,31 @@ def measure(events: int, symbols: int, rounds: int) -> Figures:
     return Figures(events, symbols, [one_round(made) for _ in range(rounds)])
 
 
+def whole_bridge() -> float:
+    """Events/s of the whole bridge (simulator frames over a websocket, decode, merge, normalize,
+    publish) on full merged quotes: `./dev bench`'s "throughput, whole pipeline, all fields"."""
+    import decode_normalize  # bench/ is on sys.path: Python puts the script's folder there
+    import pipeline_bench
+    from schwab_stream.runtime import run_async
+
+    frames = [decode_normalize.full_snapshot_frame(), *decode_normalize.delta_frames(10_000)]
+    with pipeline_bench.bench_world(rate=20, symbol_limit=1000) as world:
+        return run_async(pipeline_bench.throughput(world, frames)).ours
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--bridge",
+        action="store_true",
+        help="also time the whole bridge on full merged quotes in the same run (~30 s)",
+    )
     args = parser.parse_args()
     f = measure(args.events, args.symbols, args.rounds)
+    bridge = whole_bridge() if args.bridge else None
     print(f"events {f.events:,} ticks, {f.symbols} symbols, {len(f.rounds)} rounds")
     for i, r in enumerate(f.rounds, 1):
         print(
@@ -210,6 +228,12 @@ def main() -> None:
         f"archiver / publisher        {statistics.median(ratios):.2f}x "
         f"({ratios[0]:.2f}-{ratios[-1]:.2f}x)"
     )
+    if bridge is not None:
+        archived = f.spread("archiver")[0]
+        print(
+            f"whole bridge, full quotes  {bridge:,.0f} events/s (websocket to Redis); "
+            f"archiver / bridge {archived / bridge:.2f}x"
+        )
     json_b, redis_b, disk_b = (f.spread(n)[0] for n in ("json_bytes", "redis_bytes", "disk_bytes"))
     print(f"JSON in the entries         {json_b:,.0f} bytes/event")
     print(f"Redis memory of the streams {redis_b:,.0f} bytes/event")
