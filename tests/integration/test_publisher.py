@@ -692,6 +692,8 @@ async def test_the_write_script_skips_its_own_entries_sent_again_but_not_another
     assert flight is not None
     settings = wire.WriteSettings(b"1000", b"once:heartbeat", b"15000", b"once:written", b"w1")
     data, _ = wire.pack(flight, settings)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.execute_command(*wire.LOAD)  # as the publisher does on each connection
     host, port = redis_url.split("//")[1].split("/")[0].split(":")
     for writer_data in (data, data, wire.pack(flight, replace(settings, writer=b"w2"))[0]):
         reader_, writer = await asyncio.open_connection(host, int(port))
@@ -700,7 +702,38 @@ async def test_the_write_script_skips_its_own_entries_sent_again_but_not_another
         await reader_.read(65536)
         writer.close()
         await writer.wait_closed()
-    client = aioredis.Redis.from_url(redis_url)
     assert await read_seqs(client, "once:bar:AAPL") == [1, 2, 1, 2]  # w1 once, then w2
     assert await read_seqs(client, "once:account") == [1, 1]
     await client.aclose()
+
+
+async def test_a_script_flush_mid_stream_reloads_it_and_loses_nothing(redis_url: str) -> None:
+    """The write script goes as EVALSHA, loaded as the connection is made: a SCRIPT FLUSH while
+    flights are in flight (NOSCRIPT) ends the connection, the next one loads it again, and the
+    flights go again: every bar once and in order, the newest quote in the latest key."""
+    admin = aioredis.Redis.from_url(redis_url)
+    loads = (await admin.info("commandstats")).get("cmdstat_eval", {}).get("calls", 0)
+    pub = TradingEventPublisher(redis_url, prefix="flush", maxlen=100_000)
+    task = asyncio.create_task(pub.run())
+    rounds = 0
+    for flush_at in (50, 120):
+        while rounds < flush_at + 30:
+            rounds += 1
+            pub.submit([e for s in ("A", "B") for e in (tick(s, rounds, rounds), bar(s, rounds))])
+            if rounds == flush_at:
+                await admin.script_flush()
+            await asyncio.sleep(0.002)
+    assert await pub.flush(20)
+    await pub.close()
+    await task
+    for symbol in ("A", "B"):
+        assert await read_seqs(admin, f"flush:bar:{symbol}") == list(range(1, rounds + 1))
+        ticks = await read_seqs(admin, f"flush:tick:{symbol}")
+        assert ticks == sorted(set(ticks)) and ticks[-1] == rounds
+        latest = decode_event(await admin.get(f"flush:latest:tick:{symbol}"))
+        assert isinstance(latest, TickEvent) and latest.seq == rounds
+    # loaded at the first connect and again after each flush, which cost a short gap each
+    assert (await admin.info("commandstats"))["cmdstat_eval"]["calls"] - loads >= 3
+    gaps = [e for e in await read_stream(admin, "flush:status") if e.state == "gap"]  # type: ignore[attr-defined]
+    assert [g.info["reason"].split(":")[0] for g in gaps] == ["NoScriptError"] * 2  # type: ignore[attr-defined]
+    await admin.aclose()

@@ -24,9 +24,7 @@ async def _gap_reason(
     pub = TradingEventPublisher(url, prefix=prefix, maxlen=1000)
     task = asyncio.create_task(pub.run())
     try:
-        pub.submit(
-            [BarEvent(service="CHART_EQUITY", symbol="AAPL", seq=1, recv_ns=time.time_ns())]
-        )
+        pub.submit([BarEvent(service="CHART_EQUITY", symbol="AAPL", seq=1, recv_ns=time.time_ns())])
         deadline = time.monotonic() + 5
         while pub.stats.redis_errors == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -19,6 +19,7 @@ from schwab_stream.events import (
     StatusEvent,
     TickEvent,
     decode_event,
+    encode_event,
 )
 from schwab_stream.publish import wire
 from schwab_stream.publish.core import MAX_IN_FLIGHT, PublisherCore
@@ -35,6 +36,15 @@ def tick(symbol: str, seq: int, recv_ns: int = 1) -> TickEvent:
 
 def bar(symbol: str, seq: int, recv_ns: int = 1) -> BarEvent:
     return BarEvent(service="CHART_EQUITY", symbol=symbol, seq=seq, recv_ns=recv_ns)
+
+
+def latest_values(args: Sequence[bytes], n: int, m: int) -> list[bytes]:
+    """The values a script call gives its `m` latest keys: the first `r` by the number of one of
+    its `n` entries (whose payload is the value), the others as they are."""
+    base = 3 + int(args[2]) + 3 + 2 * n  # the ARGV after the entries: r
+    refs = int(args[base])
+    given = list(args[base + 1 : base + 1 + m])
+    return [args[3 + int(args[2]) + 2 + 2 * int(g)] if j < refs else g for j, g in enumerate(given)]
 
 
 SETTINGS = wire.WriteSettings(b"1000", b"t:heartbeat", b"15000", b"t:written", b"w1")
@@ -64,17 +74,10 @@ class FakeRedis:
             if kind is wire.SCRIPT or kind is wire.SCRIPT_LATEST:
                 covered = range(first, first + entries) if indices is None else indices
                 refused = self._script(flight, covered, settings.writer)
-                if kind is wire.SCRIPT_LATEST:  # the tag's latest keys, after its marks hash
+                if kind is wire.SCRIPT_LATEST:  # latest keys after the marks hash
                     keys = args[3 + len(covered) + 1 : 3 + int(args[2])]
-                    refused += self._mset(keys, args[len(args) - len(keys) :])
+                    refused += self._mset(keys, latest_values(args, len(covered), len(keys)))
                 replies.append(refused)
-            elif kind is wire.LATEST:
-                if b"MSET" in self.denied:
-                    replies.append(wire.ErrorReply("NOPERM no MSET"))
-                else:
-                    for key, value in flight.latest.items():
-                        self.latest[key.decode()] = decode_event(value)
-                    replies.append(b"OK")
             else:
                 self.heartbeats += flight.heartbeat_ms is not None
                 replies.append(b"OK")
@@ -98,7 +101,7 @@ class FakeRedis:
         return refused
 
     def _mset(self, keys: Sequence[bytes], values: Sequence[bytes]) -> list[object]:
-        """The MSET inside a cluster script: [0, error] when refused."""
+        """The script's MSET: [0, error] when refused."""
         if b"MSET" in self.denied:
             return [0, b"NOPERM no MSET"]
         for key, value in zip(keys, values, strict=True):
@@ -737,7 +740,7 @@ def test_cluster_mode_a_refused_latest_value_in_a_tags_script_is_tried_again() -
     assert redis.seqs("t:tick:{A}") == [1, 2] and core.redis_ok and core.idle
 
 
-def test_cluster_mode_chunks_a_tags_entries_and_sets_its_latest_values_with_the_last() -> None:
+def test_cluster_mode_chunks_a_tags_entries_and_sets_a_latest_value_with_its_entry() -> None:
     clock = Clock()
     core = cluster_core(clock)
     core.submit([tick("A", seq) for seq in range(wire.XADD_CHUNK + 2)])
@@ -746,5 +749,43 @@ def test_cluster_mode_chunks_a_tags_entries_and_sets_its_latest_values_with_the_
     commands, plan = wire.build(flight, CLUSTER)
     assert [kind for kind, *_ in plan] == [wire.SCRIPT, wire.SCRIPT_LATEST, wire.OTHER]
     assert [int(args[2]) for args in commands[:2]] == [wire.XADD_CHUNK + 1, 2 + 1 + 1]
-    assert commands[1][-1] == flight.payloads[-1]  # the newest value is the latest
+    # the newest value is the latest, named by its entry's number: its payload goes once
+    assert commands[1][-2:] == [b"1", b"2"] and commands[1].count(flight.payloads[-1]) == 1
     assert b"t:latest:tick:{A}" not in commands[0]
+
+
+def test_a_latest_value_goes_once_by_its_entry_and_a_value_of_no_entry_as_it_is() -> None:
+    """Standalone: the latest value of a key whose newest event is in the flight is that
+    entry's payload, named by number in the call that holds the entry; a refused value tried
+    again has no entry and goes as it is, with the last call, then in calls of their own,
+    `XADD_CHUNK` a call. FakeRedis reads the values back the way the script does."""
+    n = wire.XADD_CHUNK + 2
+    batch: list[Event] = [tick("S0", 2)] + [tick("S1", seq) for seq in range(2, n + 1)]
+    payloads = [encode_event(event) for event in batch]
+    owed = {f"t:latest:tick:R{i}".encode(): encode_event(tick(f"R{i}", 1)) for i in range(n)}
+    latest = {**owed, b"t:latest:tick:S0": payloads[0], b"t:latest:tick:S1": payloads[-1]}
+    entry = {b"t:latest:tick:S0": 0, b"t:latest:tick:S1": n - 1}
+    streams = [b"t:tick:S0"] + [b"t:tick:S1"] * (n - 1)
+    flight = Flight(batch, streams, payloads, latest, entry, [], None, 1, 1, False)
+    commands, plan = wire.build(flight, SETTINGS)
+    assert [(kind, first, count) for kind, first, count, _ in plan] == [
+        (wire.SCRIPT_LATEST, 0, wire.XADD_CHUNK),
+        (wire.SCRIPT_LATEST, wire.XADD_CHUNK, 2),
+        (wire.SCRIPT_LATEST, 0, 0),
+    ]
+    # keys: entries + marks + latest: S0 by number; S1 by number and 500 owed values; 2 more
+    assert [int(args[2]) for args in commands] == [
+        wire.XADD_CHUNK + 1 + 1,
+        2 + 1 + 1 + wire.XADD_CHUNK,
+        1 + n - wire.XADD_CHUNK,
+    ]
+    assert sum(args.count(payloads[0]) for args in commands) == 1
+    assert sum(args.count(payloads[-1]) for args in commands) == 1
+    redis = FakeRedis()
+    assert redis.run(flight) == Answer()
+    assert redis.latest["t:latest:tick:S0"].seq == 2
+    assert redis.latest["t:latest:tick:S1"].seq == n
+    assert {key: redis.latest[key.decode()].symbol for key in owed} == {
+        key: f"R{i}" for i, key in enumerate(owed)
+    }
+    assert redis.seqs("t:tick:S1") == list(range(2, n + 1))

@@ -78,9 +78,7 @@ class SubscriptionControl:
         self.holder = check_holder(holder)
         self.prefix = prefix
         self.keys = ControlKeys(prefix, cluster=is_cluster(redis_url))
-        self.redis = async_redis(
-            redis_url, socket_connect_timeout=5.0, socket_timeout=None
-        )
+        self.redis = async_redis(redis_url, socket_connect_timeout=5.0, socket_timeout=None)
 
     async def __aenter__(self) -> SubscriptionControl:
         return self

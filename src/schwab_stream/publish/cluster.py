@@ -35,7 +35,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from schwab_stream.publish import link, wire
+from schwab_stream.publish import link
 from schwab_stream.publish.resp import CommandBuffer
 
 #: host, port
@@ -229,10 +229,8 @@ class ClusterLinks:
         conn: AbstractConnection = node.connection_class(**settings)
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
-            # EVALSHA finds the script on every connection (a promoted replica, a new node):
-            # an EVAL of it with no entries loads it (with no SCRIPT permission needed)
-            await conn.send_command("EVAL", wire.XADD_ONCE, 0, b"", b"", 0, check_health=False)
-            await conn.read_response()
+            # EVALSHA finds the script on every connection (a promoted replica, a new node)
+            await link.load_script(conn)
         except BaseException:
             await conn.disconnect(nowait=True)
             raise

@@ -341,6 +341,7 @@ class PublisherCore:
         streams: list[bytes] = []
         payloads: list[bytes] = []
         channels: list[bytes] = []
+        latest_entry: dict[bytes, int] = {}
         mirror = self.pubsub_mirror
         oldest = newest = batch[0].recv_ns if batch else 0
         ordered = False
@@ -354,6 +355,7 @@ class PublisherCore:
             payloads.append(payload)
             if latest_key is not None:
                 latest[latest_key] = payload
+                latest_entry[latest_key] = len(payloads) - 1
             if mirror:
                 channels.append(channel)
             recv = event.recv_ns
@@ -366,7 +368,16 @@ class PublisherCore:
             heartbeat_ms = self._clock_ns() // 1_000_000
             self._last_heartbeat = now
         return Flight(
-            batch, streams, payloads, latest, channels, heartbeat_ms, oldest, newest, ordered
+            batch,
+            streams,
+            payloads,
+            latest,
+            latest_entry,
+            channels,
+            heartbeat_ms,
+            oldest,
+            newest,
+            ordered,
         )
 
     def _record(self, flight: Flight) -> Flight:

@@ -17,8 +17,11 @@ class Flight:
     #: Each event's stream key and JSON, in batch order
     streams: list[bytes]
     payloads: list[bytes]
-    #: Latest-state key -> value, written with one MSET after the entries
+    #: Latest-state key -> value, written after the entries (by the same script)
     latest: dict[bytes, bytes]
+    #: Latest-state key -> the index of the entry whose payload is its value (the wire sends
+    #: that payload once); a value of no entry here (a refused one tried again) is not listed
+    latest_entry: dict[bytes, int]
     #: Pub/sub channel of each event when the mirror is on, else empty
     channels: list[bytes]
     #: The heartbeat key's value (wall-clock ms) when this flight refreshes it

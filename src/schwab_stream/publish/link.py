@@ -10,6 +10,7 @@ the fallback for another parser or transport.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -19,7 +20,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from schwab_stream.publish.wire import ErrorReply
+from schwab_stream.publish.wire import LOAD, ErrorReply
 
 #: The transport is drained past this many buffered bytes (asyncio's default high-water mark);
 #: the reader takes up to this much of the socket at a time.
@@ -38,6 +39,14 @@ async def write(conn: AbstractConnection, data: bytes) -> None:
     transport.write(data)
     if transport.get_write_buffer_size() > HIGH_WATER:
         await conn.send_packed_command(b"", check_health=False)
+
+
+async def load_script(conn: AbstractConnection) -> None:
+    """Load the write script on a new connection, for EVALSHA. An error reply (a user without
+    scripting) is left for the flights' own calls to meet, as the refusal they report."""
+    await conn.send_command(*LOAD, check_health=False)
+    with contextlib.suppress(ResponseError):
+        await conn.read_response()
 
 
 def abort(conn: AbstractConnection | None) -> None:

@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from schwab_stream.events import Event
 from schwab_stream.publish import link, wire
@@ -264,7 +264,7 @@ class TradingEventPublisher:
         last reply hands its answer to the core. It ends only by failing (RedisError or
         OSError), and `run` gives up the connection and every flight with it."""
         assert self._conn is not None
-        await link.read_replies(self._conn, self._deliver)
+        await link.read_replies(self._conn, self._deliver, (NoScriptError,))
 
     def _deliver(self, reply: object) -> None:
         replies = self._replies
@@ -347,6 +347,7 @@ class TradingEventPublisher:
     async def _connect(self, conn: AbstractConnection) -> None:
         before = self._address
         await conn.connect()  # type: ignore[no-untyped-call]
+        await link.load_script(conn)  # a restarted or promoted server has lost it
         self._address = f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
         if before is not None and self._address != before:
             # Sentinel moved the primary: the gap this write ends says so

@@ -1,11 +1,11 @@
 """A flight as Redis commands, and Redis's replies as an `Answer`: the publisher's wire format,
 with the one table that says what each kind of refusal means.
 
-The stream entries go as one EVAL per `XADD_CHUNK` events (a short Lua loop doing the XADD of
-each entry: one reply instead of one per event), then one MSET of the latest value per key. The
-script writes each entry exactly once: see `XADD_ONCE`, and docs/architecture.md, "What a failed
-write does". In cluster mode each hash tag's script sets that tag's latest values too (they share
-its slot), and goes as EVALSHA: half the commands, and no script text in each.
+The stream entries go as one EVALSHA per `XADD_CHUNK` events (a short Lua loop doing the XADD
+of each entry: one reply instead of one per event) that also sets the latest value of each key
+from the entry that carries it, so a payload crosses the wire once. The script writes each entry
+exactly once: see `XADD_ONCE`, and docs/architecture.md, "What a failed write does". In cluster
+mode there is one script per hash tag, with that tag's latest keys (they share its slot).
 """
 
 from __future__ import annotations
@@ -34,36 +34,52 @@ XADD_CHUNK = 500
 #: in `seq` order, so nothing new is ever below the watermark. An entry Redis refuses (a key of
 #: another type, out of memory) does not stop other streams; the rest of its stream in this call
 #: is refused with it (order is kept, and the watermark never passes an entry that was not
-#: written). KEYS past the watermark hash are latest-value keys (cluster mode), set with one
-#: MSET after the entries to the ARGV after the entries. The reply lists the refused entries as
-#: [i, error, i, error, ...], i = 0 for the latest values. Standalone sends it as EVAL, so a
-#: restarted Redis needs no reload step; cluster mode as EVALSHA, having loaded it on each
-#: connection as it connects (a promoted replica or a new node may not have it:
-#: `publish/cluster.py`).
+#: written). The watermarks are read with one HMGET and moved with one HSET: a call from Lua
+#: costs the server more than the command itself.
+#: KEYS past the watermark hash are latest-value keys, set with one MSET after the entries. After
+#: the entries, ARGV says how many of them (r, the first r) take the payload of one of this
+#: call's entries, then that entry's number for each (a value is sent once), then the values of
+#: the others (a refused value tried again). The reply lists the refused entries as
+#: [i, error, i, error, ...], i = 0 for the latest values. It goes as EVALSHA, loaded on each
+#: connection as it connects (a restarted or promoted server, a new node may not have it); a
+#: NOSCRIPT reply (a SCRIPT FLUSH meanwhile) ends the connection and the flights go again.
 XADD_ONCE = b"""
 local n = tonumber(ARGV[3])
 local marks = KEYS[n + 1]
 local prefix = ARGV[2] .. ':'
-local top, moved, blocked, refused = {}, {}, {}, {}
+local plen = #prefix
+local top, distinct = {}, {}
 for i = 1, n do
   local key = KEYS[i]
-  local seq = tonumber(ARGV[2 * i + 2])
-  local mark = top[key]
-  if mark == nil then
-    mark = -1
-    local stored = redis.pcall('HGET', marks, key)
-    if type(stored) == 'string' and string.sub(stored, 1, #prefix) == prefix then
-      mark = tonumber(string.sub(stored, #prefix + 1)) or -1
+  if top[key] == nil then
+    top[key] = -1
+    distinct[#distinct + 1] = key
+  end
+end
+if #distinct > 0 then
+  local stored = redis.pcall('HMGET', marks, unpack(distinct))
+  if type(stored) == 'table' and not stored.err then
+    for d = 1, #distinct do
+      local mark = stored[d]
+      if type(mark) == 'string' and string.sub(mark, 1, plen) == prefix then
+        top[distinct[d]] = tonumber(string.sub(mark, plen + 1)) or -1
+      end
     end
   end
+end
+local maxlen = ARGV[1]
+local moved, blocked, refused = {}, {}, {}
+for i = 1, n do
+  local key = KEYS[i]
   local err = blocked[key]
-  if err == nil and seq > mark then
-    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], '*', 'data', ARGV[2 * i + 3])
+  local seq = tonumber(ARGV[2 * i + 2])
+  if err == nil and seq > top[key] then
+    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[2 * i + 3])
     if type(reply) == 'table' and reply.err then
       err = reply.err
       blocked[key] = err
     else
-      mark = seq
+      top[key] = seq
       moved[key] = true
     end
   end
@@ -71,16 +87,29 @@ for i = 1, n do
     refused[#refused + 1] = i
     refused[#refused + 1] = err
   end
-  top[key] = mark
 end
-for key in pairs(moved) do
-  redis.pcall('HSET', marks, key, prefix .. top[key])
+local marked = {}
+for d = 1, #distinct do
+  local key = distinct[d]
+  if moved[key] then
+    marked[#marked + 1] = key
+    marked[#marked + 1] = prefix .. top[key]
+  end
+end
+if #marked > 0 then
+  redis.pcall('HSET', marks, unpack(marked))
 end
 if #KEYS > n + 1 then
+  local base = 2 * n + 4
+  local refs = tonumber(ARGV[base])
   local latest = {}
-  for k = n + 2, #KEYS do
-    latest[#latest + 1] = KEYS[k]
-    latest[#latest + 1] = ARGV[n + 2 + k]
+  for j = 1, #KEYS - n - 1 do
+    local value = ARGV[base + j]
+    if j <= refs then
+      value = ARGV[2 * tonumber(value) + 3]
+    end
+    latest[#latest + 1] = KEYS[n + 1 + j]
+    latest[#latest + 1] = value
   end
   local reply = redis.pcall('MSET', unpack(latest))
   if type(reply) == 'table' and reply.err then
@@ -152,10 +181,10 @@ def classify(message: str) -> Refusal:
 
 
 class ReplyKind(IntEnum):
-    SCRIPT = 1  # EVAL of a chunk of entries
-    LATEST = 2  # the MSET of latest keys
+    SCRIPT = 1  # a script call's entries
+    LATEST = 2  # a script call's latest values (its refusal ends the reply: [0, error])
     OTHER = 3  # PUBLISH, the heartbeat SET
-    SCRIPT_LATEST = 4  # cluster mode: a tag's script that sets its latest keys too
+    SCRIPT_LATEST = 4  # a script call that sets latest values too
 
 
 #: Bound once: the hot path builds a plan entry per command.
@@ -173,6 +202,9 @@ class ErrorReply(NamedTuple):
 
 
 _NOTHING: Expect = (OTHER, 0, 0, None)
+#: An EVAL of the script with no entries and no latest keys: it loads the script for EVALSHA
+#: (with no SCRIPT permission needed) and writes nothing.
+LOAD: tuple[bytes, ...] = (b"EVAL", XADD_ONCE, b"0", b"", b"", b"0")
 
 
 def pack(flight: Flight, settings: WriteSettings) -> tuple[bytes, list[Expect]]:
@@ -188,26 +220,16 @@ def build(flight: Flight, settings: WriteSettings) -> tuple[list[list[bytes]], l
     """The flight's commands, and the replies they will get, in order."""
     commands: list[list[bytes]] = []
     plan: list[Expect] = []
-    streams, payloads = flight.streams, flight.payloads
     if flight.channels:
-        for channel, payload in zip(flight.channels, payloads, strict=True):
+        for channel, payload in zip(flight.channels, flight.payloads, strict=True):
             commands.append([b"PUBLISH", channel, payload])
             plan.append(_NOTHING)
     if settings.cluster:
         _scripts_per_tag(flight, settings, commands, plan)
-    else:
-        batch = flight.batch
-        for first in range(0, len(streams), XADD_CHUNK):
-            keys = streams[first : first + XADD_CHUNK]
-            args = [b"EVAL", XADD_ONCE, b"%d" % (len(keys) + 1), *keys, settings.marks_key]
-            args += (settings.maxlen, settings.writer, b"%d" % len(keys))
-            for i in range(first, first + len(keys)):
-                args += (b"%d" % batch[i].seq, payloads[i])
-            commands.append(args)
-            plan.append((SCRIPT, first, len(keys), None))
-        if flight.latest:
-            commands.append([b"MSET", *[x for pair in flight.latest.items() for x in pair]])
-            plan.append((LATEST, 0, 0, None))
+    elif flight.streams or flight.latest:
+        everything = range(len(flight.streams))
+        latest = list(flight.latest)
+        _scripts(flight, settings, settings.marks_key, everything, latest, commands, plan)
     if flight.heartbeat_ms is not None:
         commands.append(
             [
@@ -225,9 +247,8 @@ def build(flight: Flight, settings: WriteSettings) -> tuple[list[list[bytes]], l
 def _scripts_per_tag(
     flight: Flight, settings: WriteSettings, commands: list[list[bytes]], plan: list[Expect]
 ) -> None:
-    """Cluster mode: one EVALSHA per hash tag (a symbol's streams, or the bridge's own), with
-    that tag's marks hash and latest keys, so each touches one slot; a stream's entries keep
-    their order, and the tag's last chunk sets its latest values."""
+    """Cluster mode: the script per hash tag (a symbol's streams, or the bridge's own), with that
+    tag's marks hash and latest keys, so each call touches one slot."""
     groups: dict[bytes, list[int]] = {}
     for i, key in enumerate(flight.streams):
         groups.setdefault(hash_tag(key), []).append(i)
@@ -235,24 +256,75 @@ def _scripts_per_tag(
     for key in flight.latest:
         latest.setdefault(hash_tag(key), []).append(key)
         groups.setdefault(hash_tag(key), [])
-    batch, payloads, streams, values = flight.batch, flight.payloads, flight.streams, flight.latest
     for tag, indices in groups.items():
         marks = settings.marks_prefix + tag
-        last = max(len(indices) - 1, 0) // XADD_CHUNK * XADD_CHUNK
-        for first in range(0, last + 1, XADD_CHUNK):
-            chunk = indices[first : first + XADD_CHUNK]
-            keys = latest.get(tag, ()) if first == last else ()
-            args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (len(chunk) + 1 + len(keys))]
-            args += [streams[i] for i in chunk]
-            args.append(marks)
-            args += keys
-            args += (settings.maxlen, settings.writer, b"%d" % len(chunk))
-            for i in chunk:
-                args += (b"%d" % batch[i].seq, payloads[i])
-            args += [values[key] for key in keys]
-            commands.append(args)
-            kind = SCRIPT_LATEST if keys else SCRIPT
-            plan.append((kind, chunk[0] if chunk else 0, len(chunk), tuple(chunk)))
+        _scripts(flight, settings, marks, indices, latest.get(tag, []), commands, plan)
+
+
+#: An entry's number in its script call, by its place there
+_NUMBERS = [b"%d" % number for number in range(1, XADD_CHUNK + 1)]
+
+
+def _scripts(
+    flight: Flight,
+    settings: WriteSettings,
+    marks: bytes,
+    indices: Sequence[int],
+    latest: list[bytes],
+    commands: list[list[bytes]],
+    plan: list[Expect],
+) -> None:
+    """The script calls for the entries `indices` (batch order) and the latest keys `latest`,
+    `XADD_CHUNK` entries a call: a latest key goes with the call that holds the entry whose
+    payload is its value (sent once), a value of no entry with the last call (then more calls
+    without entries if there are many)."""
+    contiguous = isinstance(indices, range)
+    calls = [indices[first : first + XADD_CHUNK] for first in range(0, len(indices), XADD_CHUNK)]
+    referred: list[list[bytes]] = [[] for _ in calls]
+    numbers: list[list[bytes]] = [[] for _ in calls]
+    given: list[bytes] = []
+    at = flight.latest_entry
+    if contiguous and len(calls) == 1 and len(latest) == len(at):
+        # The usual flight: one call, and each latest value is one of its entries
+        referred[0] = list(at)
+        numbers[0] = [_NUMBERS[i] for i in at.values()]
+    elif latest:
+        position = None if contiguous else {i: place for place, i in enumerate(indices)}
+        for key in latest:
+            i = at.get(key)
+            place = None if i is None else i if position is None else position.get(i)
+            if place is None:
+                given.append(key)
+                continue
+            referred[place // XADD_CHUNK].append(key)
+            numbers[place // XADD_CHUNK].append(_NUMBERS[place % XADD_CHUNK])
+    streams, payloads, batch, values = flight.streams, flight.payloads, flight.batch, flight.latest
+    extra = [given[k : k + XADD_CHUNK] for k in range(0, len(given), XADD_CHUNK)]
+    if extra and calls:
+        last = len(calls) - 1
+        referred[last] += extra[0]
+        extra = extra[1:]
+    for chunk, keys, refs in zip(calls, referred, numbers, strict=True):
+        args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (len(chunk) + 1 + len(keys))]
+        args += [streams[i] for i in chunk]
+        args.append(marks)
+        args += keys
+        args += (settings.maxlen, settings.writer, b"%d" % len(chunk))
+        for i in chunk:
+            args += (b"%d" % batch[i].seq, payloads[i])
+        if keys:
+            args.append(b"%d" % len(refs))
+            args += refs
+            args += [values[key] for key in keys[len(refs) :]]
+        commands.append(args)
+        covered = None if contiguous else tuple(chunk)
+        kind = SCRIPT_LATEST if keys else SCRIPT
+        plan.append((kind, chunk[0] if chunk else 0, len(chunk), covered))
+    for keys in extra:
+        args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (1 + len(keys)), marks, *keys]
+        args += (settings.maxlen, settings.writer, b"0", b"0", *[values[key] for key in keys])
+        commands.append(args)
+        plan.append((SCRIPT_LATEST, 0, 0, None if contiguous else ()))
 
 
 def read_answer(plan: Sequence[Expect], replies: Sequence[object]) -> Answer:
