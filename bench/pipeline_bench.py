@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -444,6 +445,13 @@ BEHIND = 1.05
 SLOW_FACTOR = 3.0
 SLOW_MERGE_NS = 20_000_000
 SLOW_UNITS = 2
+#: A steady window (WINDOW_NS): the probe's median unit there within this factor of its fast
+#: speed (the row's 10th percentile unit). This host also runs 1.5-1.8x slower for a quarter of
+#: the time with the probe alone on it (docs/performance.md): too little for SLOW_FACTOR, and
+#: enough to decide a p99 near 1 ms.
+STEADY_FACTOR = 1.25
+#: A row judges its steady p99 only when at least this share of its frames were sent steady
+STEADY_SHARE = 0.25
 PROBE = Path(__file__).resolve().parent / "cpu_probe.py"
 
 
@@ -474,6 +482,10 @@ class Side:
     slow: list[tuple[float, float, float]]
     #: Receipt -> ack p50, p99 (the figure this row reported before issue 22)
     receipt: tuple[float, float]
+    #: Send -> ack p99 of the frames sent in steady windows (the probe at its fast speed), and
+    #: the share of the measured frames those are
+    steady_p99: float = math.nan
+    steady_share: float = 0.0
 
     @property
     def behind(self) -> bool:
@@ -503,6 +515,7 @@ def _side(
     rate: float,
     cpu: tuple[int, int],
     slow: list[SlowWindow],
+    steady: set[int],
 ) -> Side:
     if len(ack) != len(sent):
         raise RuntimeError(f"{len(ack)} frames acknowledged, {len(sent)} sent")
@@ -514,6 +527,7 @@ def _side(
         windows[w] = max(windows.get(w, 0.0), ms)
     worst = sorted(windows.items(), key=lambda item: item[1], reverse=True)[:WORST_WINDOWS]
     measured = latencies[skip:]
+    calm = [ms for s, ms in zip(sent[skip:], measured, strict=True) if s // WINDOW_NS in steady]
     cpu_ns, frames = cpu
     return Side(
         quantile(measured, 0.5),
@@ -533,6 +547,8 @@ def _side(
             quantile([(a - r) / 1e6 for r, a in zip(recv[skip:], ack[skip:], strict=True)], 0.5),
             quantile([(a - r) / 1e6 for r, a in zip(recv[skip:], ack[skip:], strict=True)], 0.99),
         ),
+        quantile(calm, 0.99) if calm else math.nan,
+        len(calm) / max(len(measured), 1),
     )
 
 
@@ -554,6 +570,20 @@ async def cpu_probe() -> AsyncIterator[list[tuple[int, int]]]:
         for line in out.decode().splitlines():
             wall, cpu = line.split()
             units.append((int(wall), int(cpu)))
+
+
+def steady_windows(units: list[tuple[int, int]]) -> set[int]:
+    """The windows (wall ns // WINDOW_NS) in which the probe's median unit was within
+    STEADY_FACTOR of its fast speed."""
+    if not units:
+        return set()
+    fast = quantile([cpu for _, cpu in units], 0.1)
+    by_window: dict[int, list[int]] = {}
+    for wall, cpu in units:
+        by_window.setdefault(wall // WINDOW_NS, []).append(cpu)
+    return {
+        window for window, cpus in by_window.items() if quantile(cpus, 0.5) <= fast * STEADY_FACTOR
+    }
 
 
 def slow_windows(units: list[tuple[int, int]]) -> tuple[float, list[SlowWindow]]:
@@ -590,6 +620,7 @@ async def latency(world: Bench, frames: list[str], rate: float, skip: int) -> La
             )
             ours_sent = await sending.sent_ns()
     probe_us, slow = slow_windows(units)
+    steady = steady_windows(units)
     with_events = [i for i, e in enumerate(entries) if e]
     recv, ack = acks.frames()
     per_frame = len(acks.recv_ns) / max(len(recv), 1)
@@ -601,9 +632,17 @@ async def latency(world: Bench, frames: list[str], rate: float, skip: int) -> La
         rate,
         (acks.cpu_ns, round(acks.cpu_events / per_frame)),
         slow,
+        steady,
     )
     bare = _side(
-        bare_sent, run.recv_ns, run.ack_ns, skip, rate, (run.cpu_ns, len(run.ack_ns) - 1), slow
+        bare_sent,
+        run.recv_ns,
+        run.ack_ns,
+        skip,
+        rate,
+        (run.cpu_ns, len(run.ack_ns) - 1),
+        slow,
+        steady,
     )
     return Latency(
         (ours.p50, ours.p99), (bare.p50, bare.p99), len(recv) - skip, ours, bare, probe_us, slow
