@@ -406,7 +406,8 @@ def main() -> None:
         "# latency: per frame, the sender's own send stamp -> Redis's ack (frames waiting in a "
         "socket count); CPU: the event loop thread's per frame; BEHIND: read more slowly than "
         f"sent; host unstable: the CPU probe saw units >= {pipeline_bench.SLOW_FACTOR:g}x its "
-        "median during the row"
+        "median during the row, or too few steady frames; steady p99: of the frames sent while "
+        f"the probe ran within {pipeline_bench.STEADY_FACTOR:g}x its fast speed (their share)"
     )
     print(f"# {'quick' if args.quick else 'full'} mode, {time.monotonic() - started:.0f} s")
 
