@@ -68,8 +68,13 @@ async def test_a_scheme_that_does_not_match_a_sentinel_or_a_server_is_named(
 
 @pytest.mark.parametrize(
     "command",
-    [["tail", "--last", "1"], ["backfill", "AAPL"], ["archive", "--out", "TMP"]],
-    ids=["tail", "backfill", "archive"],
+    [
+        ["tail", "--last", "1"],
+        ["backfill", "AAPL"],
+        ["archive", "--out", "TMP"],
+        ["demo", "--duration", "5", "--no-ui"],
+    ],
+    ids=["tail", "backfill", "archive", "demo"],
 )
 def test_a_url_aimed_at_a_sentinel_or_nothing_is_one_line(
     sentinel: EmbeddedRedis, command: list[str], tmp_path: Path

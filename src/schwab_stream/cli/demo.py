@@ -29,7 +29,6 @@ from typing import TextIO
 
 import click
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-from redis.exceptions import RedisError
 
 from schwab_stream.auth.sim_login import login_against_simulator
 from schwab_stream.cli.common import redis_url_option, report_error
@@ -40,7 +39,8 @@ from schwab_stream.errors import ExitCode, SchwabStreamError
 from schwab_stream.pipeline import Pipeline
 from schwab_stream.publish.keys import StreamKeys
 from schwab_stream.redact import safe_url
-from schwab_stream.redis_client import async_redis, is_cluster
+from schwab_stream.redis_client import async_redis, diagnose, is_cluster
+from schwab_stream.redis_topology import Cause
 from schwab_stream.runtime import run_async
 from schwab_stream.sim.calendar import is_trading_day
 from schwab_stream.sim.clock import ET, parse_market_time
@@ -325,13 +325,11 @@ def _self_command() -> str:
 
 
 async def _check_redis(url: str) -> None:
-    client = async_redis(url, socket_connect_timeout=3.0, socket_timeout=3.0)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        raise SchwabStreamError(f"cannot reach Redis at {safe_url(url)}: {exc}") from None
-    finally:
-        await client.aclose()
+    """A URL the demo cannot write to ends it at once, in one line: a sentinel or a cluster node
+    where the URL says otherwise answers PING, and the demo would stream into nothing."""
+    found = await diagnose(url, timeout=3.0)
+    if found.cause is not Cause.WRITES_FAIL:  # (WRITES_FAIL: every part answers as it should)
+        raise SchwabStreamError(f"cannot use Redis at {safe_url(url)}: {found.detail}")
 
 
 def _echo_warnings(path: Path) -> None:
