@@ -41,10 +41,11 @@ def bar(symbol: str, seq: int, recv_ns: int = 1) -> BarEvent:
 def latest_values(args: Sequence[bytes], n: int, m: int) -> list[bytes]:
     """The values a script call gives its `m` latest keys: the first `r` by the number of one of
     its `n` entries (whose payload is the value), the others as they are."""
-    base = 3 + int(args[2]) + 3 + 2 * n  # the ARGV after the entries: r
+    argv = 3 + int(args[2]) - 1  # args[argv + k] is ARGV[k]
+    base = argv + 2 * n + 5  # r
     refs = int(args[base])
     given = list(args[base + 1 : base + 1 + m])
-    return [args[3 + int(args[2]) + 2 + 2 * int(g)] if j < refs else g for j, g in enumerate(given)]
+    return [args[argv + 2 * int(g) + 4] if j < refs else g for j, g in enumerate(given)]
 
 
 SETTINGS = wire.WriteSettings(b"1000", b"t:heartbeat", b"15000", b"t:written", b"w1")
@@ -73,7 +74,8 @@ class FakeRedis:
         for args, (kind, first, entries, indices) in zip(commands, plan, strict=True):
             if kind is wire.SCRIPT or kind is wire.SCRIPT_LATEST:
                 covered = range(first, first + entries) if indices is None else indices
-                refused = self._script(flight, covered, settings.writer)
+                check = args[3 + int(args[2]) + 3] == b"1"  # ARGV[4]
+                refused = self._script(flight, covered, settings.writer, check)
                 if kind is wire.SCRIPT_LATEST:  # latest keys after the marks hash
                     keys = args[3 + len(covered) + 1 : 3 + int(args[2])]
                     refused += self._mset(keys, latest_values(args, len(covered), len(keys)))
@@ -83,14 +85,16 @@ class FakeRedis:
                 replies.append(b"OK")
         return wire.read_answer(plan, replies)
 
-    def _script(self, flight: Flight, covered: Sequence[int], writer: bytes) -> list[object]:
+    def _script(
+        self, flight: Flight, covered: Sequence[int], writer: bytes, check: bool
+    ) -> list[object]:
         refused: list[object] = []
         blocked: dict[str, wire.ErrorReply] = {}
         for position, i in enumerate(covered):
             stream, seq = flight.streams[i].decode(), flight.batch[i].seq
             marked_by, mark = self.marks.get(stream, (b"", -1))
             error = blocked.get(stream)
-            if error is None and (marked_by != writer or seq > mark):
+            if error is None and (not check or marked_by != writer or seq > mark):
                 error = self._xadd(flight, i)
                 if error is None:
                     self.marks[stream] = (writer, seq)
@@ -789,3 +793,29 @@ def test_a_latest_value_goes_once_by_its_entry_and_a_value_of_no_entry_as_it_is(
         key: f"R{i}" for i, key in enumerate(owed)
     }
     assert redis.seqs("t:tick:S1") == list(range(2, n + 1))
+
+
+def test_only_a_flight_holding_events_of_a_lost_answer_checks_the_watermarks() -> None:
+    """A first try cannot have been written before: its script call skips the watermark read
+    (ARGV[4] = 0). The flight that sends again what a lost answer left unsure checks (1), and
+    once it is answered the next first try does not."""
+    clock = Clock()
+    core = make_core(clock)
+
+    def check_flags(flight: Flight) -> list[bytes]:
+        commands, _ = wire.build(flight, SETTINGS)
+        return [args[3 + int(args[2]) + 3] for args in commands if args[0] == b"EVALSHA"]
+
+    core.submit([bar("A", 1)])
+    first = core.next_flight(clock.now)
+    assert first is not None and not first.check and check_flags(first) == [b"0"]
+    core.on_lost(Failure(Outage.UNAVAILABLE, "TimeoutError: "), clock.now)
+    core.submit([bar("A", 2)])
+    clock.advance(10.0)
+    again = core.next_flight(clock.now)
+    assert again is not None and [e.seq for e in again.batch] == [1, 2]
+    assert again.check and check_flags(again) == [b"1"]
+    core.on_answer(Answer(), clock.now)
+    core.submit([bar("A", 3)])
+    later = core.next_flight(clock.now)
+    assert later is not None and not later.check and check_flags(later) == [b"0"]

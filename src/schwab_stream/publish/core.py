@@ -138,6 +138,9 @@ class PublisherCore:
         self._holds: dict[bytes, _Hold] = {}
         #: Latest-state values whose MSET was refused and that no later write replaced
         self._latest_retry: dict[bytes, bytes] = {}
+        #: id() of each event of a flight whose answer was lost, until a flight holding it is
+        #: answered: a flight holding one is sent with the watermark check (`Flight.check`)
+        self._unsure: set[int] = set()
         self._gap: _Gap | None = None
         #: (conflated, dropped) totals when the queue last filled up, while it stays full
         self._pressure: tuple[int, int] | None = None
@@ -270,6 +273,8 @@ class PublisherCore:
                 return
         if self._refusal is None and self._backoff.attempts:
             self._backoff.reset()
+        if self._unsure and self.idle:
+            self._unsure.clear()  # (ids of events conflated or dropped since their loss)
 
     def on_lost(self, failure: Failure, now: float) -> None:
         """The connection is gone, and every flight with it (Redis may or may not have run them)."""
@@ -363,6 +368,8 @@ class PublisherCore:
                 oldest = recv
             elif recv > newest:
                 newest = recv
+        unsure = self._unsure
+        check = bool(unsure) and any(id(event) in unsure for event in batch)
         heartbeat_ms = None
         if now - self._last_heartbeat >= self.heartbeat_every:
             heartbeat_ms = self._clock_ns() // 1_000_000
@@ -378,6 +385,7 @@ class PublisherCore:
             oldest,
             newest,
             ordered,
+            check,
         )
 
     def _record(self, flight: Flight) -> Flight:
@@ -391,6 +399,8 @@ class PublisherCore:
     def _answered(self, flight: _Sent, answer: Answer) -> None:
         """Count what Redis wrote, and hold what it refused until the flights sent after it
         are answered too."""
+        if self._unsure:
+            self._unsure.difference_update(map(id, flight.batch))
         if not answer.latest_written:
             self._latest_retry.update(flight.latest)
         elif self._latest_retry:
@@ -453,7 +463,9 @@ class PublisherCore:
     def _fail(self, failure: Failure, now: float) -> None:
         """Every flight is void, and events Redis refused go again: all back in front of the
         queue, oldest first (a held stream's back in front of its hold, which lasts); back off."""
-        void = [*self._refused, *[event for flight in self._flights for event in flight.batch]]
+        lost = [event for flight in self._flights for event in flight.batch]
+        self._unsure.update(map(id, lost))
+        void = [*self._refused, *lost]
         self._refused = []
         self._refusal = None
         self._refusal_per_stream = True

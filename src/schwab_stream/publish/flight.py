@@ -32,6 +32,9 @@ class Flight:
     #: It holds events never conflated (bars, account, status): no batch may overtake it, since
     #: a refused one sent again after a newer one of its stream would break the stream's order.
     ordered: bool
+    #: It holds events of a flight whose answer was lost (Redis may have written them): the
+    #: write checks each entry against its stream's watermark. A first try needs no check.
+    check: bool = False
 
 
 class RefusalScope(Enum):

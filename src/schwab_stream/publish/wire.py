@@ -25,17 +25,19 @@ from schwab_stream.publish.resp import CommandBuffer
 XADD_CHUNK = 500
 #: XADD KEYS[i] MAXLEN ~ ARGV[1] * data PAYLOAD, for each of the ARGV[3] = n entries, exactly
 #: once. KEYS[n + 1] is the watermark hash (`PREFIX:written`): per stream, `WRITER:SEQ` of the
-#: last entry this writer wrote there. ARGV[2] is the writer (one per publisher, random); then
-#: each entry's `seq` and payload. An entry whose seq is not above its stream's watermark of
-#: this writer was written by an earlier try whose answer was lost (a timeout, a dropped
-#: socket): it is skipped, counted as written. The watermark moves in the same script as the
-#: XADDs, so both happen or neither (a script runs alone, and is replicated and persisted as
-#: one). Per-stream `seq` only grows within a process, and the publisher sends a stream's events
-#: in `seq` order, so nothing new is ever below the watermark. An entry Redis refuses (a key of
-#: another type, out of memory) does not stop other streams; the rest of its stream in this call
-#: is refused with it (order is kept, and the watermark never passes an entry that was not
-#: written). The watermarks are read with one HMGET and moved with one HSET: a call from Lua
-#: costs the server more than the command itself.
+#: last entry this writer wrote there. ARGV[2] is the writer (one per publisher, random), ARGV[4]
+#: says whether to check (1) or not (0); then each entry's `seq` and payload. When checking, an
+#: entry whose seq is not above its stream's watermark of this writer was written by an earlier
+#: try whose answer was lost (a timeout, a dropped socket): it is skipped, counted as written.
+#: The publisher asks for the check only in a flight holding such entries (`Flight.check`): a
+#: first try cannot have been written before, since per-stream `seq` only grows within a process
+#: and the publisher sends a stream's events in `seq` order (the read costs Redis ~15% of the
+#: call). Either way the watermark moves in the same script as the XADDs, so both happen or
+#: neither (a script runs alone, and is replicated and persisted as one). An entry Redis
+#: refuses (a key of another type, out of memory) does not stop other streams; the rest of its
+#: stream in this call is refused with it (order is kept, and the watermark never passes an
+#: entry that was not written). The watermarks are read with one HMGET and moved with one HSET:
+#: a call from Lua costs the server more than the command itself.
 #: KEYS past the watermark hash are latest-value keys, set with one MSET after the entries. After
 #: the entries, ARGV says how many of them (r, the first r) take the payload of one of this
 #: call's entries, then that entry's number for each (a value is sent once), then the values of
@@ -56,7 +58,7 @@ for i = 1, n do
     distinct[#distinct + 1] = key
   end
 end
-if #distinct > 0 then
+if ARGV[4] == '1' and #distinct > 0 then
   local stored = redis.pcall('HMGET', marks, unpack(distinct))
   if type(stored) == 'table' and not stored.err then
     for d = 1, #distinct do
@@ -72,9 +74,9 @@ local moved, blocked, refused = {}, {}, {}
 for i = 1, n do
   local key = KEYS[i]
   local err = blocked[key]
-  local seq = tonumber(ARGV[2 * i + 2])
+  local seq = tonumber(ARGV[2 * i + 3])
   if err == nil and seq > top[key] then
-    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[2 * i + 3])
+    local reply = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', 'data', ARGV[2 * i + 4])
     if type(reply) == 'table' and reply.err then
       err = reply.err
       blocked[key] = err
@@ -100,13 +102,13 @@ if #marked > 0 then
   redis.pcall('HSET', marks, unpack(marked))
 end
 if #KEYS > n + 1 then
-  local base = 2 * n + 4
+  local base = 2 * n + 5
   local refs = tonumber(ARGV[base])
   local latest = {}
   for j = 1, #KEYS - n - 1 do
     local value = ARGV[base + j]
     if j <= refs then
-      value = ARGV[2 * tonumber(value) + 3]
+      value = ARGV[2 * tonumber(value) + 4]
     end
     latest[#latest + 1] = KEYS[n + 1 + j]
     latest[#latest + 1] = value
@@ -204,7 +206,7 @@ class ErrorReply(NamedTuple):
 _NOTHING: Expect = (OTHER, 0, 0, None)
 #: An EVAL of the script with no entries and no latest keys: it loads the script for EVALSHA
 #: (with no SCRIPT permission needed) and writes nothing.
-LOAD: tuple[bytes, ...] = (b"EVAL", XADD_ONCE, b"0", b"", b"", b"0")
+LOAD: tuple[bytes, ...] = (b"EVAL", XADD_ONCE, b"0", b"", b"", b"0", b"0")
 
 
 def pack(flight: Flight, settings: WriteSettings) -> tuple[bytes, list[Expect]]:
@@ -299,6 +301,7 @@ def _scripts(
             referred[place // XADD_CHUNK].append(key)
             numbers[place // XADD_CHUNK].append(_NUMBERS[place % XADD_CHUNK])
     streams, payloads, batch, values = flight.streams, flight.payloads, flight.batch, flight.latest
+    check = b"1" if flight.check else b"0"
     extra = [given[k : k + XADD_CHUNK] for k in range(0, len(given), XADD_CHUNK)]
     if extra and calls:
         last = len(calls) - 1
@@ -309,7 +312,7 @@ def _scripts(
         args += [streams[i] for i in chunk]
         args.append(marks)
         args += keys
-        args += (settings.maxlen, settings.writer, b"%d" % len(chunk))
+        args += (settings.maxlen, settings.writer, b"%d" % len(chunk), check)
         for i in chunk:
             args += (b"%d" % batch[i].seq, payloads[i])
         if keys:
@@ -322,7 +325,7 @@ def _scripts(
         plan.append((kind, chunk[0] if chunk else 0, len(chunk), covered))
     for keys in extra:
         args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (1 + len(keys)), marks, *keys]
-        args += (settings.maxlen, settings.writer, b"0", b"0", *[values[key] for key in keys])
+        args += (settings.maxlen, settings.writer, b"0", b"0", b"0", *[values[key] for key in keys])
         commands.append(args)
         plan.append((SCRIPT_LATEST, 0, 0, None if contiguous else ()))
 
