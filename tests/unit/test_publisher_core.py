@@ -819,3 +819,18 @@ def test_only_a_flight_holding_events_of_a_lost_answer_checks_the_watermarks() -
     core.submit([bar("A", 3)])
     later = core.next_flight(clock.now)
     assert later is not None and not later.check and check_flags(later) == [b"0"]
+
+
+def test_the_unsure_events_of_many_failures_are_only_those_still_waiting() -> None:
+    """A long outage: every try fails, and the quotes waiting are conflated to the newest each
+    time. What the core remembers as unsure is what still waits, not every quote ever lost."""
+    clock = Clock()
+    core = make_core(clock, queue_size=10)
+    for n in range(1, 200):
+        core.submit([tick(f"S{i}", n) for i in range(20)])
+        if core.next_flight(clock.now) is not None:
+            core.on_lost(Failure(Outage.UNAVAILABLE, "ConnectionError: down"), clock.now)
+        clock.advance(10.0)
+    assert 0 < len(core._unsure) <= core.depth == 20
+    flight = core.next_flight(clock.now)
+    assert flight is not None and flight.check

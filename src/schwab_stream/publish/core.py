@@ -464,7 +464,8 @@ class PublisherCore:
         """Every flight is void, and events Redis refused go again: all back in front of the
         queue, oldest first (a held stream's back in front of its hold, which lasts); back off."""
         lost = [event for flight in self._flights for event in flight.batch]
-        self._unsure.update(map(id, lost))
+        unsure = self._unsure
+        unsure.update(map(id, lost))
         void = [*self._refused, *lost]
         self._refused = []
         self._refusal = None
@@ -479,6 +480,11 @@ class PublisherCore:
         self.stats.redis_errors += 1
         self._enter_gap(failure)
         self._requeue(void)
+        # Only events still waiting stay unsure (the others were conflated or dropped): the set
+        # does not grow with a long outage's failures.
+        waiting = [*self._pending, *self._conflated.values()]
+        waiting += [event for hold in self._holds.values() for event in hold.events]
+        self._unsure = unsure.intersection(map(id, waiting))
         self._retry_at = now + self._backoff.next()
 
     def _settle_refusal(self, now: float) -> Failure | None:
