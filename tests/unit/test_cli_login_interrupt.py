@@ -49,13 +49,19 @@ def test_ctrl_c_at_the_paste_prompt_ends_login_at_once(tmp_path: Path, presses: 
         for _ in range(presses):
             proc.send_signal(signal.SIGINT)
             time.sleep(0.05)
-        _, stderr = proc.communicate(timeout=10)
+        # stdin stays open until it has ended: closing it (as `communicate` does) is an EOF,
+        # which a login slow to handle the signal (a loaded machine) would read first
+        proc.wait(timeout=10)
         took = time.monotonic() - started
+        assert proc.stderr is not None
+        stderr = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == INTERRUPTED == 130, stderr
+    # A shell reports 130 for both: the exit code, or (a later press landing while the login
+    # is already exiting on a loaded machine) death by SIGINT, after the same one line
+    assert proc.returncode in (INTERRUPTED, -signal.SIGINT) and INTERRUPTED == 130, stderr
     assert "Traceback" not in stderr and "Fatal" not in stderr, stderr
     assert stderr.splitlines() == ["login interrupted: no tokens saved"], stderr
     assert took < 5
