@@ -26,6 +26,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("presses", [1, 3])
 def test_ctrl_c_at_the_paste_prompt_ends_login_at_once(tmp_path: Path, presses: int) -> None:
     proc = subprocess.Popen(
@@ -36,6 +40,9 @@ def test_ctrl_c_at_the_paste_prompt_ends_login_at_once(tmp_path: Path, presses: 
         env=_env(tmp_path),
         cwd=tmp_path,
         text=True,
+        # Ctrl-C as at a terminal, whoever started the suite: a background job of a script runs
+        # with SIGINT ignored, which its children inherit (Python then leaves it ignored)
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None
