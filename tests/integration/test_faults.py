@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ import redis.asyncio as aioredis
 
 from schwab_stream.auth.token_store import TokenStore
 from schwab_stream.embedded_redis import EmbeddedRedis
+from schwab_stream.events import decode_event
 from schwab_stream.sim.server import SimThread
 
 from .fault_helpers import (
@@ -348,6 +350,48 @@ async def test_slow_redis_never_stalls_the_reader(
     assert not messages(caplog, "redis unavailable")
     assert bridge.pipeline.publisher.stats.conflated.total() == 0
     assert_contiguous([t.seq for t in await bridge.ticks("AAPL")])
+
+
+async def test_redis_stalled_past_the_write_timeout_writes_no_bar_or_quote_twice(
+    sim_factory: Callable[..., SimThread], bridges: Bridges
+) -> None:
+    """The simulator streams quotes and bars while Redis stops (SIGSTOP) three times for longer
+    than the publisher's write timeout: the publisher gives up on the flights on the wire and
+    sends them again, and Redis, resumed, may run the first copies too. Only those flights
+    check the watermarks (#22); every bar arrives once and in order, no quote twice."""
+    server = EmbeddedRedis().start()
+    assert server.proc is not None
+    client = aioredis.Redis.from_url(server.url)
+    symbols = ["AAPL", "MSFT"]
+    try:
+        sim = sim_factory(rate=40, time_scale=600)  # a bar every 0.1 s
+        subs = {"LEVELONE_EQUITIES": symbols, "CHART_EQUITY": symbols}
+        bridge = await bridges.start(sim, subs, redis_url=server.url)
+        publisher = bridge.pipeline.publisher
+        publisher.write_timeout = 0.3
+        await wait_for(lambda: xlen_at_least(client, "schwab:bar:AAPL", 3), timeout=20)
+        for _ in range(3):
+            server.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.8)
+            server.proc.send_signal(signal.SIGCONT)
+            await asyncio.sleep(0.5)
+        written = int(await client.xlen("schwab:bar:AAPL"))
+        await wait_for(lambda: xlen_at_least(client, "schwab:bar:AAPL", written + 5), timeout=20)
+        assert publisher.stats.redis_errors >= 1  # the stalls were seen
+        assert await bridge.stop() == 0
+        for symbol in symbols:
+            bars = [e.seq for e in await read_events(client, f"schwab:bar:{symbol}")]
+            assert_contiguous(bars)
+            ticks = [e.seq for e in await read_events(client, f"schwab:tick:{symbol}")]
+            assert ticks == sorted(set(ticks)), symbol
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        await client.aclose()
+        server.stop()
+
+
+async def read_events(client: aioredis.Redis, key: str) -> list[Any]:
+    return [decode_event(fields[b"data"]) for _, fields in await client.xrange(key)]
 
 
 async def test_redis_restart_is_seen_in_metrics_logs_and_the_lease_comes_back(
