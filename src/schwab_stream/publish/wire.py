@@ -282,13 +282,14 @@ def _scripts(
     without entries if there are many)."""
     contiguous = isinstance(indices, range)
     calls = [indices[first : first + XADD_CHUNK] for first in range(0, len(indices), XADD_CHUNK)]
-    referred: list[list[bytes]] = [[] for _ in calls]
+    #: Per call: its latest keys (those named by an entry's number first) and those numbers
+    keys_of: list[list[bytes]] = [[] for _ in calls]
     numbers: list[list[bytes]] = [[] for _ in calls]
     given: list[bytes] = []
     at = flight.latest_entry
     if contiguous and len(calls) == 1 and len(latest) == len(at):
         # The usual flight: one call, and each latest value is one of its entries
-        referred[0] = list(at)
+        keys_of[0] = list(at)
         numbers[0] = [_NUMBERS[i] for i in at.values()]
     elif latest:
         position = None if contiguous else {i: place for place, i in enumerate(indices)}
@@ -298,16 +299,16 @@ def _scripts(
             if place is None:
                 given.append(key)
                 continue
-            referred[place // XADD_CHUNK].append(key)
+            keys_of[place // XADD_CHUNK].append(key)
             numbers[place // XADD_CHUNK].append(_NUMBERS[place % XADD_CHUNK])
     streams, payloads, batch, values = flight.streams, flight.payloads, flight.batch, flight.latest
     check = b"1" if flight.check else b"0"
     extra = [given[k : k + XADD_CHUNK] for k in range(0, len(given), XADD_CHUNK)]
     if extra and calls:
         last = len(calls) - 1
-        referred[last] += extra[0]
+        keys_of[last] += extra[0]
         extra = extra[1:]
-    for chunk, keys, refs in zip(calls, referred, numbers, strict=True):
+    for chunk, keys, refs in zip(calls, keys_of, numbers, strict=True):
         args = [b"EVALSHA", XADD_ONCE_SHA, b"%d" % (len(chunk) + 1 + len(keys))]
         args += [streams[i] for i in chunk]
         args.append(marks)
